@@ -1,0 +1,62 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "MiniZK",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "ZKProtocol", targets: ["ZKProtocol"]),
+        .library(name: "ZKCore", targets: ["ZKCore"]),
+        .library(name: "ZKServer", targets: ["ZKServer"]),
+        .executable(name: "minizk", targets: ["minizk"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+    ],
+    targets: [
+        .target(
+            name: "ZKProtocol",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .target(
+            name: "ZKCore",
+            dependencies: [
+                "ZKProtocol",
+                .product(name: "HashTreeCollections", package: "swift-collections"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(
+            name: "ZKServer",
+            dependencies: [
+                "ZKCore", "ZKProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "minizk",
+            dependencies: [
+                "ZKServer", "ZKCore", "ZKProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "ZKProtocolTests", dependencies: ["ZKProtocol"]),
+        .testTarget(name: "ZKCoreTests", dependencies: ["ZKCore", "ZKProtocol"]),
+        .testTarget(
+            name: "ZKServerTests",
+            dependencies: [
+                "ZKServer", "ZKCore", "ZKProtocol",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
