@@ -1,0 +1,305 @@
+import Logging
+import NIOCore
+import NIOPosix
+import XCTest
+import ZKCore
+import ZKProtocol
+@testable import ZKServer
+
+/// End-to-end tests of the runtime shell: a real server on a loopback port chosen by the kernel,
+/// and raw clients that speak the wire protocol through the codec.
+///
+/// These need the jute codec and the replica. With the placeholder replica on `main` (its `step`
+/// answers nothing), every test that expects a reply to a ConnectRequest or a request times out;
+/// they pass once the real replica lands. The four-letter-word tests only need the codec.
+final class ServerTests: XCTestCase {
+    private func withServer(
+        options: ServerOptions = ServerOptions(),
+        _ body: (MiniZKServer, any EventLoopGroup, RecordingLogHandler.Storage) async throws -> Void
+    ) async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let logs = RecordingLogHandler.Storage()
+        var config = ReplicaConfig()
+        config.tickMs = 200
+        let server = try await MiniZKServer.start(
+            config: config, host: "127.0.0.1", port: 0, group: group, logger: .recording(into: logs), options: options)
+        do {
+            try await body(server, group, logs)
+        } catch {
+            try? await server.shutdown()
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        try await server.shutdown()
+        try await group.shutdownGracefully()
+    }
+
+    private func fourLetterWord(_ word: String, port: Int, group: any EventLoopGroup) async throws -> String {
+        let client = try await RawClient.connect(port: port, group: group)
+        try await client.send(bytes: Array(word.utf8))
+        return try await client.textUntilClosed()
+    }
+
+    // MARK: - Starting and stopping
+
+    func testStartOnPortZeroReportsTheBoundPort() async throws {
+        try await withServer { server, _, _ in
+            XCTAssertGreaterThan(server.localPort, 0)
+            let snapshot = try await server.snapshot()
+            XCTAssertEqual(snapshot.config.clientPort, server.localPort)
+        }
+    }
+
+    func testShutdownClosesClientConnections() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = try await MiniZKServer.start(
+            config: ReplicaConfig(), host: "127.0.0.1", port: 0, group: group,
+            logger: .recording(into: RecordingLogHandler.Storage()))
+        let client = try await RawClient.connect(port: server.localPort, group: group)
+        try await server.shutdown()
+        try await client.waitUntilClosed()
+        do {
+            let late = try await RawClient.connect(port: server.localPort, group: group)
+            await late.close()
+            XCTFail("the client port still accepts connections after shutdown")
+        } catch {
+            // Connection refused: the listening socket is closed.
+        }
+        try await group.shutdownGracefully()
+    }
+
+    // MARK: - Sessions (need the codec and the replica)
+
+    func testConnectHandshake() async throws {
+        try await withServer { server, group, _ in
+            let client = try await RawClient.connect(port: server.localPort, group: group)
+            let response = try await client.handshake(timeoutMs: 10_000)
+            XCTAssertGreaterThan(response.timeoutMs, 0)
+            XCTAssertNotEqual(response.sessionId, 0)
+            XCTAssertEqual(response.password.count, 16)
+            await client.close()
+        }
+    }
+
+    func testCreateThenGetDataRoundTrip() async throws {
+        try await withServer { server, group, _ in
+            let client = try await RawClient.connect(port: server.localPort, group: group)
+            _ = try await client.handshake()
+            let data = Array("hello".utf8)
+            let created = try await client.call(
+                xid: 1, .create(CreateRequest(path: "/greeting", data: data, acl: ACL.openUnsafe, flags: 0)))
+            guard case .reply(let createHeader, .create(let path)) = created else {
+                return XCTFail("unexpected reply to create: \(created)")
+            }
+            XCTAssertEqual(createHeader.xid, 1)
+            XCTAssertEqual(createHeader.err, 0)
+            XCTAssertEqual(path, "/greeting")
+
+            let read = try await client.call(xid: 2, .getData(path: "/greeting", watch: false))
+            guard case .reply(let readHeader, .getData(let readData, let stat)) = read else {
+                return XCTFail("unexpected reply to getData: \(read)")
+            }
+            XCTAssertEqual(readHeader.xid, 2)
+            XCTAssertEqual(readHeader.err, 0)
+            XCTAssertEqual(readData, data)
+            XCTAssertEqual(stat.dataLength, 5)
+            XCTAssertEqual(stat.czxid, createHeader.zxid)
+            await client.close()
+        }
+    }
+
+    /// Needs the real replica: the shell only forwards the request, the replica answers -6.
+    func testUnknownOpcodeIsAnsweredUnimplemented() async throws {
+        try await withServer { server, group, _ in
+            let client = try await RawClient.connect(port: server.localPort, group: group)
+            _ = try await client.handshake()
+            // A request header with opcode 999 and no record.
+            var frame = ByteBuffer()
+            frame.writeInteger(Int32(8))
+            frame.writeInteger(Int32(7))  // xid
+            frame.writeInteger(Int32(999))  // type
+            try await client.send(frame)
+            guard var payload = try await client.nextFrame() else {
+                return XCTFail("the server closed the connection instead of answering")
+            }
+            XCTAssertEqual(payload.readInteger(as: Int32.self), 7)
+            _ = payload.readInteger(as: Int64.self)  // zxid
+            XCTAssertEqual(payload.readInteger(as: Int32.self), ErrorCode.unimplemented.rawValue)
+            await client.close()
+        }
+    }
+
+    // MARK: - Bad input closes only the connection it came on
+
+    func testMalformedRequestClosesOnlyThatConnection() async throws {
+        try await withServer { server, group, logs in
+            let bad = try await RawClient.connect(port: server.localPort, group: group)
+            let good = try await RawClient.connect(port: server.localPort, group: group)
+            _ = try await bad.handshake()
+            _ = try await good.handshake()
+
+            // getData whose path announces 100 bytes that never come.
+            var frame = ByteBuffer()
+            frame.writeInteger(Int32(12))
+            frame.writeInteger(Int32(5))  // xid
+            frame.writeInteger(OpCode.getData.rawValue)
+            frame.writeInteger(Int32(100))  // path length
+            try await bad.send(frame)
+            try await bad.waitUntilClosed()
+
+            let reply = try await good.call(xid: 1, .exists(path: "/", watch: false))
+            guard case .reply(let header, _) = reply else { return XCTFail("unexpected reply \(reply)") }
+            XCTAssertEqual(header.err, 0)
+            XCTAssertTrue(
+                logs.all.contains { $0.message == "closing a client connection" && ($0.metadata["reason"] ?? "").contains("undecodable request") },
+                "no logged reason: \(logs.all.map(\.message))")
+            await good.close()
+        }
+    }
+
+    func testMalformedConnectRequestClosesTheConnection() async throws {
+        try await withServer { server, group, logs in
+            let bad = try await RawClient.connect(port: server.localPort, group: group)
+            try await bad.send(bytes: [0, 0, 0, 3, 1, 2, 3])
+            try await bad.waitUntilClosed()
+            XCTAssertTrue(
+                logs.all.contains { ($0.metadata["reason"] ?? "").contains("undecodable ConnectRequest") },
+                "no logged reason: \(logs.all.map(\.message))")
+            let ruok = try await fourLetterWord("ruok", port: server.localPort, group: group)
+            XCTAssertEqual(ruok, "imok")
+        }
+    }
+
+    func testOversizedFrameClosesOnlyThatConnection() async throws {
+        try await withServer { server, group, logs in
+            let bad = try await RawClient.connect(port: server.localPort, group: group)
+            let good = try await RawClient.connect(port: server.localPort, group: group)
+            _ = try await bad.handshake()
+            _ = try await good.handshake()
+
+            var frame = ByteBuffer()
+            frame.writeInteger(Int32(ZKFrameDecoder.defaultFrameBytesMax + 1))
+            frame.writeRepeatingByte(0, count: 64)
+            try await bad.send(frame)
+            try await bad.waitUntilClosed()
+
+            let reply = try await good.call(xid: 1, .exists(path: "/", watch: false))
+            guard case .reply(let header, _) = reply else { return XCTFail("unexpected reply \(reply)") }
+            XCTAssertEqual(header.err, 0)
+            XCTAssertTrue(
+                logs.all.contains { ($0.metadata["reason"] ?? "").contains("exceeds the maximum") },
+                "no logged reason: \(logs.all.map { "\($0.message) \($0.metadata)" })")
+            await good.close()
+        }
+    }
+
+    func testConfiguredFrameMaximumApplies() async throws {
+        var options = ServerOptions()
+        options.frameBytesMax = 1000
+        try await withServer(options: options) { server, group, _ in
+            let client = try await RawClient.connect(port: server.localPort, group: group)
+            _ = try await client.handshake()
+            var buffer = ByteBuffer()
+            ClientMessageEncoder.encode(
+                xid: 1,
+                .create(CreateRequest(path: "/big", data: [UInt8](repeating: 7, count: 2000), acl: ACL.openUnsafe, flags: 0)),
+                into: &buffer)
+            try await client.send(buffer)
+            try await client.waitUntilClosed()
+        }
+    }
+
+    // MARK: - Four-letter words over the wire (need the codec's FourLetterWord.detect)
+
+    func testRuokAndIsro() async throws {
+        try await withServer { server, group, _ in
+            let ruok = try await fourLetterWord("ruok", port: server.localPort, group: group)
+            XCTAssertEqual(ruok, "imok")
+            let isro = try await fourLetterWord("isro", port: server.localPort, group: group)
+            XCTAssertEqual(isro, "rw")
+        }
+    }
+
+    func testSrvrFormat() async throws {
+        try await withServer { server, group, _ in
+            let text = try await fourLetterWord("srvr", port: server.localPort, group: group)
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            XCTAssertEqual(lines.first, "Zookeeper version: \(MiniZKVersion.fullVersion)")
+            XCTAssertTrue(lines[0].hasPrefix("Zookeeper version: 3.8.0-MiniZK-0.1, built on "))
+            XCTAssertTrue(lines[1].hasPrefix("Latency min/avg/max: "))
+            XCTAssertTrue(lines.contains("Connections: 1"), "the asking connection counts: \(lines)")
+            XCTAssertTrue(lines.contains { $0.hasPrefix("Zxid: 0x") })
+            XCTAssertTrue(lines.contains { $0.hasPrefix("Mode: ") })
+            XCTAssertTrue(lines.contains { $0.hasPrefix("Node count: ") })
+            XCTAssertEqual(lines.last, "")
+        }
+    }
+
+    func testMntrFormat() async throws {
+        try await withServer { server, group, _ in
+            let text = try await fourLetterWord("mntr", port: server.localPort, group: group)
+            let lines = text.split(separator: "\n").map(String.init)
+            var values: [String: String] = [:]
+            for line in lines {
+                let parts = line.split(separator: "\t", omittingEmptySubsequences: false)
+                XCTAssertEqual(parts.count, 2, "not key<TAB>value: \(line)")
+                XCTAssertTrue(parts[0].hasPrefix("zk_"), line)
+                values[String(parts[0])] = String(parts[1])
+            }
+            XCTAssertEqual(lines.first, "zk_version\t\(MiniZKVersion.fullVersion)")
+            XCTAssertTrue(lines[1].hasPrefix("zk_server_state\t"))
+            let integers = [
+                "zk_max_latency", "zk_min_latency", "zk_packets_received", "zk_packets_sent",
+                "zk_num_alive_connections", "zk_outstanding_requests", "zk_znode_count", "zk_watch_count",
+                "zk_ephemerals_count", "zk_approximate_data_size", "zk_open_file_descriptor_count",
+                "zk_max_file_descriptor_count",
+            ]
+            for key in integers {
+                XCTAssertNotNil(values[key].flatMap { Int64($0) }, "\(key) is not an integer: \(values[key] ?? "missing")")
+            }
+            XCTAssertNotNil(values["zk_avg_latency"].flatMap { Double($0) })
+            XCTAssertEqual(values["zk_num_alive_connections"], "1")
+        }
+    }
+
+    func testEnviFormat() async throws {
+        try await withServer { server, group, _ in
+            let text = try await fourLetterWord("envi", port: server.localPort, group: group)
+            let lines = text.split(separator: "\n").map(String.init)
+            XCTAssertEqual(lines.first, "Environment:")
+            XCTAssertEqual(lines.dropFirst().first, "zookeeper.version=\(MiniZKVersion.fullVersion)")
+            for line in lines.dropFirst() {
+                XCTAssertTrue(line.contains("="), "not key=value: \(line)")
+            }
+        }
+    }
+
+    func testStatListsClients() async throws {
+        try await withServer { server, group, _ in
+            let session = try await RawClient.connect(port: server.localPort, group: group)
+            _ = try await session.handshake()
+            let text = try await fourLetterWord("stat", port: server.localPort, group: group)
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            XCTAssertEqual(lines[1], "Clients:")
+            let clients = lines.dropFirst(2).prefix { !$0.isEmpty }
+            XCTAssertEqual(clients.count, 2, "the session and the asking connection: \(lines)")
+            for client in clients {
+                XCTAssertTrue(client.hasPrefix(" /127.0.0.1:"), client)
+                XCTAssertTrue(client.contains("(queued="), client)
+            }
+            await session.close()
+        }
+    }
+
+    func testConsShowsTheSession() async throws {
+        try await withServer { server, group, _ in
+            let session = try await RawClient.connect(port: server.localPort, group: group)
+            let response = try await session.handshake()
+            let text = try await fourLetterWord("cons", port: server.localPort, group: group)
+            let sid = "sid=0x\(String(UInt64(bitPattern: response.sessionId), radix: 16))"
+            XCTAssertTrue(text.contains(sid), "\(sid) missing from: \(text)")
+            XCTAssertTrue(text.hasSuffix("\n\n"))
+            await session.close()
+        }
+    }
+}
