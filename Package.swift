@@ -27,6 +27,7 @@ let package = Package(
             dependencies: [
                 "ZKProtocol",
                 .product(name: "HashTreeCollections", package: "swift-collections"),
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
