@@ -209,6 +209,90 @@ final class ServerTests: XCTestCase {
         }
     }
 
+    // MARK: - Back-pressure
+
+    /// Creates `/big` with `bytes` bytes of data through a session of its own.
+    private func createBigNode(bytes: Int, port: Int, group: any EventLoopGroup) async throws {
+        let writer = try await RawClient.connect(port: port, group: group)
+        _ = try await writer.handshake()
+        let created = try await writer.call(
+            xid: 1,
+            .create(CreateRequest(path: "/big", data: [UInt8](repeating: 0x5A, count: bytes), acl: ACL.openUnsafe, flags: 0)))
+        guard case .reply(let header, _) = created, header.err == 0 else { throw TestTimeout(what: "create /big: \(created)") }
+        await writer.close()
+    }
+
+    private func getDataRequests(xids: ClosedRange<Int32>, path: String) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        for xid in xids {
+            ClientMessageEncoder.encode(xid: xid, .getData(path: path, watch: false), into: &buffer)
+        }
+        return buffer
+    }
+
+    /// A client that sends requests but does not read its replies stops being read from; once it
+    /// reads again, the server reads its later requests too and every reply arrives, in order.
+    func testClientThatDoesNotReadIsPausedThenResumed() async throws {
+        var options = ServerOptions()
+        options.outboundBytesReadPause = 256 * 1024
+        options.outboundBytesMax = 256 << 20
+        try await withServer(options: options) { server, group, logs in
+            try await createBigNode(bytes: 900_000, port: server.localPort, group: group)
+            let slow = try await RawClient.connect(
+                port: server.localPort, group: group, receiveBufferBytes: 4096, autoRead: false)
+            var handshake = ByteBuffer()
+            ClientMessageEncoder.encode(ConnectRequest(timeoutMs: 30_000), into: &handshake)
+            try await slow.send(handshake)
+            // More than the kernel's socket buffers hold (tcp_wmem's maximum is 4 MiB here).
+            try await slow.send(getDataRequests(xids: 1...10, path: "/big"))
+            _ = try await logs.first { $0.message.hasPrefix("pausing reads") }
+            // These arrive while reading is paused; they are answered only if reading resumes.
+            try await slow.send(getDataRequests(xids: 11...20, path: "/big"))
+            try await slow.startReading()
+
+            guard var connectPayload = try await slow.nextFrame() else { return XCTFail("closed before the ConnectResponse") }
+            _ = try ServerMessageDecoder.decodeConnectResponse(&connectPayload)
+            for expected in Int32(1)...20 {
+                guard var payload = try await slow.nextFrame(timeout: .seconds(30)) else {
+                    return XCTFail("closed before the reply to xid \(expected)")
+                }
+                let frame = try ServerMessageDecoder.decodeReply(&payload, opcode: OpCode.getData.rawValue)
+                guard case .reply(let header, .getData(let data, _)) = frame else { return XCTFail("unexpected \(frame)") }
+                XCTAssertEqual(header.xid, expected)
+                XCTAssertEqual(data?.count, 900_000)
+            }
+            await slow.close()
+        }
+    }
+
+    /// Pausing reads cannot bound a client that never reads: past `outboundBytesMax` waiting bytes
+    /// its connection is closed, with the reason logged, and other clients carry on.
+    func testClientOverTheOutboundLimitIsClosed() async throws {
+        var options = ServerOptions()
+        options.outboundBytesReadPause = 256 << 20
+        options.outboundBytesMax = 1 << 20
+        try await withServer(options: options) { server, group, logs in
+            try await createBigNode(bytes: 900_000, port: server.localPort, group: group)
+            let stuck = try await RawClient.connect(
+                port: server.localPort, group: group, receiveBufferBytes: 4096, autoRead: false)
+            var handshake = ByteBuffer()
+            ClientMessageEncoder.encode(ConnectRequest(timeoutMs: 30_000), into: &handshake)
+            try await stuck.send(handshake)
+            try await stuck.send(getDataRequests(xids: 1...20, path: "/big"))
+            let entry = try await logs.first { ($0.metadata["reason"] ?? "").contains("wait to be written") }
+            XCTAssertEqual(entry.message, "closing a client connection")
+            try await stuck.startReading()
+            try await stuck.waitUntilClosed()
+
+            let other = try await RawClient.connect(port: server.localPort, group: group)
+            _ = try await other.handshake()
+            let reply = try await other.call(xid: 1, .exists(path: "/big", watch: false))
+            guard case .reply(let header, _) = reply else { return XCTFail("unexpected reply \(reply)") }
+            XCTAssertEqual(header.err, 0)
+            await other.close()
+        }
+    }
+
     // MARK: - Four-letter words over the wire (need the codec's FourLetterWord.detect)
 
     func testRuokAndIsro() async throws {

@@ -25,9 +25,19 @@ final class RawClient: Sendable {
         self.collector = collector
     }
 
-    static func connect(port: Int, group: any EventLoopGroup) async throws -> RawClient {
-        let channel = try await ClientBootstrap(group: group)
+    /// - Parameters:
+    ///   - receiveBufferBytes: a small SO_RCVBUF makes a client that does not read fill up fast.
+    ///   - autoRead: false leaves the server's bytes unread until `startReading()`.
+    static func connect(
+        port: Int, group: any EventLoopGroup, receiveBufferBytes: Int32? = nil, autoRead: Bool = true
+    ) async throws -> RawClient {
+        var bootstrap = ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.autoRead, value: autoRead)
+        if let receiveBufferBytes {
+            bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBufferBytes))
+        }
+        let channel = try await bootstrap
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(CollectingHandler())
@@ -38,6 +48,11 @@ final class RawClient: Sendable {
             NIOLoopBound(try channel.pipeline.syncOperations.handler(type: CollectingHandler.self), eventLoop: channel.eventLoop)
         }.get()
         return RawClient(channel: channel, collector: collector)
+    }
+
+    /// Turns reading on for a client connected with `autoRead: false`.
+    func startReading() async throws {
+        try await channel.setOption(.autoRead, value: true).get()
     }
 
     func send(_ buffer: ByteBuffer) async throws {
@@ -185,10 +200,70 @@ struct RecordingLogHandler: LogHandler {
         var metadata: [String: String]
     }
 
+    /// Every entry logged so far, and tests waiting for one.
     final class Storage: Sendable {
-        private let entries = NIOLockedValueBox<[Entry]>([])
-        func append(_ entry: Entry) { entries.withLockedValue { $0.append(entry) } }
-        var all: [Entry] { entries.withLockedValue { $0 } }
+        private struct Waiter {
+            var predicate: @Sendable (Entry) -> Bool
+            var continuation: CheckedContinuation<Entry, Error>
+        }
+        private struct State {
+            var entries: [Entry] = []
+            var waiters: [Int: Waiter] = [:]
+            var nextWaiter = 0
+        }
+        private let state = NIOLockedValueBox(State())
+
+        func append(_ entry: Entry) {
+            let satisfied = state.withLockedValue { state -> [CheckedContinuation<Entry, Error>] in
+                state.entries.append(entry)
+                let ready = state.waiters.filter { $0.value.predicate(entry) }
+                for key in ready.keys { state.waiters[key] = nil }
+                return ready.values.map(\.continuation)
+            }
+            for continuation in satisfied { continuation.resume(returning: entry) }
+        }
+
+        var all: [Entry] { state.withLockedValue { $0.entries } }
+
+        /// The first entry, logged before or after the call, that satisfies `predicate`.
+        func first(
+            timeout: Duration = .seconds(10), where predicate: @escaping @Sendable (Entry) -> Bool
+        ) async throws -> Entry {
+            try await withThrowingTaskGroup(of: Entry.self) { group in
+                group.addTask { try await self.wait(for: predicate) }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    throw TestTimeout(what: "a log entry; logged: \(self.all.map(\.message))")
+                }
+                defer { group.cancelAll() }
+                return try await group.next()!
+            }
+        }
+
+        private func wait(for predicate: @escaping @Sendable (Entry) -> Bool) async throws -> Entry {
+            let key = state.withLockedValue { state -> Int in
+                state.nextWaiter += 1
+                return state.nextWaiter
+            }
+            return try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { continuation in
+                    let immediate = state.withLockedValue { state -> Entry? in
+                        if let found = state.entries.first(where: predicate) { return found }
+                        if Task.isCancelled { return nil }
+                        state.waiters[key] = Waiter(predicate: predicate, continuation: continuation)
+                        return nil
+                    }
+                    if let immediate {
+                        continuation.resume(returning: immediate)
+                    } else if Task.isCancelled {
+                        continuation.resume(throwing: CancellationError())
+                    }
+                }
+            } onCancel: {
+                let waiter = state.withLockedValue { $0.waiters.removeValue(forKey: key) }
+                waiter?.continuation.resume(throwing: CancellationError())
+            }
+        }
     }
 
     let storage: Storage
