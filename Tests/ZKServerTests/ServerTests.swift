@@ -129,6 +129,69 @@ final class ServerTests: XCTestCase {
         }
     }
 
+    /// Clients may pipeline requests right behind their ConnectRequest; replies come back in
+    /// request order.
+    func testPipelinedConnectAndRequestsAreAnsweredInOrder() async throws {
+        try await withServer { server, group, _ in
+            let client = try await RawClient.connect(port: server.localPort, group: group)
+            var buffer = ByteBuffer()
+            ClientMessageEncoder.encode(ConnectRequest(timeoutMs: 10_000), into: &buffer)
+            ClientMessageEncoder.encode(
+                xid: 1, .create(CreateRequest(path: "/p", data: [1], acl: ACL.openUnsafe, flags: 0)), into: &buffer)
+            ClientMessageEncoder.encode(xid: 2, .getData(path: "/p", watch: false), into: &buffer)
+            ClientMessageEncoder.encode(xid: 3, .exists(path: "/p", watch: false), into: &buffer)
+            try await client.send(buffer)
+
+            guard var connect = try await client.nextFrame() else { return XCTFail("closed") }
+            XCTAssertGreaterThan(try ServerMessageDecoder.decodeConnectResponse(&connect).timeoutMs, 0)
+            let opcodes: [Int32] = [OpCode.create.rawValue, OpCode.getData.rawValue, OpCode.exists.rawValue]
+            var zxids: [Int64] = []
+            for (index, opcode) in opcodes.enumerated() {
+                guard var payload = try await client.nextFrame() else { return XCTFail("closed") }
+                guard case .reply(let header, _) = try ServerMessageDecoder.decodeReply(&payload, opcode: opcode) else {
+                    return XCTFail("not a reply")
+                }
+                XCTAssertEqual(header.xid, Int32(index + 1))
+                XCTAssertEqual(header.err, 0)
+                zxids.append(header.zxid)
+            }
+            XCTAssertEqual(Set(zxids).count, 1, "the reads see the write's zxid: \(zxids)")
+            await client.close()
+        }
+    }
+
+    /// The tick timer drives session expiry: a session that sends nothing is expired by the
+    /// replica and its connection closed.
+    func testSilentSessionExpiresOnTicks() async throws {
+        try await withServer { server, group, _ in
+            let client = try await RawClient.connect(port: server.localPort, group: group)
+            let response = try await client.handshake(timeoutMs: 1)
+            XCTAssertEqual(response.timeoutMs, 400, "clamped to 2 ticks of 200 ms")
+            try await client.waitUntilClosed(timeout: .seconds(10))
+        }
+    }
+
+    /// Nothing that depends on a transaction is sent before the store says it is durable: with a
+    /// store that cannot write, a new session never gets its ConnectResponse, and the server stops
+    /// serving with the reason logged.
+    func testNoReplyWithoutDurability() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let logs = RecordingLogHandler.Storage()
+        let server = try await MiniZKServer.start(
+            config: ReplicaConfig(), host: "127.0.0.1", port: 0, group: group, logger: .recording(into: logs),
+            store: FailingStore())
+        let client = try await RawClient.connect(port: server.localPort, group: group)
+        var buffer = ByteBuffer()
+        ClientMessageEncoder.encode(ConnectRequest(timeoutMs: 10_000), into: &buffer)
+        try await client.send(buffer)
+        let unanswered = try await client.nextFrame()
+        XCTAssertNil(unanswered, "a ConnectResponse was sent for a session that is not durable")
+        let entry = try await logs.first { $0.level == .critical }
+        XCTAssertEqual(entry.message, "replica stops serving")
+        try await server.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     // MARK: - Bad input closes only the connection it came on
 
     func testMalformedRequestClosesOnlyThatConnection() async throws {
@@ -386,4 +449,10 @@ final class ServerTests: XCTestCase {
             await session.close()
         }
     }
+}
+
+/// A store whose disk is always full.
+private final class FailingStore: TransactionStore {
+    struct DiskFull: Error {}
+    func append(_ transactions: [Transaction]) throws -> Zxid { throw DiskFull() }
 }
