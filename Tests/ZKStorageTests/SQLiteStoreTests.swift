@@ -187,3 +187,32 @@ final class SQLiteStoreTests: XCTestCase {
         }
     }
 }
+
+final class MemoryStoreTests: XCTestCase {
+    func txn(_ zxid: Int64) -> Transaction {
+        Transaction(zxid: zxid, timeMs: 0, sessionId: 0, cxid: 0, body: .create(path: "/n\(zxid)", data: [1, 2, 3], acl: ACL.openUnsafe, kind: .persistent))
+    }
+
+    func testCrashLosesWhatWasNotSyncedAndDropsATornTail() throws {
+        let store = MemoryStore(syncsOnAppend: false)
+        try store.append([txn(1), txn(2)])
+        store.sync()
+        try store.append([txn(3), txn(4)])
+        store.crash(tearLastWrite: true)
+        let recovered = try store.recover()
+        XCTAssertEqual(recovered.tree.lastZxid, 2)
+        XCTAssertNil(recovered.tree.node("/n3"))
+        try store.append([txn(3)])
+        store.sync()
+        XCTAssertEqual(try store.recover().tree.lastZxid, 3, "the torn record was truncated, the log continues")
+    }
+
+    func testDamageInsideTheLogIsAnError() throws {
+        let store = MemoryStore()
+        try store.append([txn(1), txn(2), txn(3)])
+        store.damage(zxid: 2)
+        XCTAssertThrowsError(try store.recover()) { error in
+            XCTAssertEqual(error as? StorageError, .corruptLogRecord(file: "memory", zxid: 2, reason: "checksum mismatch"))
+        }
+    }
+}
