@@ -21,6 +21,24 @@ public struct DataNode: Sendable, Hashable {
     public var kind: NodeKind
     public var children: TreeSet<String>
 
+    public init(
+        data: [UInt8]?, acl: [ACL], czxid: Int64, mzxid: Int64, ctime: Int64, mtime: Int64, version: Int32,
+        aversion: Int32, childCreates: Int32, pzxid: Int64, kind: NodeKind, children: TreeSet<String>
+    ) {
+        self.data = data
+        self.acl = acl
+        self.czxid = czxid
+        self.mzxid = mzxid
+        self.ctime = ctime
+        self.mtime = mtime
+        self.version = version
+        self.aversion = aversion
+        self.childCreates = childCreates
+        self.pzxid = pzxid
+        self.kind = kind
+        self.children = children
+    }
+
     public var stat: Stat {
         Stat(
             czxid: czxid, mzxid: mzxid, ctime: ctime, mtime: mtime, version: version,
@@ -215,4 +233,37 @@ public struct DataTree: Sendable {
         triggers.append(WatchTrigger(path: path, type: .nodeDeleted))
         triggers.append(WatchTrigger(path: parentPath, type: .nodeChildrenChanged))
     }
+}
+
+extension DataTree {
+    /// Rebuilds a tree from a snapshot: nodes in any order with their children left out (they are
+    /// derived from the paths), the live sessions and the zxid the snapshot was taken at. Returns
+    /// nil when the nodes do not form a tree (a node without its parent).
+    public init?(restoring nodes: [(path: String, node: DataNode)], sessions: [(id: Int64, timeoutMs: Int64)], lastZxid: Zxid) {
+        self.init()
+        var map = TreeDictionary<String, DataNode>()
+        for (path, node) in nodes {
+            var node = node
+            node.children = []
+            map[path] = node
+        }
+        guard map[Paths.root] != nil else { return nil }
+        for (path, node) in nodes where path != Paths.root {
+            guard let parent = Paths.parent(of: path), map[parent] != nil else { return nil }
+            map[parent]!.children.insert(Paths.name(of: path))
+            dataBytes += node.data?.count ?? 0
+            switch node.kind {
+            case .ephemeral(let owner): ephemerals[owner, default: []].insert(path)
+            case .container: containers.insert(path)
+            case .ttl: ttlNodes.insert(path)
+            case .persistent: break
+            }
+        }
+        self.nodes = map
+        for (id, timeoutMs) in sessions { self.sessions[id] = timeoutMs }
+        self.lastZxid = lastZxid
+    }
+
+    /// Moves the tree's zxid forward without a transaction (after installing a snapshot).
+    public mutating func setLastZxid(_ zxid: Zxid) { lastZxid = zxid }
 }

@@ -72,14 +72,21 @@ public struct Replica: Sendable {
     ///   - startTimeMs: wall-clock time at start, used only to make session ids unique across
     ///     restarts, as ZooKeeper does.
     ///   - secret: seeds session passwords.
-    public init(config: ReplicaConfig, startTimeMs: Int64, secret: UInt64) {
+    ///   - tree: the state recovered from storage; sessions in it get a fresh full timeout.
+    public init(config: ReplicaConfig, startTimeMs: Int64, secret: UInt64, tree: DataTree = DataTree()) {
         self.config = config
+        self.tree = tree
+        self.prepared = tree
+        self.lastProposedZxid = tree.lastZxid
         self.secret = secret
         self.nowMs = startTimeMs
         self.nextContainerCheckMs = startTimeMs + config.containerCheckIntervalMs
         let timeBits = Int64(bitPattern: (UInt64(bitPattern: startTimeMs) << 24) >> 8)
         self.nextSessionId = (config.serverId << 56) | timeBits
         if nextSessionId == 0 { nextSessionId = 1 }
+        for (id, timeoutMs) in tree.sessions {
+            sessions[id] = SessionState(timeoutMs: timeoutMs, expiresAtMs: expiry(timeoutMs))
+        }
     }
 
     // MARK: - Step

@@ -47,8 +47,10 @@ public struct MultiHeader: Sendable, Hashable {
     public static let terminator = MultiHeader(type: -1, done: true, err: -1)
 }
 
-/// Size of a `Stat` record on the wire.
-public let statBytes = 68
+extension Stat {
+    /// Size of a `Stat` record on the wire.
+    public static let wireBytes = 68
+}
 
 // MARK: - Reading primitives
 
@@ -143,7 +145,7 @@ extension ByteBuffer {
     }
 
     public mutating func readJuteStat() throws -> Stat {
-        guard self.readableBytes >= statBytes else { throw ProtocolError.truncated(what: "Stat") }
+        guard self.readableBytes >= Stat.wireBytes else { throw ProtocolError.truncated(what: "Stat") }
         return Stat(
             czxid: try self.readJuteLong("Stat.czxid"),
             mzxid: try self.readJuteLong("Stat.mzxid"),

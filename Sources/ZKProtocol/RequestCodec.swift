@@ -41,8 +41,8 @@ import NIOCore
 // * Inside a multi or multiRead, all nine operation types that ZooKeeper's MultiOperationRecord
 //   knows (1, 15, 19, 21, 2, 5, 13, 4, 8) are decoded whichever of the two opcodes carries them:
 //   deciding that reads and writes were mixed is the server's job (MARSHALLINGERROR). Any other
-//   type cannot be skipped, since its record layout is unknown, so decoding stops there and the
-//   list ends with `.unknown(opcode: type)`. Each operation consumes at least its 9-byte
+//   type cannot be skipped, since its record layout is unknown, so decoding stops there, the rest
+//   of the payload is dropped and the list ends with `.unknown(opcode: type)`. Each operation consumes at least its 9-byte
 //   MultiHeader, so the number of operations is bounded by the payload size.
 // * deleteContainer is only sent by ZooKeeper's own container reaper. Up to 3.8 its body is the
 //   bare path bytes; 3.9 made it a length-prefixed buffer. We encode the 3.8 form. We decode the
@@ -177,7 +177,9 @@ enum RequestCodec {
             let header = try payload.readJuteMultiHeader()
             if header.done { break }
             guard self.multiOperationTypes.contains(header.type) else {
+                // The record's layout is unknown, so nothing after it can be found: skip the rest.
                 operations.append(.unknown(opcode: header.type))
+                payload.moveReaderIndex(to: payload.writerIndex)
                 break
             }
             operations.append(try self.decodeBody(opcode: header.type, from: &payload))

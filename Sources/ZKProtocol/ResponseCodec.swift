@@ -43,6 +43,9 @@ import NIOCore
 //   `trailingBytes`. It serves MiniZK's own client and tests, where leftover bytes mean an
 //   encoder bug. A reply with err != 0 ignores whatever follows its header, because ZooKeeper
 //   sends an empty MultiResponse after a failed multiRead header.
+// * A top-level check (13) is answered with no body. ZooKeeper has no working answer to copy:
+//   3.8.0 tries to send a SetDataResponse holding a null Stat and drops the connection instead
+//   (observed), and 3.9.3+ refuses the opcode with UNIMPLEMENTED.
 // * Replies with xid -2 (ping) and -4 (auth) have no body whatever opcode the caller believes it
 //   is answering: ZooKeeper clients match them by xid, not through their pending queue.
 
