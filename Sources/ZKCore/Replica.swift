@@ -27,7 +27,7 @@ public struct Replica: Sendable {
     private var watches = WatchTable()
     private var connections: [ConnectionID: Connection] = [:]
     private var sessions: [Int64: SessionState] = [:]
-    private var outstanding: Deque<Pending> = []
+    private var outstanding: Deque<Transaction> = []
     private var lastProposedZxid: Zxid = 0
     private var nextSessionId: Int64
     private let secret: UInt64
@@ -45,10 +45,18 @@ public struct Replica: Sendable {
         var closing = false
     }
 
+    /// What a connection waits for, in request order. A write is matched to its committed
+    /// transaction by session id and cxid, so the same queue serves a leader, which prepared the
+    /// write itself, and a follower, which forwarded it.
     private enum Queued {
-        case write(Zxid)
+        case connect(ConnectRequest)
+        case write(RequestHeader, Request)
         case read(RequestHeader, Request)
     }
+
+    /// cxid of transactions the replica starts itself (session expiry, container reaping); no
+    /// client request carries it.
+    static let internalCxid = Int32.min
 
     private struct SessionState {
         var timeoutMs: Int64
@@ -57,16 +65,6 @@ public struct Replica: Sendable {
         var connection: ConnectionID?
     }
 
-    private enum Origin {
-        case connect(ConnectionID, ConnectRequest)
-        case request(ConnectionID, RequestHeader, Request)
-        case internalTask
-    }
-
-    private struct Pending {
-        var txn: Transaction
-        var origin: Origin
-    }
 
     /// - Parameters:
     ///   - startTimeMs: wall-clock time at start, used only to make session ids unique across
@@ -108,7 +106,7 @@ public struct Replica: Sendable {
         case .tick:
             onTick(&ready)
         case .persisted(let zxid):
-            while let first = outstanding.first, first.txn.zxid <= zxid {
+            while let first = outstanding.first, first.zxid <= zxid {
                 outstanding.removeFirst()
                 commit(first, &ready)
             }
@@ -134,8 +132,8 @@ public struct Replica: Sendable {
             sessions[sessionId] = SessionState(timeoutMs: timeoutMs, expiresAtMs: expiry(timeoutMs), connection: id)
             connection.sessionId = sessionId
             connections[id] = connection
-            propose(.createSession(timeoutMs: timeoutMs), sessionId: sessionId, cxid: 0, origin: .connect(id, request), &ready)
-            connections[id]!.queue.append(.write(lastProposedZxid))
+            connections[id]!.queue.append(.connect(request))
+            propose(.createSession(timeoutMs: timeoutMs), sessionId: sessionId, cxid: 0, &ready)
             return
         }
         let sessionId = request.sessionId
@@ -229,8 +227,8 @@ public struct Replica: Sendable {
                 sessionId: sessionId, authIds: connection.authIds, extendedTypesEnabled: config.extendedTypesEnabled)
             let body = Prepare.write(request, tree: prepared, context: context)
             if case .closeSession = request { sessions[sessionId]?.closing = true }
-            propose(body, sessionId: sessionId, cxid: header.xid, origin: .request(id, header, request), &ready)
-            connections[id]!.queue.append(.write(lastProposedZxid))
+            connections[id]!.queue.append(.write(header, request))
+            propose(body, sessionId: sessionId, cxid: header.xid, &ready)
         } else if connection.queue.isEmpty {
             answer(id, header, request, &ready)
         } else {
@@ -245,60 +243,52 @@ public struct Replica: Sendable {
         return true
     }
 
-    private mutating func propose(_ body: TransactionBody, sessionId: Int64, cxid: Int32, origin: Origin, _ ready: inout Ready) {
+    private mutating func propose(_ body: TransactionBody, sessionId: Int64, cxid: Int32, _ ready: inout Ready) {
         lastProposedZxid += 1
         let txn = Transaction(zxid: lastProposedZxid, timeMs: nowMs, sessionId: sessionId, cxid: cxid, body: body)
         var ignored: [WatchTrigger] = []
         prepared.apply(txn, triggers: &ignored)
-        outstanding.append(Pending(txn: txn, origin: origin))
+        outstanding.append(txn)
         ready.persist.append(txn)
     }
 
     // MARK: - Commit
 
-    private mutating func commit(_ pending: Pending, _ ready: inout Ready) {
+    /// Applies a committed transaction: watches fire first, then the local client that asked
+    /// for it, if any, gets its reply.
+    private mutating func commit(_ txn: Transaction, _ ready: inout Ready) {
         var triggers: [WatchTrigger] = []
-        let outcome = tree.apply(pending.txn, triggers: &triggers)
+        let outcome = tree.apply(txn, triggers: &triggers)
         for trigger in triggers {
             for connection in watches.fire(trigger) where connections[connection]?.closing == false {
                 ready.send(.notification(zxid: -1, WatcherEvent(trigger.type, path: trigger.path)), to: connection)
             }
         }
-        if case .closeSession = pending.txn.body {
-            if let connection = sessions.removeValue(forKey: pending.txn.sessionId)?.connection,
-                case .internalTask = pending.origin
-            {
-                closeConnection(connection, reason: "session 0x\(String(pending.txn.sessionId, radix: 16)) expired", &ready)
+        var owner = sessions[txn.sessionId]?.connection
+        if case .closeSession = txn.body {
+            owner = sessions.removeValue(forKey: txn.sessionId)?.connection
+            if let owner, txn.cxid == Self.internalCxid {
+                closeConnection(owner, reason: "session 0x\(String(txn.sessionId, radix: 16)) expired", &ready)
             }
         }
-        switch pending.origin {
-        case .internalTask:
-            return
-        case .connect(let id, let request):
-            guard popWrite(id, pending.txn.zxid) else { return }
-            let timeoutMs = sessions[pending.txn.sessionId]?.timeoutMs ?? 0
-            ready.send(connectResponse(sessionId: pending.txn.sessionId, timeoutMs: timeoutMs, request: request), to: id)
-            drain(id, &ready)
-        case .request(let id, let header, let request):
-            guard popWrite(id, pending.txn.zxid) else { return }
+        guard let id = owner, let connection = connections[id], !connection.closing, txn.cxid != Self.internalCxid else { return }
+        switch connection.queue.first {
+        case .connect(let request)? where txn.body == .createSession(timeoutMs: sessions[txn.sessionId]?.timeoutMs ?? -1):
+            connections[id]!.queue.removeFirst()
+            let timeoutMs = sessions[txn.sessionId]?.timeoutMs ?? 0
+            ready.send(connectResponse(sessionId: txn.sessionId, timeoutMs: timeoutMs, request: request), to: id)
+        case .write(let header, let request)? where header.xid == txn.cxid:
+            connections[id]!.queue.removeFirst()
             let (err, response) = Self.writeResponse(request, outcome)
-            reply(id, xid: header.xid, zxid: pending.txn.zxid, err: err, response, &ready)
+            reply(id, xid: header.xid, zxid: txn.zxid, err: err, response, &ready)
             if case .closeSession = request {
                 closeConnection(id, reason: "session closed by client", &ready)
                 return
             }
-            drain(id, &ready)
+        default:
+            preconditionFailure("transaction 0x\(String(txn.zxid, radix: 16)) of session 0x\(String(txn.sessionId, radix: 16)) cxid \(txn.cxid) does not match the head of connection \(id): \(String(describing: connection.queue.first))")
         }
-    }
-
-    /// Removes the write at the head of a connection's queue; false when the connection is gone.
-    private mutating func popWrite(_ id: ConnectionID, _ zxid: Zxid) -> Bool {
-        guard let connection = connections[id], !connection.closing else { return false }
-        guard case .write(let head)? = connection.queue.first, head == zxid else {
-            preconditionFailure("connection \(id) expected write 0x\(String(zxid, radix: 16)) at the head of \(connection.queue)")
-        }
-        connections[id]!.queue.removeFirst()
-        return true
+        drain(id, &ready)
     }
 
     /// Answers the reads waiting at the head of a connection's queue, up to its next write.
@@ -525,7 +515,7 @@ public struct Replica: Sendable {
         for sessionId in expired {
             sessions[sessionId]!.closing = true
             let ephemerals = Array(prepared.ephemerals(of: sessionId)).sorted()
-            propose(.closeSession(ephemerals: ephemerals), sessionId: sessionId, cxid: 0, origin: .internalTask, &ready)
+            propose(.closeSession(ephemerals: ephemerals), sessionId: sessionId, cxid: Self.internalCxid, &ready)
         }
         if nowMs >= nextContainerCheckMs {
             nextContainerCheckMs = nowMs + config.containerCheckIntervalMs
@@ -546,7 +536,7 @@ public struct Replica: Sendable {
             }
         }
         for path in doomed.sorted() {
-            propose(.delete(path: path), sessionId: 0, cxid: 0, origin: .internalTask, &ready)
+            propose(.delete(path: path), sessionId: 0, cxid: Self.internalCxid, &ready)
         }
     }
 
