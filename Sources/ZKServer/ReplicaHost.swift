@@ -180,6 +180,7 @@ final class ReplicaHost: @unchecked Sendable {
         defer { isStepping = false }
         var index = 0
         while index < deferredInputs.count {
+            if case .failed = state { break }
             let next = deferredInputs[index]
             index += 1
             let ready = replica.step(next, nowMs: wallClockMs())
