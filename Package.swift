@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(
             name: "ZKServerTests",
             dependencies: [
-                "ZKServer", "ZKCore", "ZKProtocol",
+                "ZKServer", "ZKCore", "ZKProtocol", "ZKStorage",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ZKCore
+import ZKStorage
 import ZKProtocol
 
 /// A MiniZK server: one replica serving the ZooKeeper client protocol on one TCP port.
@@ -34,7 +35,7 @@ public final class MiniZKServer: Sendable {
     /// `config.clientPort` is overwritten with the bound port so that `conf` reports it.
     public static func start(
         config: ReplicaConfig, host: String, port: Int, group: any EventLoopGroup, logger: Logger,
-        options: ServerOptions = ServerOptions(), store: (any TransactionStore)? = nil
+        options: ServerOptions = ServerOptions(), store: (any ReplicaStore)? = nil
     ) async throws -> MiniZKServer {
         let eventLoop = group.next()
         let bootstrap = ServerBootstrap(group: eventLoop, childGroup: eventLoop)
@@ -45,9 +46,10 @@ public final class MiniZKServer: Sendable {
 
         var config = config
         config.clientPort = port
+        let store = store ?? MemoryStore()
+        let recovered = try store.recover()
         let replicaHost = ReplicaHost(
-            config: config, options: options, store: store ?? InMemoryTransactionStore(), eventLoop: eventLoop,
-            logger: logger)
+            config: config, options: options, store: store, recovered: recovered, eventLoop: eventLoop, logger: logger)
         let childLogger = logger
         let serverChannel = try await bootstrap.childChannelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import ZKCore
 import ZKProtocol
+import ZKStorage
 
 /// Settings of the runtime shell that the replica does not know about. Limits carry their unit last.
 public struct ServerOptions: Sendable {
@@ -47,7 +48,11 @@ final class ReplicaHost: @unchecked Sendable {
     let startedAtMs: Int64
 
     private var replica: Replica
-    private let store: any TransactionStore
+    private let store: any ReplicaStore
+    /// Where peer messages go; nil for a standalone replica.
+    var peerSender: ((PeerOutgoing) -> Void)?
+    private var wakeTask: Scheduled<Void>?
+    private var wakeAtMs: Int64 = .max
     private let wallClockMs: @Sendable () -> Int64
     private var state = State.running
     private var connections: [ConnectionID: ClientConnectionHandler] = [:]
@@ -63,7 +68,8 @@ final class ReplicaHost: @unchecked Sendable {
     private var isStepping = false
 
     init(
-        config: ReplicaConfig, options: ServerOptions, store: any TransactionStore, eventLoop: any EventLoop,
+        config: ReplicaConfig, options: ServerOptions, store: any ReplicaStore, recovered: RecoveredState,
+        eventLoop: any EventLoop,
         logger: Logger, wallClockMs: @escaping @Sendable () -> Int64 = SystemFacts.wallClockMs
     ) {
         precondition(config.tickMs > 0, "tickMs must be positive, is \(config.tickMs)")
@@ -76,7 +82,7 @@ final class ReplicaHost: @unchecked Sendable {
         let now = wallClockMs()
         self.startedAtMs = now
         var generator = SystemRandomNumberGenerator()
-        self.replica = Replica(config: config, startTimeMs: now, secret: generator.next())
+        self.replica = Replica(config: config, startTimeMs: now, secret: generator.next(), recovered: recovered)
         self.environment = SystemFacts.environment()
     }
 
@@ -89,6 +95,8 @@ final class ReplicaHost: @unchecked Sendable {
         tickTask = eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [self] _ in
             self.submit(.tick)
         }
+        // The first step starts the replica (a standalone one is serving right after it).
+        submit(.tick)
     }
 
     /// Stops the timer and closes every connection; the future completes once all are closed.
@@ -205,27 +213,47 @@ final class ReplicaHost: @unchecked Sendable {
     private func apply(_ first: Ready) {
         var ready = first
         while true {
-            var durableZxid: Zxid?
-            if !ready.persist.isEmpty {
+            if !ready.storage.isEmpty {
                 do {
-                    durableZxid = try store.append(ready.persist)
+                    for op in ready.storage {
+                        switch op {
+                        case .append(let transactions): try store.append(transactions)
+                        case .truncate(let zxid): try store.truncate(after: zxid)
+                        case .installSnapshot(let tree): try store.installSnapshot(tree)
+                        case .saveHardState(let hardState): try store.saveHardState(hardState)
+                        }
+                    }
                 } catch {
                     fail(reason: "transaction store failed: \(error)")
                     return
                 }
-                let last = ready.persist[ready.persist.count - 1].zxid
-                precondition(
-                    durableZxid == last,
-                    "store reported 0x\(String(durableZxid ?? -1, radix: 16)) durable, batch ends at 0x\(String(last, radix: 16))"
-                )
+            }
+            if let peerSender {
+                for message in ready.messages { peerSender(message) }
             }
             send(ready.frames)
             for (index, id) in ready.close.enumerated() {
                 let reason = index < ready.closeReasons.count ? ready.closeReasons[index] : "closed by the replica"
                 connections[id]?.closeAfterFlush(reason: reason)
             }
-            guard let durableZxid else { return }
-            ready = replica.step(.persisted(upTo: durableZxid), nowMs: wallClockMs())
+            if let wake = ready.wakeAtMs { scheduleWake(at: wake) }
+            guard ready.storageSequence > 0 else { return }
+            ready = replica.step(.persisted(upTo: store.lastZxid, through: ready.storageSequence), nowMs: wallClockMs())
+        }
+    }
+
+    /// Asks for a tick at `atMs` when that is earlier than the regular tick and any wake already
+    /// scheduled (elections time out in milliseconds, not ticks).
+    private func scheduleWake(at atMs: Int64) {
+        guard atMs < wakeAtMs else { return }
+        let delayMs = max(0, atMs - wallClockMs())
+        guard delayMs < config.tickMs else { return }
+        wakeTask?.cancel()
+        wakeAtMs = atMs
+        wakeTask = eventLoop.scheduleTask(in: .milliseconds(delayMs)) { [self] in
+            self.wakeAtMs = .max
+            self.wakeTask = nil
+            self.submit(.tick)
         }
     }
 

@@ -79,9 +79,8 @@ public final class MemoryStore: ReplicaStore {
         if let last = durable.last, CRC32C.checksum(last.bytes) != last.crc {
             durable.removeLast()
         }
-        var triggers: [WatchTrigger] = []
         var last = snapshotZxid
-        var replayed = 0
+        var log: [Transaction] = []
         for record in durable where record.zxid > snapshotZxid {
             guard CRC32C.checksum(record.bytes) == record.crc else {
                 throw .corruptLogRecord(file: "memory", zxid: record.zxid, reason: "checksum mismatch")
@@ -91,13 +90,11 @@ public final class MemoryStore: ReplicaStore {
                 throw .corruptLogRecord(file: "memory", zxid: record.zxid, reason: "undecodable")
             }
             guard last == 0 || isContiguous(last, txn.zxid) else { throw .logGap(file: "memory", expected: last + 1, found: txn.zxid) }
-            tree.apply(txn, triggers: &triggers)
-            triggers.removeAll(keepingCapacity: true)
+            log.append(txn)
             last = txn.zxid
-            replayed += 1
         }
         lastZxid = last
-        return RecoveredState(tree: tree, hardState: hardState, snapshotZxid: snapshotZxid, replayed: replayed)
+        return RecoveredState(tree: tree, log: log, hardState: hardState)
     }
 
     public func saveSnapshot(_ tree: DataTree) throws(StorageError) {

@@ -166,20 +166,17 @@ public final class SQLiteStore: ReplicaStore {
         }
         lastSnapshotZxid = snapshotZxid
         var last = snapshotZxid
-        var replayed = 0
+        var log: [Transaction] = []
         let rows = try db.prepare("SELECT zxid, record, crc FROM log WHERE zxid > ? ORDER BY zxid")
         rows.bind(1, snapshotZxid)
-        var triggers: [WatchTrigger] = []
         while try rows.step() {
             let txn = try readRecord(rows)
             guard last == 0 || isContiguous(last, txn.zxid) else { throw .logGap(file: path, expected: last + 1, found: txn.zxid) }
-            tree.apply(txn, triggers: &triggers)
-            triggers.removeAll(keepingCapacity: true)
+            log.append(txn)
             last = txn.zxid
-            replayed += 1
         }
         lastZxid = last
-        return RecoveredState(tree: tree, hardState: hard, snapshotZxid: snapshotZxid, replayed: replayed)
+        return RecoveredState(tree: tree, log: log, hardState: hard)
     }
 
     private func loadSnapshot(zxid: Zxid, chunks: Int64) throws(StorageError) -> DataTree {

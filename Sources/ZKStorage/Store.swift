@@ -2,33 +2,13 @@ import NIOCore
 import ZKCore
 import ZKProtocol
 
-/// What Zab must remember across restarts besides the log (used once the ensemble lands).
-public struct HardState: Sendable, Hashable {
-    public var currentEpoch: Int64 = 0
-    public var acceptedEpoch: Int64 = 0
-    public var lastVoteServer: Int64 = 0
-    public var lastVoteZxid: Int64 = 0
-    public var lastVoteEpoch: Int64 = 0
-    public init() {}
-}
-
-/// The state a replica restarts from.
-public struct RecoveredState: Sendable {
-    public var tree: DataTree
-    public var hardState: HardState
-    /// Zxid of the snapshot the tree was loaded from (0: none, started from the empty tree).
-    public var snapshotZxid: Zxid
-    /// Number of log records replayed on top of it.
-    public var replayed: Int
-}
-
 /// Durable storage of one replica: transaction log, snapshots and hard state.
 ///
 /// Implementations are used from one thread at a time. `append` returns once the batch is
 /// durable (when the store syncs); the caller tells the replica `.persisted(upTo:)` only then.
 public protocol ReplicaStore: AnyObject {
-    /// Loads the newest snapshot and replays the log after it, verifying checksums and zxid
-    /// contiguity. Throws a `StorageError` naming the file and zxid of anything damaged.
+    /// Loads the newest snapshot and reads the log after it, verifying checksums and zxid
+    /// contiguity. The log is returned unapplied: whether it is committed is Zab's to decide. Throws a `StorageError` naming the file and zxid of anything damaged.
     func recover() throws(StorageError) -> RecoveredState
     /// Appends a batch of transactions in one durable write.
     func append(_ transactions: [Transaction]) throws(StorageError)

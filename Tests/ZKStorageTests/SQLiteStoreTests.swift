@@ -30,6 +30,14 @@ final class SQLiteStoreTests: XCTestCase {
         }
     }
 
+    /// The snapshot with the recovered log applied.
+    func applied(_ recovered: RecoveredState) -> DataTree {
+        var tree = recovered.tree
+        var triggers: [WatchTrigger] = []
+        for txn in recovered.log { tree.apply(txn, triggers: &triggers) }
+        return tree
+    }
+
     /// Applies transactions to a fresh tree, the reference the store's recovery must reproduce.
     func reference(_ txns: [Transaction]) -> DataTree {
         var tree = DataTree()
@@ -47,10 +55,10 @@ final class SQLiteStoreTests: XCTestCase {
         }
         let store = try SQLiteStore(directory: directory)
         let recovered = try store.recover()
-        XCTAssertEqual(recovered.replayed, 20)
-        XCTAssertEqual(recovered.tree.lastZxid, 20)
-        XCTAssertEqual(recovered.tree.nodes, reference(txns).nodes)
-        XCTAssertEqual(recovered.tree.sessions, reference(txns).sessions)
+        XCTAssertEqual(recovered.log.count, 20)
+        XCTAssertEqual(recovered.lastZxid, 20)
+        XCTAssertEqual(applied(recovered).nodes, reference(txns).nodes)
+        XCTAssertEqual(applied(recovered).sessions, reference(txns).sessions)
         XCTAssertEqual(store.lastZxid, 20)
     }
 
@@ -71,10 +79,10 @@ final class SQLiteStoreTests: XCTestCase {
             XCTAssertEqual(summary.logFirst, 21, "records covered by the oldest kept snapshot are gone")
         }
         let recovered = try SQLiteStore(directory: directory).recover()
-        XCTAssertEqual(recovered.snapshotZxid, 20)
-        XCTAssertEqual(recovered.replayed, 10)
-        XCTAssertEqual(recovered.tree.nodes, reference(txns).nodes)
-        XCTAssertEqual(recovered.tree.ephemerals(of: 7), ["/a/e"])
+        XCTAssertEqual(recovered.tree.lastZxid, 20)
+        XCTAssertEqual(recovered.log.count, 10)
+        XCTAssertEqual(applied(recovered).nodes, reference(txns).nodes)
+        XCTAssertEqual(applied(recovered).ephemerals(of: 7), ["/a/e"])
     }
 
     func testTruncateAfterRemovesTheSuffix() throws {
@@ -83,7 +91,7 @@ final class SQLiteStoreTests: XCTestCase {
         try store.truncate(after: 6)
         XCTAssertEqual(store.lastZxid, 6)
         let recovered = try SQLiteStore(directory: directory).recover()
-        XCTAssertEqual(recovered.tree.lastZxid, 6)
+        XCTAssertEqual(recovered.lastZxid, 6)
         try store.append(makeTransactions(7...8))
         XCTAssertEqual(try store.transactions(after: 5, limit: 10).map(\.zxid), [6, 7, 8])
     }
@@ -95,7 +103,7 @@ final class SQLiteStoreTests: XCTestCase {
         try store.installSnapshot(other)
         let recovered = try SQLiteStore(directory: directory).recover()
         XCTAssertEqual(recovered.tree.lastZxid, 4)
-        XCTAssertEqual(recovered.replayed, 0)
+        XCTAssertEqual(recovered.log.count, 0)
         XCTAssertEqual(recovered.tree.nodes, other.nodes)
     }
 
@@ -189,6 +197,13 @@ final class SQLiteStoreTests: XCTestCase {
 }
 
 final class MemoryStoreTests: XCTestCase {
+    func applied(_ recovered: RecoveredState) -> DataTree {
+        var tree = recovered.tree
+        var triggers: [WatchTrigger] = []
+        for txn in recovered.log { tree.apply(txn, triggers: &triggers) }
+        return tree
+    }
+
     func txn(_ zxid: Int64) -> Transaction {
         Transaction(zxid: zxid, timeMs: 0, sessionId: 0, cxid: 0, body: .create(path: "/n\(zxid)", data: [1, 2, 3], acl: ACL.openUnsafe, kind: .persistent))
     }
@@ -200,11 +215,11 @@ final class MemoryStoreTests: XCTestCase {
         try store.append([txn(3), txn(4)])
         store.crash(tearLastWrite: true)
         let recovered = try store.recover()
-        XCTAssertEqual(recovered.tree.lastZxid, 2)
-        XCTAssertNil(recovered.tree.node("/n3"))
+        XCTAssertEqual(recovered.lastZxid, 2)
+        XCTAssertNil(applied(recovered).node("/n3"))
         try store.append([txn(3)])
         store.sync()
-        XCTAssertEqual(try store.recover().tree.lastZxid, 3, "the torn record was truncated, the log continues")
+        XCTAssertEqual(try store.recover().lastZxid, 3, "the torn record was truncated, the log continues")
     }
 
     func testDamageInsideTheLogIsAnError() throws {
