@@ -50,7 +50,7 @@ final class ReplicaHost: @unchecked Sendable {
     private var replica: Replica
     private let store: any ReplicaStore
     /// Where peer messages go; nil for a standalone replica.
-    var peerSender: ((PeerOutgoing) -> Void)?
+    var peerTransport: (any PeerTransport)?
     private var wakeTask: Scheduled<Void>?
     private var wakeAtMs: Int64 = .max
     private let wallClockMs: @Sendable () -> Int64
@@ -176,12 +176,19 @@ final class ReplicaHost: @unchecked Sendable {
         )
     }
 
+    func replicaStatus() -> ReplicaStatus {
+        eventLoop.preconditionInEventLoop()
+        var status = replica.status()
+        status.digest = replica.digest
+        return status
+    }
+
     // MARK: - Stepping the replica
 
     /// Steps the replica with `input` at the current wall-clock time and applies what it answers.
     func submit(_ input: ReplicaInput) {
         eventLoop.preconditionInEventLoop()
-        if case .failed = state { return }
+        guard case .running = state else { return }
         deferredInputs.append(input)
         guard !isStepping else { return }
         isStepping = true
@@ -228,8 +235,9 @@ final class ReplicaHost: @unchecked Sendable {
                     return
                 }
             }
-            if let peerSender {
-                for message in ready.messages { peerSender(message) }
+            if let peerTransport, !ready.messages.isEmpty {
+                for message in ready.messages { peerTransport.send(message, from: config.serverId) }
+                peerTransport.flush(from: config.serverId)
             }
             send(ready.frames)
             for (index, id) in ready.close.enumerated() {
