@@ -15,7 +15,8 @@ import ZKProtocol
 //   ZooKeeper version whose protocol MiniZK speaks.
 // - `dump` lists connections plainly instead of ZooKeeper's connection-expiry sets: the shell has
 //   no connection expiry of its own (sessions expire inside the replica).
-// - `hash` reports that digests are not enabled; the replica's tree digest is not exposed yet.
+// - `hash` reports the digest of the committed tree with its zxid (`Digest history:` then
+//   `zxid-hex: digest`): equal on replicas that applied the same transactions.
 //
 // This file only formats. Everything it prints comes in a `FourLetterWordSnapshot`, so answers can
 // be checked in tests without sockets and without a clock.
@@ -101,7 +102,7 @@ public enum FourLetterWordResponder {
         case .envi: return environment(s)
         case .dirs: return "datadir_size: 0\nlogdir_size: 0\n"
         case .gtmk, .stmk: return String(s.traceMask)
-        case .hash: return "Digest not enabled.\n"
+        case .hash: return "Digest history:\n\(String(s.status.lastZxid, radix: 16)): \(s.status.digest)\n"
         }
     }
 
@@ -135,7 +136,7 @@ public enum FourLetterWordResponder {
 
     static func monitor(_ s: FourLetterWordSnapshot) -> String {
         let latency = s.server.latency
-        let lines: [(String, String)] = [
+        var lines: [(String, String)] = [
             ("version", MiniZKVersion.fullVersion),
             ("server_state", s.status.mode),
             ("avg_latency", javaDouble(latency.averageMs)),
@@ -154,7 +155,13 @@ public enum FourLetterWordResponder {
             ("uptime", String(max(0, s.nowMs - s.startedAtMs))),
             ("last_zxid", String(s.status.lastZxid)),
             ("global_sessions", String(s.status.sessions.count)),
+            ("current_epoch", String(s.status.currentEpoch)),
         ]
+        if s.status.mode == "leader" {
+            lines.append(("followers", String(s.status.followers)))
+            lines.append(("synced_followers", String(s.status.syncedFollowers)))
+            lines.append(("pending_syncs", String(s.status.pendingSyncs)))
+        }
         return lines.map { "zk_\($0.0)\t\($0.1)\n" }.joined()
     }
 
