@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "ZKCore", targets: ["ZKCore"]),
         .library(name: "ZKStorage", targets: ["ZKStorage"]),
         .library(name: "ZKServer", targets: ["ZKServer"]),
+        .library(name: "ZKSimulator", targets: ["ZKSimulator"]),
         .executable(name: "minizk", targets: ["minizk"]),
     ],
     dependencies: [
@@ -45,6 +46,13 @@ let package = Package(
             ]
         ),
         .target(
+            name: "ZKSimulator",
+            dependencies: [
+                "ZKCore", "ZKProtocol", "ZKStorage",
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        .target(
             name: "ZKServer",
             dependencies: [
                 "ZKCore", "ZKProtocol", "ZKStorage",
@@ -66,6 +74,7 @@ let package = Package(
         ),
         .testTarget(name: "ZKProtocolTests", dependencies: ["ZKProtocol"]),
         .testTarget(name: "ZKCoreTests", dependencies: ["ZKCore", "ZKProtocol"]),
+        .testTarget(name: "ZKSimulatorTests", dependencies: ["ZKSimulator", "ZKCore", "ZKProtocol", "ZKStorage"]),
         .testTarget(name: "ZKStorageTests", dependencies: ["ZKStorage", "ZKCore", "ZKProtocol"]),
         .testTarget(
             name: "ZKServerTests",

@@ -134,7 +134,12 @@ extension Replica {
         }
         switch role {
         case .looking:
-            // Zab traffic from an earlier term; the sender will learn of the election.
+            // A follower that decided before this replica did may already ask for its epoch;
+            // keep its request for when (and if) this replica leads. Other Zab traffic belongs to
+            // an earlier term.
+            if case .followerInfo(let acceptedEpoch, let lastZxid) = message {
+                earlyFollowerInfo[peer] = (acceptedEpoch, lastZxid)
+            }
             return
         case .following(var follower):
             guard peer == follower.leader else { return }
@@ -189,6 +194,11 @@ extension Replica {
 
     private mutating func becomeLeader(_ vote: Vote, _ ready: inout Ready) {
         var leader = LeaderState(vote: vote, deadlineMs: nowMs + config.initLimitTicks * config.tickMs)
+        for (peer, info) in earlyFollowerInfo where connectedPeers.contains(peer) {
+            leader.infos[peer] = info
+            leader.lastHeardMs[peer] = nowMs
+        }
+        earlyFollowerInfo.removeAll()
         leader.infos[config.serverId] = (hard.acceptedEpoch, lastLoggedZxid)
         role = .leading(leader)
         chooseEpochIfQuorum(&ready)
@@ -381,6 +391,7 @@ extension Replica {
     // MARK: - Follower
 
     private mutating func becomeFollower(_ vote: Vote, _ ready: inout Ready) {
+        earlyFollowerInfo.removeAll()
         role = .following(
             FollowerState(
                 leader: vote.leader, vote: vote, lastHeardMs: nowMs, deadlineMs: nowMs + config.initLimitTicks * config.tickMs))
@@ -544,6 +555,9 @@ extension Replica {
         case .following(let follower):
             if follower.phase != .broadcast && nowMs > follower.deadlineMs {
                 startElection(&ready)
+            } else if follower.phase == .discovery {
+                // The leader may not have been leading yet when it first heard from us.
+                ready.send(.followerInfo(acceptedEpoch: hard.acceptedEpoch, lastZxid: lastLoggedZxid), to: follower.leader)
             } else if nowMs - follower.lastHeardMs > syncLimitMs {
                 startElection(&ready)
             }

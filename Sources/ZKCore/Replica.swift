@@ -54,6 +54,8 @@ public struct Replica: Sendable {
     var awaitingDurable: Deque<(sequence: UInt64, action: DurableAction)> = []
     var nextBarrierToken: UInt64 = 1
     var connectedPeers: Set<Int64> = []
+    /// FOLLOWERINFO that arrived while this replica was still electing.
+    var earlyFollowerInfo: [Int64: (acceptedEpoch: Int64, lastZxid: Zxid)] = [:]
 
     struct Connection {
         var peerAddress: String

@@ -15,7 +15,8 @@ import ZKProtocol
 //   ZooKeeper version whose protocol MiniZK speaks.
 // - `dump` lists connections plainly instead of ZooKeeper's connection-expiry sets: the shell has
 //   no connection expiry of its own (sessions expire inside the replica).
-// - `hash` reports that digests are not enabled; the replica's tree digest is not exposed yet.
+// - `hash` reports the digest of the committed tree with its zxid (`Digest history:` then
+//   `zxid-hex: digest`): equal on replicas that applied the same transactions.
 //
 // This file only formats. Everything it prints comes in a `FourLetterWordSnapshot`, so answers can
 // be checked in tests without sockets and without a clock.
@@ -107,7 +108,7 @@ public enum FourLetterWordResponder {
         case .envi: return environment(s)
         case .dirs: return "datadir_size: \(s.dataDirectoryBytes)\nlogdir_size: \(s.dataDirectoryBytes)\n"
         case .gtmk, .stmk: return String(s.traceMask)
-        case .hash: return "Digest not enabled.\n"
+        case .hash: return "Digest history:\n\(String(s.status.lastZxid, radix: 16)): \(s.status.digest)\n"
         }
     }
 
@@ -141,7 +142,7 @@ public enum FourLetterWordResponder {
 
     static func monitor(_ s: FourLetterWordSnapshot) -> String {
         let latency = s.server.latency
-        let lines: [(String, String)] = [
+        var lines: [(String, String)] = [
             ("version", MiniZKVersion.fullVersion),
             ("server_state", s.status.mode),
             ("avg_latency", javaDouble(latency.averageMs)),
@@ -160,6 +161,7 @@ public enum FourLetterWordResponder {
             ("uptime", String(max(0, s.nowMs - s.startedAtMs))),
             ("last_zxid", String(s.status.lastZxid)),
             ("global_sessions", String(s.status.sessions.count)),
+            ("current_epoch", String(s.status.currentEpoch)),
             ("fsync_batches", String(s.storage.fsyncBatches)),
             ("logged_transactions", String(s.storage.loggedTransactions)),
             ("group_commit_steps", String(s.storage.persistedSteps)),
@@ -168,6 +170,11 @@ public enum FourLetterWordResponder {
             ("last_snapshot_zxid", String(s.storage.lastSnapshotZxid)),
             ("data_dir_size", String(s.dataDirectoryBytes)),
         ]
+        if s.status.mode == "leader" {
+            lines.append(("followers", String(s.status.followers)))
+            lines.append(("synced_followers", String(s.status.syncedFollowers)))
+            lines.append(("pending_syncs", String(s.status.pendingSyncs)))
+        }
         return lines.map { "zk_\($0.0)\t\($0.1)\n" }.joined()
     }
 

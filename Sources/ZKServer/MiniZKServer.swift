@@ -23,8 +23,10 @@ public final class MiniZKServer: Sendable {
     public let host: String
     private let serverChannel: any Channel
     private let replicaHost: ReplicaHost
+    private let transport: (any PeerTransport)?
 
-    private init(serverChannel: any Channel, replicaHost: ReplicaHost, host: String, localPort: Int) {
+    private init(serverChannel: any Channel, replicaHost: ReplicaHost, host: String, localPort: Int, transport: (any PeerTransport)?) {
+        self.transport = transport
         self.serverChannel = serverChannel
         self.replicaHost = replicaHost
         self.host = host
@@ -35,7 +37,8 @@ public final class MiniZKServer: Sendable {
     /// `config.clientPort` is overwritten with the bound port so that `conf` reports it.
     public static func start(
         config: ReplicaConfig, host: String, port: Int, group: any EventLoopGroup, logger: Logger,
-        options: ServerOptions = ServerOptions(), store: (any ReplicaStore)? = nil
+        options: ServerOptions = ServerOptions(), store: (any ReplicaStore)? = nil,
+        transport: (any PeerTransport)? = nil
     ) async throws -> MiniZKServer {
         let eventLoop = group.next()
         let bootstrap = ServerBootstrap(group: eventLoop, childGroup: eventLoop)
@@ -86,10 +89,29 @@ public final class MiniZKServer: Sendable {
         // `conf` reports the bound port; the replica never reads `clientPort`.
         try await eventLoop.submit {
             replicaHost.config.clientPort = boundPort
+            replicaHost.peerTransport = transport
             if !standalone { replicaHost.start() }
         }.get()
+        if let transport {
+            transport.attach(serverId: config.serverId) { input in
+                replicaHost.eventLoop.execute { replicaHost.submit(input) }
+            }
+        }
         logger.info("MiniZK serving", metadata: ["host": "\(host)", "port": "\(boundPort)"])
-        return MiniZKServer(serverChannel: serverChannel, replicaHost: replicaHost, host: host, localPort: boundPort)
+        return MiniZKServer(
+            serverChannel: serverChannel, replicaHost: replicaHost, host: host, localPort: boundPort, transport: transport)
+    }
+
+    /// The replica's status (mode, zxid, digest, ...), read on its event loop.
+    public func status() async throws -> ReplicaStatus {
+        let replicaHost = self.replicaHost
+        return try await replicaHost.eventLoop.submit { replicaHost.replicaStatus() }.get()
+    }
+
+    /// Stops this member abruptly, as a crash would: peers see it disconnect, clients lose their
+    /// connections, nothing more is written.
+    public func kill() async throws {
+        try await shutdown()
     }
 
     /// What the four-letter words would report now.
@@ -101,6 +123,7 @@ public final class MiniZKServer: Sendable {
     /// Stops accepting connections, closes every client connection and stops the replica's timer.
     /// Sessions are not closed: a restarted MiniZK with durable storage resumes them.
     public func shutdown() async throws {
+        transport?.detach(serverId: replicaHost.config.serverId)
         try? await serverChannel.close()
         let replicaHost = self.replicaHost
         try await replicaHost.eventLoop.flatSubmit { replicaHost.stop() }.get()

@@ -65,7 +65,7 @@ final class ReplicaHost: @unchecked Sendable {
     private var storageStatistics = StorageStatistics()
     private var snapshotSchedule: SnapshotSchedule
     /// Where peer messages go; nil for a standalone replica.
-    var peerSender: ((PeerOutgoing) -> Void)?
+    var peerTransport: (any PeerTransport)?
     private var wakeTask: Scheduled<Void>?
     private var wakeAtMs: Int64 = .max
     private let wallClockMs: @Sendable () -> Int64
@@ -183,7 +183,10 @@ final class ReplicaHost: @unchecked Sendable {
         default:
             break
         }
-        return FourLetterWordResponder.respond(to: word, snapshot: snapshot())
+        var snapshot = snapshot()
+        // The digest walks the whole tree: only `hash` pays for it.
+        if word == .hash { snapshot.status.digest = replica.digest }
+        return FourLetterWordResponder.respond(to: word, snapshot: snapshot)
     }
 
     /// Everything the four-letter words report, as of now.
@@ -205,12 +208,19 @@ final class ReplicaHost: @unchecked Sendable {
         )
     }
 
+    func replicaStatus() -> ReplicaStatus {
+        eventLoop.preconditionInEventLoop()
+        var status = replica.status()
+        status.digest = replica.digest
+        return status
+    }
+
     // MARK: - Stepping the replica
 
     /// Steps the replica with `input` at the current wall-clock time and applies what it answers.
     func submit(_ input: ReplicaInput) {
         eventLoop.preconditionInEventLoop()
-        if case .failed = state { return }
+        guard case .running = state else { return }
         deferredInputs.append(input)
         guard !isStepping else { return }
         isStepping = true
@@ -258,8 +268,9 @@ final class ReplicaHost: @unchecked Sendable {
         if ready.storageSequence > 0 {
             storage.enqueue(.ready(ops: ready.storage, sequence: ready.storageSequence))
         }
-        if let peerSender {
-            for message in ready.messages { peerSender(message) }
+        if let peerTransport, !ready.messages.isEmpty {
+            for message in ready.messages { peerTransport.send(message, from: config.serverId) }
+            peerTransport.flush(from: config.serverId)
         }
         send(ready.frames)
         for (index, id) in ready.close.enumerated() {

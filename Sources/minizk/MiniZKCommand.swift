@@ -6,6 +6,7 @@ import NIOPosix
 import ZKCore
 import ZKProtocol
 import ZKServer
+import ZKStorage
 
 #if canImport(Glibc)
 import Glibc
@@ -33,7 +34,7 @@ struct ReplicaArguments: ParsableArguments {
     @Option(help: "Length of a tick in milliseconds (ZooKeeper's tickTime).")
     var tickMs: Int64 = 2000
 
-    @Option(help: "Data directory. Accepted for compatibility; storage is in memory for now.")
+    @Option(help: "Data directory for the SQLite store (server: memory when absent; ensemble: ./minizk-data).")
     var dataDir: String?
 
     @Flag(help: "Enable TTL nodes (ZooKeeper's zookeeper.extendedTypesEnabled).")
@@ -93,71 +94,138 @@ struct ReplicaArguments: ParsableArguments {
 struct ServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "server",
-        abstract: "Run one standalone replica until SIGINT or SIGTERM."
+        abstract: "Run one replica until SIGINT or SIGTERM: standalone, or a member of an ensemble described by a zoo.cfg."
     )
 
     @Option(help: "Client port; 0 picks a free one.")
     var port: Int = 2181
 
+    @Option(help: "A ZooKeeper-style zoo.cfg (server.N=host:peerPort:electionPort;clientPort, tickTime, initLimit, syncLimit, dataDir).")
+    var config: String?
+
+    @Option(help: "This replica's id in the zoo.cfg (ZooKeeper's myid).")
+    var id: Int64?
+
+    @Flag(help: "Keep all data in memory instead of SQLite under the data directory.")
+    var inMemory = false
+
     @OptionGroup var replica: ReplicaArguments
 
+    func validate() throws {
+        if config != nil && id == nil { throw ValidationError("--config needs --id") }
+    }
+
     func run() async throws {
-        try await serve(replica: replica, port: port) { server in
-            printLine("MiniZK serving on \(server.host):\(server.localPort)")
+        guard let path = config, let id else {
+            try await serve(replica: replica, port: port, inMemory: inMemory) { server in
+                printLine("MiniZK serving on \(server.host):\(server.localPort)")
+            }
+            return
         }
+        let zooConfig = try ZooConfig(parsing: String(contentsOfFile: path, encoding: .utf8))
+        guard let me = zooConfig.servers.first(where: { $0.id == id }) else {
+            throw ValidationError("server.\(id) is not in \(path)")
+        }
+        let logger = replica.makeLogger()
+        let signals = TerminationSignals()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: min(2, System.coreCount))
+        var replicaConfig = zooConfig.replicaConfig(for: id)
+        replicaConfig.superDigest = replica.superDigest
+        // Every member must derive the same session secret: take it from the shared configuration.
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in zooConfig.dynamicConfigText.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        replicaConfig.sessionSecret = hash
+        let dataDir = replica.dataDir ?? zooConfig.dataDir ?? "minizk-data/node-\(id)"
+        let store: any ReplicaStore
+        if inMemory { store = MemoryStore() } else { store = try SQLiteStore(directory: dataDir) }
+        let peers = zooConfig.servers.map { TCPPeerTransport.Peer(id: $0.id, host: $0.host, port: $0.peerPort) }
+        let transport = TCPPeerTransport(serverId: id, peers: peers, group: group, logger: logger)
+        try await transport.listen(host: me.host, port: me.peerPort)
+        let server = try await MiniZKServer.start(
+            config: replicaConfig, host: me.clientHost, port: me.clientPort, group: group, logger: logger,
+            options: replica.serverOptions, store: store, transport: transport)
+        printLine("MiniZK replica \(id) of \(zooConfig.servers.count) serving on \(server.host):\(server.localPort)")
+        let signal = await signals.wait()
+        logger.info("shutting down", metadata: ["signal": "\(signal)"])
+        try await server.shutdown()
+        try await group.shutdownGracefully()
     }
 }
 
 struct EnsembleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ensemble",
-        abstract: "Run an ensemble in this process (for now: one replica) until SIGINT or SIGTERM."
+        abstract: "Run an ensemble of replicas in this process until SIGINT or SIGTERM, and print its connect string."
     )
 
-    @Option(help: "Number of replicas. Only 1 is supported for now.")
-    var nodes: Int = 1
+    @Option(help: "Number of replicas (an odd number).")
+    var nodes: Int = 3
 
-    @Option(help: "Client port of the first replica; 0 picks a free one.")
+    @Option(help: "Client port of the first replica (the others follow); 0 picks free ones.")
     var basePort: Int = 2181
 
-    @Flag(help: "Keep all data in memory (the only storage for now).")
+    @Flag(help: "Keep all data in memory instead of SQLite under the data directory.")
     var inMemory = false
 
     @OptionGroup var replica: ReplicaArguments
 
     func validate() throws {
         guard nodes >= 1 else { throw ValidationError("--nodes must be at least 1") }
-        guard nodes == 1 else {
-            throw ValidationError("--nodes \(nodes): ensembles of more than one replica are not supported yet")
-        }
     }
 
     func run() async throws {
-        try await serve(replica: replica, port: basePort) { server in
-            printLine("MiniZK ensemble of 1 replica (a single replica for now; more are not supported yet)")
-            printLine("\(server.host):\(server.localPort)")
+        let logger = replica.makeLogger()
+        let signals = TerminationSignals()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: min(2, System.coreCount))
+        let dataDir = replica.dataDir ?? "minizk-data"
+        let inMemory = self.inMemory
+        let started = ContinuousClock.now
+        let ensemble: Ensemble
+        do {
+            ensemble = try await Ensemble.start(
+                nodes: nodes, host: replica.host, basePort: basePort, config: replica.replicaConfig(clientPort: basePort),
+                group: group, logger: logger, options: replica.serverOptions
+            ) { id -> any ReplicaStore in
+                if inMemory { return MemoryStore() }
+                return try SQLiteStore(directory: "\(dataDir)/node-\(id)")
+            }
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
         }
+        let serving = try await ensemble.waitUntilServing()
+        let elapsed = ContinuousClock.now - started
+        let storage = inMemory ? "in memory" : "SQLite under \(dataDir)"
+        printLine("MiniZK ensemble of \(nodes) replicas (\(storage)), \(serving ? "serving" : "not serving yet") after \(elapsed)")
+        printLine(ensemble.connectString)
+        let signal = await signals.wait()
+        logger.info("shutting down", metadata: ["signal": "\(signal)"])
+        try await ensemble.shutdown()
+        try await group.shutdownGracefully()
     }
 }
 
 /// Starts a server, reports it, waits for SIGINT or SIGTERM and shuts down cleanly.
 private func serve(
-    replica arguments: ReplicaArguments, port: Int, announce: (MiniZKServer) -> Void
+    replica arguments: ReplicaArguments, port: Int, inMemory: Bool, announce: (MiniZKServer) -> Void
 ) async throws {
     let logger = arguments.makeLogger()
     let signals = TerminationSignals()
     let group = MultiThreadedEventLoopGroup(numberOfThreads: min(2, System.coreCount))
     let server: MiniZKServer
     do {
+        let store: any ReplicaStore
+        if inMemory || arguments.dataDir == nil {
+            store = MemoryStore()
+        } else {
+            store = try SQLiteStore(directory: arguments.dataDir!)
+        }
         server = try await MiniZKServer.start(
             config: arguments.replicaConfig(clientPort: port), host: arguments.host, port: port, group: group,
-            logger: logger, options: arguments.serverOptions)
+            logger: logger, options: arguments.serverOptions, store: store)
     } catch {
         try? await group.shutdownGracefully()
         throw error
-    }
-    if arguments.dataDir != nil {
-        logger.notice("--data-dir is accepted, but storage is in memory for now: nothing is written there")
     }
     announce(server)
     let signal = await signals.wait()
