@@ -114,6 +114,13 @@ public final class MiniZKServer: Sendable {
         try await shutdown()
     }
 
+    /// Calls `callback` (on the replica's event loop) if the store fails and the replica stops
+    /// serving; at once if it already has.
+    public func whenStoreFails(_ callback: @escaping @Sendable (String) -> Void) {
+        let replicaHost = self.replicaHost
+        replicaHost.eventLoop.execute { replicaHost.whenFailed(callback) }
+    }
+
     /// What the four-letter words would report now.
     public func snapshot() async throws -> FourLetterWordSnapshot {
         let replicaHost = self.replicaHost

@@ -83,6 +83,7 @@ final class ReplicaHost: @unchecked Sendable {
     private var isStepping = false
     /// Waiting for the replica to serve clients (a standalone one does once its epoch is durable).
     private var servingWaiters: [EventLoopPromise<Void>] = []
+    private var failureCallbacks: [@Sendable (String) -> Void] = []
 
     init(
         config: ReplicaConfig, options: ServerOptions, store: any ReplicaStore, recovered: RecoveredState,
@@ -241,6 +242,16 @@ final class ReplicaHost: @unchecked Sendable {
         }
     }
 
+    /// Calls `callback` with the reason once the replica stops serving because its store failed.
+    func whenFailed(_ callback: @escaping @Sendable (String) -> Void) {
+        eventLoop.preconditionInEventLoop()
+        if case .failed(let reason) = state {
+            callback(reason)
+        } else {
+            failureCallbacks.append(callback)
+        }
+    }
+
     /// Completes once the replica serves clients; fails if the store fails first.
     func whenServing() -> EventLoopFuture<Void> {
         eventLoop.preconditionInEventLoop()
@@ -363,6 +374,9 @@ final class ReplicaHost: @unchecked Sendable {
         let waiters = servingWaiters
         servingWaiters = []
         for waiter in waiters { waiter.fail(ReplicaHostError.storeFailed(reason)) }
+        let callbacks = failureCallbacks
+        failureCallbacks = []
+        for callback in callbacks { callback(reason) }
         for handler in connections.values {
             _ = handler.closeNow(reason: reason)
         }

@@ -8,6 +8,8 @@ public enum StorageError: Error, Sendable, CustomStringConvertible, Equatable {
     case corruptSnapshot(file: String, zxid: Int64, reason: String)
     case logGap(file: String, expected: Int64, found: Int64)
     case unsupportedSchema(file: String, version: Int64)
+    /// Another process holds the store's lock file.
+    case inUse(file: String)
 
     public var description: String {
         switch self {
@@ -19,6 +21,17 @@ public enum StorageError: Error, Sendable, CustomStringConvertible, Equatable {
         case .logGap(let file, let expected, let found):
             return "\(file): log is not contiguous: expected zxid 0x\(String(expected, radix: 16)), found 0x\(String(found, radix: 16))"
         case .unsupportedSchema(let file, let version): return "\(file): unsupported schema version \(version)"
+        case .inUse(let file): return "\(file): the store is in use by another MiniZK process"
+        }
+    }
+
+    /// Whether the error says that stored state is damaged (as opposed to unreadable for
+    /// another reason: a lock, a permission, a full disk).
+    public var isDamage: Bool {
+        switch self {
+        case .corruptLogRecord, .corruptSnapshot, .logGap: return true
+        case .sqlite(_, let code, _): return code == SQLITE_CORRUPT || code == SQLITE_NOTADB
+        case .unsupportedSchema, .inUse: return false
         }
     }
 }

@@ -35,8 +35,14 @@ import ZKProtocol
 /// runs with `synchronous=FULL`, and its fsync of the WAL, an append-only file, also makes every
 /// chunk written before it durable. The same transaction drops snapshots beyond `snapshotsKept`
 /// and the log records the oldest kept snapshot covers.
+///
+/// **One process at a time.** A store opened for writing holds an exclusive POSIX record lock on
+/// `DIR/minizk.lock` for as long as it is open; a second process opening the same directory gets
+/// `StorageError.inUse` instead of interleaving its log with the first one's. (`minizk inspect`
+/// opens the store read-only and takes no lock: WAL mode lets it read while a server writes.)
 public final class SQLiteStore: ReplicaStore {
     public static let fileName = "minizk.sqlite3"
+    public static let lockFileName = "minizk.lock"
     static let schemaVersion: Int64 = 1
 
     public struct Options: Sendable {
@@ -84,6 +90,7 @@ public final class SQLiteStore: ReplicaStore {
     private var synchronousIsFull: Bool
     private var encodeBuffer = ByteBuffer()
     private var statements: [String: SQLiteStatement] = [:]
+    private var lockDescriptor: Int32 = -1
 
     public init(directory: String, options: Options = Options()) throws(StorageError) {
         self.directory = directory
@@ -99,6 +106,7 @@ public final class SQLiteStore: ReplicaStore {
             } catch {
                 throw .sqlite(file: directory, code: -1, message: "cannot create directory: \(error)")
             }
+            lockDescriptor = try Self.lock((directory as NSString).appendingPathComponent(Self.lockFileName))
         }
         db = try SQLiteDatabase(path: path, readOnly: options.readOnly)
         synchronousIsFull = options.forceSync
@@ -119,6 +127,32 @@ public final class SQLiteStore: ReplicaStore {
         try db.execute("PRAGMA mmap_size=\(1 << 30)")
         let version = try meta("schema_version") ?? 0
         guard version == Self.schemaVersion else { throw .unsupportedSchema(file: path, version: version) }
+    }
+
+    deinit {
+        statements.removeAll()
+        db.close()
+        if lockDescriptor >= 0 { close(lockDescriptor) }
+    }
+
+    /// Takes an exclusive record lock on `path`; returns the descriptor that holds it.
+    private static func lock(_ path: String) throws(StorageError) -> Int32 {
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            throw .sqlite(file: path, code: -1, message: "cannot open the lock file: \(String(cString: strerror(errno)))")
+        }
+        var request = flock()
+        request.l_type = Int16(F_WRLCK)
+        request.l_whence = Int16(SEEK_SET)
+        request.l_start = 0
+        request.l_len = 0
+        guard fcntl(descriptor, F_SETLK, &request) == 0 else {
+            let reason = errno
+            close(descriptor)
+            if reason == EACCES || reason == EAGAIN { throw .inUse(file: path) }
+            throw .sqlite(file: path, code: -1, message: "cannot lock: \(String(cString: strerror(reason)))")
+        }
+        return descriptor
     }
 
     /// A prepared statement, prepared once per store.
