@@ -158,8 +158,9 @@ public struct SnapshotDecoder {
     private var zxid: Zxid = 0
     private var sessions: [(id: Int64, timeoutMs: Int64)] = []
     private var nodes: [(path: String, node: DataNode)] = []
-    private var lastACL: [ACL] = []
-    private var lastACLBytes: [UInt8] = [0, 0, 0, 0]
+    /// Distinct ACL lists seen, most recently used first, with their encoding.
+    private var aclCache: [(bytes: [UInt8], acl: [ACL])] = []
+    private static let aclCacheMax = 32
 
     public init() {}
 
@@ -307,15 +308,16 @@ public struct SnapshotDecoder {
         return buffer.readBytes(length: count)
     }
 
-    /// Reads an ACL list, handing back the previous node's array when the bytes are the same.
+    /// Reads an ACL list, handing back an array read before when the bytes are the same: the
+    /// ACL lists of a tree are few, and each node then holds a reference to a shared one.
     private mutating func acls(_ buffer: inout ByteBuffer) throws(Failure) -> [ACL] {
-        let before = buffer
-        if buffer.readableBytes >= lastACLBytes.count,
-            buffer.readableBytesView.prefix(lastACLBytes.count).elementsEqual(lastACLBytes)
-        {
-            buffer.moveReaderIndex(forwardBy: lastACLBytes.count)
-            return lastACL
+        for (index, cached) in aclCache.enumerated()
+        where buffer.readableBytes >= cached.bytes.count && buffer.readableBytesView.prefix(cached.bytes.count).elementsEqual(cached.bytes) {
+            buffer.moveReaderIndex(forwardBy: cached.bytes.count)
+            if index > 0 { aclCache.swapAt(0, index) }
+            return cached.acl
         }
+        let before = buffer
         let count = try int(&buffer)
         var list: [ACL] = []
         if count != -1 {
@@ -328,8 +330,9 @@ public struct SnapshotDecoder {
                 list.append(ACL(perms: Perms(rawValue: perms), id: Id(scheme: scheme, id: id)))
             }
         }
-        lastACL = list
-        lastACLBytes = before.getBytes(at: before.readerIndex, length: buffer.readerIndex - before.readerIndex)!
+        let bytes = before.getBytes(at: before.readerIndex, length: buffer.readerIndex - before.readerIndex)!
+        if aclCache.count >= Self.aclCacheMax { aclCache.removeLast() }
+        aclCache.insert((bytes, list), at: 0)
         return list
     }
 }
