@@ -108,12 +108,14 @@ def run_round(ensemble, round_no, results):
     client = KazooClient(hosts=ensemble.hosts(), timeout=4.0,
                          connection_retry=KazooRetry(max_tries=-1, delay=0.02, max_delay=0.1))
     client.start(timeout=15)
+    client.add_listener(lambda state: print(f"  {time.time() - (kill_time[0] or time.time()):+.3f}s client {state}", flush=True))
     client.ensure_path(f"/r{round_no}")
 
     def writer():
         n = 0
         while not stop.is_set():
             batch = []
+            issued = time.time()
             for _ in range(50):
                 path = f"/r{round_no}/n{n:07d}"
                 n += 1
@@ -124,7 +126,7 @@ def run_round(ensemble, round_no, results):
                     now = time.time()
                     with lock:
                         acked.append(path)
-                        if kill_time[0] is not None and first_after_kill[0] is None and now > kill_time[0]:
+                        if kill_time[0] is not None and first_after_kill[0] is None and issued > kill_time[0]:
                             first_after_kill[0] = now
                 except Exception:
                     pass  # connection loss during the failover: not acknowledged
