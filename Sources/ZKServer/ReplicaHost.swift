@@ -98,8 +98,10 @@ final class ReplicaHost: @unchecked Sendable {
         self.wallClockMs = wallClockMs
         let now = wallClockMs()
         self.startedAtMs = now
+        // Ensemble members share `config.sessionSecret` (a session must check out on any member);
+        // a standalone replica draws its own.
         var generator = SystemRandomNumberGenerator()
-        self.replica = Replica(config: config, startTimeMs: now, secret: generator.next(), recovered: recovered)
+        self.replica = Replica(config: config, startTimeMs: now, secret: config.isStandalone ? generator.next() : 0, recovered: recovered)
         self.environment = SystemFacts.environment()
         let seed = options.snapshotSeed ?? generator.next()
         logger.debug("snapshot schedule", metadata: ["every": "\(options.snapshotEveryTransactions)", "seed": "\(seed)"])
