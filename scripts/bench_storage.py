@@ -10,7 +10,8 @@ Figures (MiniZK and ZooKeeper each, and the ratio MiniZK/ZooKeeper):
       100 bytes, loaded with pipelined creates;
   (d) resident memory (VmRSS) with those znodes loaded, before and after the restart;
   (e) the data folder's size.
-Medians of --runs runs for (a), (b) and (c). Load comes from `minizk bench`, a lean pipelining
+Medians of --runs runs for (a), (b) and (c); the runs alternate between the two servers (both stay
+up), so a noisy moment on a shared machine does not land on one of them only. Load comes from `minizk bench`, a lean pipelining
 client (one event loop, many requests per write), run as its own process.
 
 Usage: scripts/bench_storage.py [--minizk .build/release/minizk] [--runs 3] [--seconds 5]
@@ -130,7 +131,7 @@ class Server:
     def command(self):
         if self.kind == "minizk":
             return [self.minizk, "server", "--port", str(self.port), "--data-dir", self.data, "--tick-ms", "200",
-                    "--log-level", "warning"]
+                    "--log-level", "info"]
         config = os.path.join(self.work, "zoo.cfg")
         with open(config, "w") as f:
             f.write("tickTime=200\ndataDir=%s\nclientPort=%d\nclientPortAddress=127.0.0.1\n"
@@ -213,55 +214,76 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
-def measure(kind, args, work):
-    server = Server(kind, work, args.minizk)
-    figures = {"kind": kind}
+def measure(args, work):
+    """Both servers side by side: every throughput run and every restart alternates between them,
+    so that a noisy moment on the machine does not land on one server only."""
+    servers = {kind: Server(kind, work, args.minizk) for kind in args.kinds}
+    figures = {kind: {"kind": kind} for kind in args.kinds}
     try:
-        server.start()
+        for server in servers.values():
+            server.start()
         for op in ("create", "set"):
             for outstanding in (1, 100):
-                runs = [throughput(server, args.minizk, op, outstanding, args.seconds) for _ in range(args.runs)]
-                key = "%s_%d" % (op, outstanding)
-                figures[key] = median([r["rate"] for r in runs])
-                figures[key + "_p50_ms"] = median([r["p50_ms"] for r in runs])
-                figures[key + "_fsyncs_per_s"] = median([r["fsyncs_per_s"] for r in runs])
-                figures[key + "_runs"] = [round(r["rate"]) for r in runs]
-                print("  %-9s %-6s outstanding %3d: %8.0f ops/s  %8.0f fsyncs/s  p50 %.3f ms  (runs %s)" % (
-                    kind, op, outstanding, figures[key], figures[key + "_fsyncs_per_s"], figures[key + "_p50_ms"],
-                    figures[key + "_runs"]), flush=True)
-        # Load the znodes into a fresh data directory: 6 connections x 64 outstanding, pipelined
-        # creates of 100 bytes.
-        server.stop()
-        server.wipe()
-        server.start()
-        load_started = time.monotonic()
-        loaded = bench(args.minizk, server.port, "create", 6, 64, count=args.znodes)
-        figures["load_seconds"] = time.monotonic() - load_started
-        figures["znodes"] = int(mntr(server.port).get("zk_znode_count", "0"))
-        time.sleep(2)
-        figures["rss_loaded"] = rss_bytes(server.process.pid)
-        print("  %-9s loaded %d znodes in %.1f s (%.0f creates/s); RSS %.0f MiB" % (
-            kind, figures["znodes"], figures["load_seconds"], loaded["rate"], figures["rss_loaded"] / 2**20), flush=True)
-        probe = loaded["prefix"] + "/n0"
-        restarts = []
-        rss_after = []
-        for _ in range(args.runs):
+                runs = {kind: [] for kind in servers}
+                for run in range(args.runs):
+                    order = list(servers) if run % 2 == 0 else list(reversed(list(servers)))
+                    for kind in order:
+                        runs[kind].append(throughput(servers[kind], args.minizk, op, outstanding, args.seconds))
+                for kind, results in runs.items():
+                    key = "%s_%d" % (op, outstanding)
+                    f = figures[kind]
+                    f[key] = median([r["rate"] for r in results])
+                    f[key + "_p50_ms"] = median([r["p50_ms"] for r in results])
+                    f[key + "_p99_ms"] = median([r["p99_ms"] for r in results])
+                    f[key + "_fsyncs_per_s"] = median([r["fsyncs_per_s"] for r in results])
+                    f[key + "_runs"] = [round(r["rate"]) for r in results]
+                    print("  %-9s %-6s outstanding %3d: %8.0f ops/s  %8.0f fsyncs/s  p50 %.3f ms  p99 %.3f ms  (runs %s)" % (
+                        kind, op, outstanding, f[key], f[key + "_fsyncs_per_s"], f[key + "_p50_ms"], f[key + "_p99_ms"],
+                        f[key + "_runs"]), flush=True)
+        # Load the znodes into fresh data directories, one server at a time: 6 connections x 64
+        # outstanding, pipelined creates of 100 bytes.
+        probes = {}
+        for kind, server in servers.items():
             server.stop()
-            restarts.append(server.start(probe_path=probe))
-            time.sleep(1)
-            rss_after.append(rss_bytes(server.process.pid))
-            print("  %-9s restart until serving: %.2f s; RSS %.0f MiB" % (kind, restarts[-1], rss_after[-1] / 2**20), flush=True)
-            if kind == "minizk":
-                print("            " + server.recovery_line().split("minizk: ", 1)[-1], flush=True)
-        figures["restart_s"] = median(restarts)
-        figures["restart_runs"] = [round(r, 2) for r in restarts]
-        figures["rss_restarted"] = median(rss_after)
-        figures["znodes_after_restart"] = int(mntr(server.port).get("zk_znode_count", "0"))
-        server.stop()
-        figures["data_bytes"] = folder_bytes(server.data)
-        print("  %-9s data folder %.0f MiB" % (kind, figures["data_bytes"] / 2**20), flush=True)
+            server.wipe()
+        for kind, server in servers.items():
+            f = figures[kind]
+            server.start()
+            load_started = time.monotonic()
+            loaded = bench(args.minizk, server.port, "create", 6, 64, count=args.znodes)
+            f["load_seconds"] = time.monotonic() - load_started
+            f["load_rate"] = loaded["rate"]
+            f["znodes"] = int(mntr(server.port).get("zk_znode_count", "0"))
+            time.sleep(2)
+            f["rss_loaded"] = rss_bytes(server.process.pid)
+            probes[kind] = loaded["prefix"] + "/n0"
+            print("  %-9s loaded %d znodes in %.1f s (%.0f creates/s); RSS %.0f MiB" % (
+                kind, f["znodes"], f["load_seconds"], loaded["rate"], f["rss_loaded"] / 2**20), flush=True)
+        restarts = {kind: [] for kind in servers}
+        rss_after = {kind: [] for kind in servers}
+        for run in range(args.runs):
+            order = list(servers) if run % 2 == 0 else list(reversed(list(servers)))
+            for kind in order:
+                server = servers[kind]
+                server.stop()
+                restarts[kind].append(server.start(probe_path=probes[kind]))
+                time.sleep(1)
+                rss_after[kind].append(rss_bytes(server.process.pid))
+                print("  %-9s restart until serving: %.2f s; RSS %.0f MiB" % (kind, restarts[kind][-1], rss_after[kind][-1] / 2**20), flush=True)
+                if kind == "minizk":
+                    print("            " + server.recovery_line().split("minizk: ", 1)[-1], flush=True)
+        for kind, server in servers.items():
+            f = figures[kind]
+            f["restart_s"] = median(restarts[kind])
+            f["restart_runs"] = [round(r, 2) for r in restarts[kind]]
+            f["rss_restarted"] = median(rss_after[kind])
+            f["znodes_after_restart"] = int(mntr(server.port).get("zk_znode_count", "0"))
+            server.stop()
+            f["data_bytes"] = folder_bytes(server.data)
+            print("  %-9s data folder %.0f MiB" % (kind, f["data_bytes"] / 2**20), flush=True)
     finally:
-        server.stop()
+        for server in servers.values():
+            server.stop()
     return figures
 
 
@@ -278,12 +300,9 @@ def main():
     args.minizk = os.path.abspath(args.minizk)
     work = tempfile.mkdtemp(prefix="minizk-bench-storage-")
     print("work directory %s; %d runs of %.0f s; %d znodes" % (work, args.runs, args.seconds, args.znodes), flush=True)
-    results = {}
+    args.kinds = [kind for kind in ("minizk", "zookeeper") if not args.only or args.only == kind]
     try:
-        for kind in ("minizk", "zookeeper"):
-            if args.only and args.only != kind:
-                continue
-            results[kind] = measure(kind, args, work)
+        results = measure(args, work)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -304,7 +323,9 @@ def main():
             ("fsyncs/s behind creates, 100 outstanding", "create_100_fsyncs_per_s", "%.0f"),
             ("fsyncs/s behind setData, 1 outstanding", "set_1_fsyncs_per_s", "%.0f"),
             ("fsyncs/s behind setData, 100 outstanding", "set_100_fsyncs_per_s", "%.0f"),
+            ("p99 ms, setData, 100 outstanding", "set_100_p99_ms", "%.1f"),
             ("znodes loaded", "znodes", "%d"),
+            ("load rate, creates/s (6 connections x 64)", "load_rate", "%.0f"),
             ("restart until serving, s", "restart_s", "%.2f"),
             ("RSS with the znodes loaded, MiB", "rss_loaded", None),
             ("RSS after restart, MiB", "rss_restarted", None),
