@@ -89,7 +89,7 @@ extension Replica {
     mutating func answerOne(_ request: Request, _ id: ConnectionID, _ sessionId: Int64, _ connection: Connection) throws(ErrorCode) -> Response {
         switch request {
         case .exists(let path, let watch):
-            if path.contains("\0") { throw .badArguments }
+            if path.utf8.contains(0) { throw .badArguments }
             if watch { watches.addDataWatch(path, connection: id) }
             guard let node = tree.node(path) else { throw .noNode }
             return .stat(node.stat)
