@@ -124,7 +124,9 @@ enum Prepare {
         case .createContainer:
             kind = .container
         default:
-            guard !mode.isTTL, !mode.isContainer else { throw .badArguments }
+            // Flag 4 through create/create2 makes an ordinary persistent node, as in ZooKeeper:
+            // only the createContainer opcode makes containers.
+            guard !mode.isTTL else { throw .badArguments }
             kind = mode.isEphemeral ? .ephemeral(owner: context.sessionId) : .persistent
         }
         let path = request.path

@@ -112,7 +112,10 @@ extension Replica {
             return .getACL(acl: admin ? node.acl : ACLs.masked(node.acl), stat: node.stat)
         case .getAllChildrenNumber(let path):
             _ = try readable(path, connection)
-            return .getAllChildrenNumber(Int32(clamping: tree.descendantCount(path)))
+            // ZooKeeper counts the keys that start with `path + "/"`; for the empty path (its alias
+            // of the root) that includes the root itself.
+            let count = tree.descendantCount(path) + (path.isEmpty ? 1 : 0)
+            return .getAllChildrenNumber(Int32(clamping: count))
         case .getEphemerals(let prefix):
             let all = tree.ephemerals(of: sessionId).sorted()
             let wantsAll = prefix.isEmpty || prefix == "/" || prefix.allSatisfy(\.isWhitespace)
