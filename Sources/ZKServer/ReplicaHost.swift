@@ -67,6 +67,7 @@ final class ReplicaHost: @unchecked Sendable {
     /// Where peer messages go; nil for a standalone replica.
     var peerTransport: (any PeerTransport)?
     private var wakeTask: Scheduled<Void>?
+    private var isPeerFlushScheduled = false
     private var wakeAtMs: Int64 = .max
     private let wallClockMs: @Sendable () -> Int64
     private var state = State.running
@@ -283,7 +284,15 @@ final class ReplicaHost: @unchecked Sendable {
         }
         if let peerTransport, !ready.messages.isEmpty {
             for message in ready.messages { peerTransport.send(message, from: config.serverId) }
-            peerTransport.flush(from: config.serverId)
+            // One flush per event-loop iteration: the messages of every step taken in this
+            // iteration leave together.
+            if !isPeerFlushScheduled {
+                isPeerFlushScheduled = true
+                eventLoop.execute { [self] in
+                    self.isPeerFlushScheduled = false
+                    peerTransport.flush(from: self.config.serverId)
+                }
+            }
         }
         send(ready.frames)
         for (index, id) in ready.close.enumerated() {
