@@ -172,7 +172,8 @@ class ManagedServer:
                     % (self.kind, self.process.returncode, self.log_tail())
                 )
             try:
-                if four_letter_word(self.host, self.port, "ruok", 2.0) == "imok":
+                if (four_letter_word(self.host, self.port, "ruok", 2.0) == "imok"
+                        and self._serving()):
                     return
             except OSError as error:
                 last_error = error
@@ -236,6 +237,10 @@ class ManagedServer:
     def _prepare(self):
         pass
 
+    def _serving(self):
+        """Extra readiness check after ruok answered imok."""
+        return True
+
     def _command(self):
         raise NotImplementedError
 
@@ -244,6 +249,11 @@ class ZooKeeperServer(ManagedServer):
     """A standalone Apache ZooKeeper 3.8 (ZooKeeperServerMain)."""
 
     kind = "zookeeper"
+
+    def _serving(self):
+        # ZooKeeper answers ruok before it accepts sessions (it drops them with
+        # "ZooKeeperServer not running"); srvr tells the two states apart.
+        return "Mode:" in four_letter_word(self.host, self.port, "srvr", 2.0)
 
     def _prepare(self):
         self.config_path = os.path.join(self.work_dir, "zoo.cfg")
