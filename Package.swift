@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "ZKProtocol", targets: ["ZKProtocol"]),
         .library(name: "ZKCore", targets: ["ZKCore"]),
+        .library(name: "ZKStorage", targets: ["ZKStorage"]),
         .library(name: "ZKServer", targets: ["ZKServer"]),
         .executable(name: "minizk", targets: ["minizk"]),
     ],
@@ -27,22 +28,32 @@ let package = Package(
             dependencies: [
                 "ZKProtocol",
                 .product(name: "HashTreeCollections", package: "swift-collections"),
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
+        ),
+        .systemLibrary(
+            name: "CSQLite",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+        .target(
+            name: "ZKStorage",
+            dependencies: ["ZKCore", "ZKProtocol", "CSQLite", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(
             name: "ZKServer",
             dependencies: [
-                "ZKCore", "ZKProtocol",
+                "ZKCore", "ZKProtocol", "ZKStorage",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "minizk",
             dependencies: [
-                "ZKServer", "ZKCore", "ZKProtocol",
+                "ZKServer", "ZKCore", "ZKProtocol", "ZKStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -50,11 +61,15 @@ let package = Package(
         ),
         .testTarget(name: "ZKProtocolTests", dependencies: ["ZKProtocol"]),
         .testTarget(name: "ZKCoreTests", dependencies: ["ZKCore", "ZKProtocol"]),
+        .testTarget(name: "ZKStorageTests", dependencies: ["ZKStorage", "ZKCore", "ZKProtocol"]),
         .testTarget(
             name: "ZKServerTests",
             dependencies: [
                 "ZKServer", "ZKCore", "ZKProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
     ],

@@ -1,0 +1,145 @@
+import ZKProtocol
+
+/// Turning a write request into a transaction: ZooKeeper's "prep" stage.
+///
+/// Checks run in ZooKeeper's order, because clients can see the order through which error wins
+/// (see the table in `docs/protocol.md`). They run against the *prepared* tree, the committed tree
+/// plus every outstanding transaction, so that two pipelined writes see each other. A failed check
+/// becomes an error transaction: like ZooKeeper, MiniZK spends a zxid on a failed write.
+struct PrepareContext {
+    var sessionId: Int64
+    var authIds: [Id]
+    var extendedTypesEnabled: Bool
+}
+
+enum Prepare {
+    /// Whether a request is a write that goes through the log.
+    static func isWrite(_ request: Request) -> Bool {
+        switch request {
+        case .create, .create2, .createContainer, .createTTL, .delete, .setData, .setACL, .check, .multi, .closeSession:
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// Whether a request may appear inside a multi (14).
+    static func isMultiWriteOp(_ request: Request) -> Bool {
+        switch request {
+        case .create, .create2, .createContainer, .createTTL, .delete, .setData, .check: return true
+        default: return false
+        }
+    }
+
+    /// Prepares a write against `tree`. Never fails: a refused write becomes an error body.
+    static func write(_ request: Request, tree: DataTree, context: PrepareContext) -> TransactionBody {
+        if case .multi(let ops) = request {
+            return multi(ops, tree: tree, context: context)
+        }
+        do {
+            return try single(request, tree: tree, context: context)
+        } catch {
+            return .error(error)
+        }
+    }
+
+    private static func multi(_ ops: [Request], tree: DataTree, context: PrepareContext) -> TransactionBody {
+        var scratch = tree
+        var bodies: [TransactionBody] = []
+        bodies.reserveCapacity(ops.count)
+        var ignored: [WatchTrigger] = []
+        for (index, op) in ops.enumerated() {
+            do {
+                let body = try single(op, tree: scratch, context: context)
+                _ = scratch.apply(body, zxid: scratch.lastZxid, timeMs: 0, sessionId: context.sessionId, triggers: &ignored)
+                ignored.removeAll(keepingCapacity: true)
+                bodies.append(body)
+            } catch {
+                var codes = [ErrorCode](repeating: .ok, count: index)
+                codes.append(error)
+                codes.append(contentsOf: repeatElement(.runtimeInconsistency, count: ops.count - index - 1))
+                return .failedMulti(codes)
+            }
+        }
+        return .multi(bodies)
+    }
+
+    static func single(_ request: Request, tree: DataTree, context: PrepareContext) throws(ErrorCode) -> TransactionBody {
+        switch request {
+        case .create(let create):
+            return try self.create(create, opcode: .create, tree: tree, context: context)
+        case .create2(let create):
+            return try self.create(create, opcode: .create2, tree: tree, context: context)
+        case .createContainer(let create):
+            return try self.create(create, opcode: .createContainer, tree: tree, context: context)
+        case .createTTL(let create):
+            return try self.create(create, opcode: .createTTL, tree: tree, context: context)
+        case .delete(let path, let version):
+            guard path.contains("/"), !path.contains("\0"), !Paths.isSystemPath(path), let parentPath = Paths.parent(of: path) else {
+                throw .badArguments
+            }
+            guard let parent = tree.node(parentPath) else { throw .noNode }
+            guard ACLs.check(parent.acl, .delete, authIds: context.authIds) else { throw .noAuth }
+            guard let node = tree.node(path) else { throw .noNode }
+            try checkVersion(version, node.version)
+            guard node.children.isEmpty else { throw .notEmpty }
+            return .delete(path: path)
+        case .setData(let path, let data, let version):
+            guard Paths.isValid(path) else { throw .badArguments }
+            guard let node = tree.node(path) else { throw .noNode }
+            guard ACLs.check(node.acl, .write, authIds: context.authIds) else { throw .noAuth }
+            try checkVersion(version, node.version)
+            return .setData(path: path, data: data, version: node.version &+ 1)
+        case .setACL(let path, let acl, let version):
+            guard Paths.isValid(path) else { throw .badArguments }
+            let fixed = try ACLs.fixup(acl, authIds: context.authIds)
+            guard let node = tree.node(path) else { throw .noNode }
+            guard ACLs.check(node.acl, .admin, authIds: context.authIds) else { throw .noAuth }
+            try checkVersion(version, node.aversion)
+            return .setACL(path: path, acl: fixed, version: node.aversion &+ 1)
+        case .check(let path, let version):
+            guard Paths.isValid(path) else { throw .badArguments }
+            guard let node = tree.node(path) else { throw .noNode }
+            guard ACLs.check(node.acl, .read, authIds: context.authIds) else { throw .noAuth }
+            try checkVersion(version, node.version)
+            return .check(path: path)
+        case .closeSession:
+            return .closeSession(ephemerals: Array(tree.ephemerals(of: context.sessionId)).sorted())
+        default:
+            throw .marshallingError
+        }
+    }
+
+    /// The largest TTL ZooKeeper can encode: 40 bits of milliseconds.
+    static let ttlMsMax: Int64 = (1 << 40) - 1
+
+    private static func create(_ request: CreateRequest, opcode: OpCode, tree: DataTree, context: PrepareContext) throws(ErrorCode) -> TransactionBody {
+        guard let mode = CreateMode(rawValue: request.flags) else { throw .badArguments }
+        if mode.isTTL && !context.extendedTypesEnabled { throw .unimplemented }
+        let kind: NodeKind
+        switch opcode {
+        case .createTTL:
+            guard mode.isTTL, let ttl = request.ttl, ttl > 0, ttl <= ttlMsMax else { throw .badArguments }
+            kind = .ttl(ms: ttl)
+        case .createContainer:
+            kind = .container
+        default:
+            guard !mode.isTTL, !mode.isContainer else { throw .badArguments }
+            kind = mode.isEphemeral ? .ephemeral(owner: context.sessionId) : .persistent
+        }
+        let path = request.path
+        guard path.contains("/"), !path.contains("\0"), let parentPath = Paths.parent(of: path) else { throw .badArguments }
+        let acl = try ACLs.fixup(request.acl, authIds: context.authIds)
+        guard let parent = tree.node(parentPath) else { throw .noNode }
+        guard ACLs.check(parent.acl, .create, authIds: context.authIds) else { throw .noAuth }
+        let fullPath = mode.isSequential ? path + Paths.sequenceSuffix(parent.childCreates) : path
+        guard Paths.isValid(fullPath) else { throw .badArguments }
+        guard tree.node(fullPath) == nil else { throw .nodeExists }
+        if case .ephemeral = parent.kind { throw .noChildrenForEphemerals }
+        return .create(path: fullPath, data: request.data, acl: acl, kind: kind)
+    }
+
+    private static func checkVersion(_ expected: Int32, _ current: Int32) throws(ErrorCode) {
+        if expected != -1 && expected != current { throw .badVersion }
+    }
+}

@@ -1,0 +1,96 @@
+import Logging
+import NIOCore
+import NIOPosix
+import ZKCore
+import ZKProtocol
+
+/// A MiniZK server: one replica serving the ZooKeeper client protocol on one TCP port.
+///
+/// ```swift
+/// let server = try await MiniZKServer.start(
+///     config: ReplicaConfig(), host: "127.0.0.1", port: 0, group: group, logger: logger)
+/// print(server.localPort)
+/// try await server.shutdown()
+/// ```
+///
+/// The replica, its timer and all of its client connections run on one event loop taken from
+/// `group`; see `ReplicaHost` for why.
+public final class MiniZKServer: Sendable {
+    /// The port the client port is bound to (the real one when 0 was asked for).
+    public let localPort: Int
+    /// The address the client port is bound to.
+    public let host: String
+    private let serverChannel: any Channel
+    private let replicaHost: ReplicaHost
+
+    private init(serverChannel: any Channel, replicaHost: ReplicaHost, host: String, localPort: Int) {
+        self.serverChannel = serverChannel
+        self.replicaHost = replicaHost
+        self.host = host
+        self.localPort = localPort
+    }
+
+    /// Starts a replica and binds its client port. `port` 0 picks a free port.
+    /// `config.clientPort` is overwritten with the bound port so that `conf` reports it.
+    public static func start(
+        config: ReplicaConfig, host: String, port: Int, group: any EventLoopGroup, logger: Logger,
+        options: ServerOptions = ServerOptions(), store: (any TransactionStore)? = nil
+    ) async throws -> MiniZKServer {
+        let eventLoop = group.next()
+        let bootstrap = ServerBootstrap(group: eventLoop, childGroup: eventLoop)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+
+        var config = config
+        config.clientPort = port
+        let replicaHost = ReplicaHost(
+            config: config, options: options, store: store ?? InMemoryTransactionStore(), eventLoop: eventLoop,
+            logger: logger)
+        let childLogger = logger
+        let serverChannel = try await bootstrap.childChannelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                let handler = ClientConnectionHandler(host: replicaHost, logger: childLogger)
+                try channel.pipeline.syncOperations.addHandler(handler)
+            }
+        }.bind(host: host, port: port).get()
+
+        guard let boundPort = serverChannel.localAddress?.port else {
+            try? await serverChannel.close()
+            throw MiniZKServerError.notBound(host: host, port: port)
+        }
+        // `conf` reports the bound port; the replica never reads `clientPort`.
+        try await eventLoop.submit {
+            replicaHost.config.clientPort = boundPort
+            replicaHost.start()
+        }.get()
+        logger.info("MiniZK serving", metadata: ["host": "\(host)", "port": "\(boundPort)"])
+        return MiniZKServer(serverChannel: serverChannel, replicaHost: replicaHost, host: host, localPort: boundPort)
+    }
+
+    /// What the four-letter words would report now.
+    public func snapshot() async throws -> FourLetterWordSnapshot {
+        let replicaHost = self.replicaHost
+        return try await replicaHost.eventLoop.submit { replicaHost.snapshot() }.get()
+    }
+
+    /// Stops accepting connections, closes every client connection and stops the replica's timer.
+    /// Sessions are not closed: a restarted MiniZK with durable storage resumes them.
+    public func shutdown() async throws {
+        try? await serverChannel.close()
+        let replicaHost = self.replicaHost
+        try await replicaHost.eventLoop.flatSubmit { replicaHost.stop() }.get()
+        replicaHost.logger.info("MiniZK stopped", metadata: ["port": "\(localPort)"])
+    }
+}
+
+public enum MiniZKServerError: Error, CustomStringConvertible {
+    case notBound(host: String, port: Int)
+
+    public var description: String {
+        switch self {
+        case .notBound(let host, let port): return "could not bind the client port \(host):\(port)"
+        }
+    }
+}

@@ -1,0 +1,95 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// What the runtime shell reads from the operating system: the wall clock and the facts the
+// four-letter words report. Nothing below the shell reads any of these; the replica gets time as
+// the `nowMs` of each step.
+
+enum SystemFacts {
+    /// Milliseconds since the Unix epoch by the system's real-time clock.
+    static func wallClockMs() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+    }
+
+    static func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "unknown" }
+        return string(fromCString: buffer)
+    }
+
+    static func currentDirectory() -> String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        guard getcwd(&buffer, buffer.count) != nil else { return "unknown" }
+        return string(fromCString: buffer)
+    }
+
+    static func environmentVariable(_ name: String) -> String? {
+        guard let value = getenv(name) else { return nil }
+        return String(cString: value)
+    }
+
+    /// (sysname, release, machine) from uname(2).
+    static func operatingSystem() -> (name: String, version: String, architecture: String) {
+        var info = utsname()
+        guard uname(&info) == 0 else { return ("unknown", "unknown", "unknown") }
+        func field<T>(_ value: T) -> String {
+            withUnsafeBytes(of: value) { raw in
+                let bytes = raw.prefix { $0 != 0 }
+                return String(decoding: bytes, as: UTF8.self)
+            }
+        }
+        return (field(info.sysname), field(info.release), field(info.machine))
+    }
+
+    /// Open file descriptors of this process, counted in /proc/self/fd; -1 where there is no /proc.
+    static func openFileDescriptorCount() -> Int {
+        guard let directory = opendir("/proc/self/fd") else { return -1 }
+        defer { closedir(directory) }
+        var count = 0
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in raw.first ?? 0 }
+            if name != UInt8(ascii: ".") { count += 1 }
+        }
+        // The directory stream itself holds one descriptor while counting.
+        return max(0, count - 1)
+    }
+
+    /// The soft limit on open file descriptors; -1 when unknown or unlimited.
+    static func maxFileDescriptorCount() -> Int {
+        var limit = rlimit()
+        #if canImport(Glibc)
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        #else
+        let resource = RLIMIT_NOFILE
+        #endif
+        guard getrlimit(resource, &limit) == 0, limit.rlim_cur != rlim_t.max else { return -1 }
+        return Int(clamping: limit.rlim_cur)
+    }
+
+    /// The `envi` lines MiniZK reports after `zookeeper.version`, in ZooKeeper's order where
+    /// ZooKeeper has the same key. Java-only keys (java.version, java.class.path, ...) are left out.
+    static func environment() -> [EnvironmentEntry] {
+        let os = operatingSystem()
+        return [
+            EnvironmentEntry("host.name", hostName()),
+            EnvironmentEntry("os.name", os.name),
+            EnvironmentEntry("os.arch", os.architecture),
+            EnvironmentEntry("os.version", os.version),
+            EnvironmentEntry("user.name", environmentVariable("USER") ?? "unknown"),
+            EnvironmentEntry("user.home", environmentVariable("HOME") ?? "unknown"),
+            EnvironmentEntry("user.dir", currentDirectory()),
+        ]
+    }
+
+    private static func string(fromCString buffer: [CChar]) -> String {
+        let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

@@ -1,0 +1,138 @@
+import NIOCore
+import ZKCore
+import ZKProtocol
+
+/// A store in memory with the crash semantics of a disk, for tests and the simulator.
+///
+/// Appends land in a volatile tail until `sync` (automatic when `syncsOnAppend`); `crash()` loses
+/// the volatile tail and, when asked, leaves the last volatile record torn (its bytes cut short),
+/// which recovery detects and drops, as a real log's torn final write is dropped. Records are kept
+/// encoded, with their checksums, so damage can be injected and is detected on recovery.
+public final class MemoryStore: ReplicaStore {
+    struct Record {
+        var zxid: Zxid
+        var bytes: [UInt8]
+        var crc: UInt32
+    }
+
+    public var syncsOnAppend: Bool
+    private var durable: [Record] = []
+    private var volatile: [Record] = []
+    private var snapshot: (zxid: Zxid, bytes: [UInt8], crc: UInt32)?
+    private var hardState = HardState()
+    public private(set) var lastZxid: Zxid = 0
+    /// Number of syncs, for group-commit accounting.
+    public private(set) var syncCount = 0
+
+    public init(syncsOnAppend: Bool = true) {
+        self.syncsOnAppend = syncsOnAppend
+    }
+
+    public func append(_ transactions: [Transaction]) throws(StorageError) {
+        for txn in transactions {
+            precondition(lastZxid == 0 || isContiguous(lastZxid, txn.zxid), "append of 0x\(String(txn.zxid, radix: 16)) after 0x\(String(lastZxid, radix: 16))")
+            let bytes = Array(txn.encoded().readableBytesView)
+            volatile.append(Record(zxid: txn.zxid, bytes: bytes, crc: CRC32C.checksum(bytes)))
+            lastZxid = txn.zxid
+        }
+        if syncsOnAppend { sync() }
+    }
+
+    /// Makes every appended record durable.
+    public func sync() {
+        durable.append(contentsOf: volatile)
+        volatile.removeAll()
+        syncCount += 1
+    }
+
+    /// Loses what was not synced; with `tearLastWrite`, the first lost record stays behind torn.
+    public func crash(tearLastWrite: Bool = false) {
+        if tearLastWrite, var first = volatile.first, first.bytes.count > 1 {
+            first.bytes.removeLast(first.bytes.count / 2)
+            durable.append(first)
+        }
+        volatile.removeAll()
+        lastZxid = durable.last(where: { CRC32C.checksum($0.bytes) == $0.crc })?.zxid ?? snapshot?.zxid ?? 0
+    }
+
+    /// Flips one byte of a durable record, to test that recovery notices.
+    public func damage(zxid: Zxid) {
+        guard let index = durable.firstIndex(where: { $0.zxid == zxid }) else { return }
+        durable[index].bytes[durable[index].bytes.count / 2] ^= 0xFF
+    }
+
+    public func recover() throws(StorageError) -> RecoveredState {
+        var tree = DataTree()
+        var snapshotZxid: Zxid = 0
+        if let snapshot {
+            guard CRC32C.checksum(snapshot.bytes) == snapshot.crc else {
+                throw .corruptSnapshot(file: "memory", zxid: snapshot.zxid, reason: "checksum mismatch")
+            }
+            var buffer = ByteBuffer(bytes: snapshot.bytes)
+            do { tree = try SnapshotCodec.decode(&buffer) } catch {
+                throw .corruptSnapshot(file: "memory", zxid: snapshot.zxid, reason: "\(error)")
+            }
+            snapshotZxid = snapshot.zxid
+        }
+        // A torn final record is the normal result of a crash mid-write: it is dropped. A damaged
+        // record anywhere else is corruption.
+        if let last = durable.last, CRC32C.checksum(last.bytes) != last.crc {
+            durable.removeLast()
+        }
+        var triggers: [WatchTrigger] = []
+        var last = snapshotZxid
+        var replayed = 0
+        for record in durable where record.zxid > snapshotZxid {
+            guard CRC32C.checksum(record.bytes) == record.crc else {
+                throw .corruptLogRecord(file: "memory", zxid: record.zxid, reason: "checksum mismatch")
+            }
+            var buffer = ByteBuffer(bytes: record.bytes)
+            guard let txn = try? Transaction.decode(&buffer), txn.zxid == record.zxid else {
+                throw .corruptLogRecord(file: "memory", zxid: record.zxid, reason: "undecodable")
+            }
+            guard last == 0 || isContiguous(last, txn.zxid) else { throw .logGap(file: "memory", expected: last + 1, found: txn.zxid) }
+            tree.apply(txn, triggers: &triggers)
+            triggers.removeAll(keepingCapacity: true)
+            last = txn.zxid
+            replayed += 1
+        }
+        lastZxid = last
+        return RecoveredState(tree: tree, hardState: hardState, snapshotZxid: snapshotZxid, replayed: replayed)
+    }
+
+    public func saveSnapshot(_ tree: DataTree) throws(StorageError) {
+        var bytes: [UInt8] = []
+        SnapshotCodec.encode(tree) { bytes.append(contentsOf: $0.readableBytesView) }
+        snapshot = (tree.lastZxid, bytes, CRC32C.checksum(bytes))
+        durable.removeAll { $0.zxid <= tree.lastZxid }
+    }
+
+    public func truncate(after zxid: Zxid) throws(StorageError) {
+        sync()
+        durable.removeAll { $0.zxid > zxid }
+        lastZxid = min(lastZxid, zxid)
+    }
+
+    public func installSnapshot(_ tree: DataTree) throws(StorageError) {
+        volatile.removeAll()
+        durable.removeAll()
+        try saveSnapshot(tree)
+        lastZxid = tree.lastZxid
+    }
+
+    public func saveHardState(_ state: HardState) throws(StorageError) {
+        hardState = state
+    }
+
+    public func transactions(after zxid: Zxid, limit: Int) throws(StorageError) -> [Transaction] {
+        var result: [Transaction] = []
+        for record in durable + volatile where record.zxid > zxid && result.count < limit {
+            var buffer = ByteBuffer(bytes: record.bytes)
+            guard let txn = try? Transaction.decode(&buffer) else {
+                throw .corruptLogRecord(file: "memory", zxid: record.zxid, reason: "undecodable")
+            }
+            result.append(txn)
+        }
+        return result
+    }
+}

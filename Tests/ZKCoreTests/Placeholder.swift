@@ -1,5 +1,0 @@
-import XCTest
-
-final class ZKCoreTestsPlaceholder: XCTestCase {
-    func testBuilds() { XCTAssertTrue(true) }
-}

@@ -1,5 +1,0 @@
-import XCTest
-
-final class ZKProtocolTestsPlaceholder: XCTestCase {
-    func testBuilds() { XCTAssertTrue(true) }
-}

@@ -1,5 +1,0 @@
-import XCTest
-
-final class ZKServerTestsPlaceholder: XCTestCase {
-    func testBuilds() { XCTAssertTrue(true) }
-}

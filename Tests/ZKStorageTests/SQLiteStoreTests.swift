@@ -1,0 +1,218 @@
+import Foundation
+import NIOCore
+import XCTest
+import ZKCore
+import ZKProtocol
+
+@testable import ZKStorage
+
+final class SQLiteStoreTests: XCTestCase {
+    var directory: String!
+
+    override func setUp() {
+        directory = NSTemporaryDirectory() + "minizk-store-\(UUID().uuidString)"
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    func makeTransactions(_ range: ClosedRange<Int64>) -> [Transaction] {
+        range.map { zxid in
+            let body: TransactionBody
+            switch zxid {
+            case 1: body = .createSession(timeoutMs: 4000)
+            case 2: body = .create(path: "/a", data: Array("x".utf8), acl: ACL.openUnsafe, kind: .persistent)
+            case 3: body = .create(path: "/a/e", data: nil, acl: ACL.openUnsafe, kind: .ephemeral(owner: 7))
+            default: body = .setData(path: "/a", data: Array("v\(zxid)".utf8), version: Int32(zxid - 3))
+            }
+            return Transaction(zxid: zxid, timeMs: 1000 + zxid, sessionId: 7, cxid: Int32(zxid), body: body)
+        }
+    }
+
+    /// Applies transactions to a fresh tree, the reference the store's recovery must reproduce.
+    func reference(_ txns: [Transaction]) -> DataTree {
+        var tree = DataTree()
+        var triggers: [WatchTrigger] = []
+        for txn in txns { tree.apply(txn, triggers: &triggers) }
+        return tree
+    }
+
+    func testRecoveryReplaysTheLog() throws {
+        let txns = makeTransactions(1...20)
+        do {
+            let store = try SQLiteStore(directory: directory)
+            try store.append(Array(txns[0..<5]))
+            try store.append(Array(txns[5...]))
+        }
+        let store = try SQLiteStore(directory: directory)
+        let recovered = try store.recover()
+        XCTAssertEqual(recovered.replayed, 20)
+        XCTAssertEqual(recovered.tree.lastZxid, 20)
+        XCTAssertEqual(recovered.tree.nodes, reference(txns).nodes)
+        XCTAssertEqual(recovered.tree.sessions, reference(txns).sessions)
+        XCTAssertEqual(store.lastZxid, 20)
+    }
+
+    func testSnapshotPlusLogRecoversAndOldLogIsCompacted() throws {
+        let txns = makeTransactions(1...30)
+        do {
+            var options = SQLiteStore.Options()
+            options.snapshotsKept = 1
+            options.snapshotChunkBytes = 64
+            let store = try SQLiteStore(directory: directory, options: options)
+            try store.append(Array(txns[0..<10]))
+            try store.saveSnapshot(reference(Array(txns[0..<10])))
+            try store.append(Array(txns[10..<20]))
+            try store.saveSnapshot(reference(Array(txns[0..<20])))
+            try store.append(Array(txns[20...]))
+            let summary = try store.summary()
+            XCTAssertEqual(summary.snapshots.map(\.zxid), [20])
+            XCTAssertEqual(summary.logFirst, 21, "records covered by the oldest kept snapshot are gone")
+        }
+        let recovered = try SQLiteStore(directory: directory).recover()
+        XCTAssertEqual(recovered.snapshotZxid, 20)
+        XCTAssertEqual(recovered.replayed, 10)
+        XCTAssertEqual(recovered.tree.nodes, reference(txns).nodes)
+        XCTAssertEqual(recovered.tree.ephemerals(of: 7), ["/a/e"])
+    }
+
+    func testTruncateAfterRemovesTheSuffix() throws {
+        let store = try SQLiteStore(directory: directory)
+        try store.append(makeTransactions(1...10))
+        try store.truncate(after: 6)
+        XCTAssertEqual(store.lastZxid, 6)
+        let recovered = try SQLiteStore(directory: directory).recover()
+        XCTAssertEqual(recovered.tree.lastZxid, 6)
+        try store.append(makeTransactions(7...8))
+        XCTAssertEqual(try store.transactions(after: 5, limit: 10).map(\.zxid), [6, 7, 8])
+    }
+
+    func testInstallSnapshotReplacesEverything() throws {
+        let store = try SQLiteStore(directory: directory)
+        try store.append(makeTransactions(1...10))
+        let other = reference(makeTransactions(1...4))
+        try store.installSnapshot(other)
+        let recovered = try SQLiteStore(directory: directory).recover()
+        XCTAssertEqual(recovered.tree.lastZxid, 4)
+        XCTAssertEqual(recovered.replayed, 0)
+        XCTAssertEqual(recovered.tree.nodes, other.nodes)
+    }
+
+    func testHardStateSurvivesRestart() throws {
+        var hard = HardState()
+        hard.currentEpoch = 3
+        hard.acceptedEpoch = 4
+        hard.lastVoteServer = 2
+        try SQLiteStore(directory: directory).saveHardState(hard)
+        XCTAssertEqual(try SQLiteStore(directory: directory).recover().hardState, hard)
+    }
+
+    // MARK: - Damage
+
+    func rawExecute(_ sql: String) throws {
+        let db = try SQLiteDatabase(path: directory + "/" + SQLiteStore.fileName)
+        try db.execute(sql)
+    }
+
+    func testFlippedLogRecordByteIsReportedWithItsZxid() throws {
+        try SQLiteStore(directory: directory).append(makeTransactions(1...10))
+        try rawExecute("UPDATE log SET record = CAST(zeroblob(length(record)) AS BLOB) WHERE zxid = 7")
+        XCTAssertThrowsError(try SQLiteStore(directory: directory).recover()) { error in
+            XCTAssertEqual(error as? StorageError, .corruptLogRecord(file: directory + "/minizk.sqlite3", zxid: 7, reason: "checksum mismatch"))
+            XCTAssertTrue("\(error)".contains("zxid 0x7"))
+        }
+    }
+
+    func testMissingLogRecordIsAGap() throws {
+        try SQLiteStore(directory: directory).append(makeTransactions(1...10))
+        try rawExecute("DELETE FROM log WHERE zxid = 4")
+        XCTAssertThrowsError(try SQLiteStore(directory: directory).recover()) { error in
+            guard case .logGap(_, let expected, let found)? = error as? StorageError else { return XCTFail("\(error)") }
+            XCTAssertEqual(expected, 4)
+            XCTAssertEqual(found, 5)
+        }
+    }
+
+    func testDamagedSnapshotChunkIsReported() throws {
+        var options = SQLiteStore.Options()
+        options.snapshotChunkBytes = 32
+        let store = try SQLiteStore(directory: directory, options: options)
+        let txns = makeTransactions(1...10)
+        try store.append(txns)
+        try store.saveSnapshot(reference(txns))
+        try rawExecute("UPDATE snapshot_chunks SET data = X'00112233' WHERE seq = 1")
+        XCTAssertThrowsError(try SQLiteStore(directory: directory).recover()) { error in
+            guard case .corruptSnapshot(_, let zxid, let reason)? = error as? StorageError else { return XCTFail("\(error)") }
+            XCTAssertEqual(zxid, 10)
+            XCTAssertTrue(reason.contains("chunk 1"), reason)
+        }
+    }
+
+    func testTruncatedDatabaseFileIsRefused() throws {
+        let store = try SQLiteStore(directory: directory)
+        try store.append(makeTransactions(1...200))
+        store.db.close()
+        let file = directory + "/" + SQLiteStore.fileName
+        // Checkpoint the WAL into the main file first, so truncating the file destroys pages.
+        try rawExecute("PRAGMA wal_checkpoint(TRUNCATE)")
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: file))
+        try handle.truncate(atOffset: 4096 + 100)
+        try handle.close()
+        XCTAssertThrowsError(try SQLiteStore(directory: directory).recover()) { error in
+            XCTAssertTrue("\(error)".contains(file), "\(error)")
+        }
+    }
+
+    func testTransactionCodecRoundTripsEveryBody() throws {
+        let bodies: [TransactionBody] = [
+            .createSession(timeoutMs: 30000), .closeSession(ephemerals: ["/a", "/b"]),
+            .create(path: "/c", data: nil, acl: ACL.creatorAll, kind: .ttl(ms: 99)),
+            .create(path: "/d", data: [], acl: ACL.openUnsafe, kind: .container), .delete(path: "/c"),
+            .setData(path: "/d", data: [1, 2], version: 4), .setACL(path: "/d", acl: ACL.readUnsafe, version: 2),
+            .check(path: "/d"), .multi([.delete(path: "/x"), .check(path: "/y")]), .error(.noNode),
+            .failedMulti([.ok, .badVersion, .runtimeInconsistency]),
+        ]
+        for (index, body) in bodies.enumerated() {
+            let txn = Transaction(zxid: Int64(index + 1), timeMs: 5, sessionId: 6, cxid: 7, body: body)
+            var buffer = txn.encoded()
+            XCTAssertEqual(try Transaction.decode(&buffer), txn)
+            XCTAssertEqual(buffer.readableBytes, 0)
+            var bytes = txn.encoded()
+            for cut in 0..<bytes.readableBytes {
+                var truncated = bytes.getSlice(at: bytes.readerIndex, length: cut)!
+                XCTAssertThrowsError(try Transaction.decode(&truncated))
+            }
+            _ = bytes.readBytes(length: 0)
+        }
+    }
+}
+
+final class MemoryStoreTests: XCTestCase {
+    func txn(_ zxid: Int64) -> Transaction {
+        Transaction(zxid: zxid, timeMs: 0, sessionId: 0, cxid: 0, body: .create(path: "/n\(zxid)", data: [1, 2, 3], acl: ACL.openUnsafe, kind: .persistent))
+    }
+
+    func testCrashLosesWhatWasNotSyncedAndDropsATornTail() throws {
+        let store = MemoryStore(syncsOnAppend: false)
+        try store.append([txn(1), txn(2)])
+        store.sync()
+        try store.append([txn(3), txn(4)])
+        store.crash(tearLastWrite: true)
+        let recovered = try store.recover()
+        XCTAssertEqual(recovered.tree.lastZxid, 2)
+        XCTAssertNil(recovered.tree.node("/n3"))
+        try store.append([txn(3)])
+        store.sync()
+        XCTAssertEqual(try store.recover().tree.lastZxid, 3, "the torn record was truncated, the log continues")
+    }
+
+    func testDamageInsideTheLogIsAnError() throws {
+        let store = MemoryStore()
+        try store.append([txn(1), txn(2), txn(3)])
+        store.damage(zxid: 2)
+        XCTAssertThrowsError(try store.recover()) { error in
+            XCTAssertEqual(error as? StorageError, .corruptLogRecord(file: "memory", zxid: 2, reason: "checksum mismatch"))
+        }
+    }
+}
