@@ -786,6 +786,46 @@ def unknown_and_odd_requests(t):
     t.step("connection open after closeSession", raw3.still_open)
 
 
+def session_handshake(t):
+    """ConnectRequest handling: timeouts, resuming, bad passwords, a client ahead of the server."""
+    first = t.raw("first")
+    t.step("negotiated timeout (asked 10000 ms)", lambda: first.negotiated_timeout_ms)
+    for asked in (100, 1000, 3000, 100000):
+        t.step("negotiated timeout (asked %d ms)" % asked,
+               lambda: _handshake(t, session_timeout_ms=asked))
+    first.create("/hs", b"x")
+    t.step("resume with the right password",
+           lambda: _handshake(t, session_id=first.session_id, password=first.password))
+    t.step("first connection after being resumed elsewhere", first.still_open)
+    t.step("resume with a wrong password",
+           lambda: _handshake(t, session_id=first.session_id, password=b"\x01" * 16))
+    t.step("resume an unknown session",
+           lambda: _handshake(t, session_id=0x7fff000000000001, password=b"\x00" * 16))
+    t.step("client has seen a zxid the server has not",
+           lambda: _handshake(t, last_zxid=1 << 40))
+    t.step("read-only flag on a read-write server", lambda: _handshake(t, read_only=True))
+    t.step("ping", lambda: first.barrier() if not first.closed else "closed")
+
+
+def _handshake(t, session_timeout_ms=10000, **connect):
+    """Connect once and describe the ConnectResponse (or the closed socket)."""
+    client = rawzk.RawClient(t.server.host, t.server.port, session_timeout_ms=session_timeout_ms)
+    try:
+        client.connect(**connect)
+    except rawzk.Closed:
+        return "connection closed"
+    try:
+        session = "same session" if client.session_id == connect.get("session_id") else (
+            "no session" if client.session_id == 0 else "new session")
+        outcome = {"timeout": client.negotiated_timeout_ms, "session": session,
+                   "password length": len(client.password or b"")}
+        if client.negotiated_timeout_ms > 0:
+            outcome["exists /"] = client.exists("/") is not None
+    finally:
+        client.drop()
+    return outcome
+
+
 SCENARIOS = [
     (function.__name__, function)
     for function in (
@@ -812,5 +852,6 @@ SCENARIOS = [
         add_watch_modes,
         check_remove_watches,
         unknown_and_odd_requests,
+        session_handshake,
     )
 ]

@@ -242,10 +242,10 @@ class RawClient:
             raise Closed()
 
     # session
-    def connect(self, session_id=0, password=b"\x00" * 16, read_only=False):
+    def connect(self, session_id=0, password=b"\x00" * 16, read_only=False, last_zxid=0):
         self.sock = socket.create_connection((self.host, self.port), self.timeout)
         self.sock.settimeout(self.timeout)
-        request = (Writer().int(0).long(0).int(self.session_timeout_ms)
+        request = (Writer().int(0).long(last_zxid).int(self.session_timeout_ms)
                    .long(session_id).buffer(password).bool(read_only).bytes())
         self.send_frame(request)
         reader = Reader(self.read_frame())
@@ -383,7 +383,8 @@ class RawClient:
     def who_am_i(self):
         def decode(reader):
             count = reader.int()
-            return [(reader.string(), reader.string()) for _ in range(max(count, 0))]
+            # The identities form a set: servers list them in any order.
+            return sorted((reader.string(), reader.string()) for _ in range(max(count, 0)))
         return self.call(WHO_AM_I, b"", decode)
 
     def get_ephemerals(self, prefix):
