@@ -6,6 +6,7 @@
     python3 -m compat.kazoo_report summary [--zk RUN.xml [--zk-rerun R.xml]]
         [--minizk RUN.xml [--minizk-rerun R.xml]] [--known FILE]
         [--deselected FILE] [--zk-seconds N] [--minizk-seconds N]
+        [--zk-reference EARLIER_ZK.xml]
         print both pass/fail/skip counts, the tests that pass on ZooKeeper but
         fail on MiniZK, and exit 1 when a failure is neither known nor healed by
         the rerun (a test that fails once and passes on rerun is reported as
@@ -180,15 +181,6 @@ def summary(args):
 
     if mini:
         mini_outcomes = mini[0]
-        if zk:
-            regressions = sorted(
-                ident
-                for ident, (outcome, _) in mini_outcomes.items()
-                if outcome == FAILED and zk[0].get(ident, (None,))[0] == PASSED
-            )
-            print("\nPass on ZooKeeper but fail on MiniZK (%d):" % len(regressions))
-            for ident in regressions:
-                print("  %s%s" % (ident, "  [known]" if is_known(ident, known) else ""))
         unknown = failures(mini_outcomes, known)
         known_failed = [i for i in failures(mini_outcomes) if is_known(i, known)]
         healed = sorted(
@@ -201,11 +193,6 @@ def summary(args):
             for row in deselected:
                 print("  %s  (%s)" % (row[0].replace(KAZOO_TEST_PACKAGE, ""),
                                       row[1] if len(row) > 1 else ""))
-        if known_failed:
-            print("\nKnown failures on MiniZK (%d, listed in %s):"
-                  % (len(known_failed), args.known))
-            for ident in known_failed:
-                print("  " + ident)
         if healed:
             print("\nListed as known failures but passing now (remove them from the list):")
             for ident in healed:
@@ -214,6 +201,24 @@ def summary(args):
             status = 1
             print("\nFailures on MiniZK that are not known (%d):" % len(unknown))
             for ident in unknown:
+                print("  " + ident)
+        reference, reference_label = (zk[0], "ZooKeeper") if zk else (None, None)
+        if reference is None and args.zk_reference:
+            reference = load_outcomes(args.zk_reference)
+            reference_label = "ZooKeeper (earlier run, %s)" % args.zk_reference
+        if reference is not None:
+            regressions = sorted(
+                ident
+                for ident, (outcome, _) in mini_outcomes.items()
+                if outcome == FAILED and reference.get(ident, (None,))[0] == PASSED
+            )
+            print("\nPass on %s but fail on MiniZK (%d; [known] = listed in %s):"
+                  % (reference_label, len(regressions), os.path.basename(args.known or "")))
+            for ident in regressions:
+                print("  %s%s" % (ident, "  [known]" if is_known(ident, known) else ""))
+        elif known_failed:
+            print("\nKnown failures on MiniZK (%d):" % len(known_failed))
+            for ident in known_failed:
                 print("  " + ident)
     print()
     print("kazoo suite: %s" % ("OK" if status == 0 else "FAILED"))
@@ -235,6 +240,7 @@ def main(argv):
     summ.add_argument("--minizk-seconds", type=float)
     summ.add_argument("--known")
     summ.add_argument("--deselected")
+    summ.add_argument("--zk-reference", help="an earlier ZooKeeper run, for the comparison only")
     args = parser.parse_args(argv)
     if args.action == "failures":
         outcomes = load_outcomes(args.xml) or {}

@@ -94,6 +94,17 @@ cd "$REPO"
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 report_args=(--known "$KNOWN")
 
+if [ "$run_minizk" -eq 1 ] && [ "$self_check" -eq 0 ]; then
+    if [ -z "${MINIZK_BIN:-}" ]; then
+        MINIZK_BIN="$(swift build --show-bin-path 2>/dev/null)/minizk"
+    fi
+    export MINIZK_BIN
+    if [ ! -x "$MINIZK_BIN" ]; then
+        echo "compat-kazoo: no minizk binary at $MINIZK_BIN (run swift build or set MINIZK_BIN)" >&2
+        exit 2
+    fi
+fi
+
 if [ "$run_zk" -eq 1 ]; then
     echo "=== kazoo suite against Apache ZooKeeper 3.8 (three-member ensemble)"
     rm -f "$WORK/zk.xml"
@@ -113,14 +124,6 @@ if [ "$run_minizk" -eq 1 ]; then
         echo "=== kazoo suite through the MiniZK plugin, standalone ZooKeeper behind it (self-check)"
     else
         export COMPAT_KAZOO_SERVER=minizk
-        if [ -z "${MINIZK_BIN:-}" ]; then
-            MINIZK_BIN="$(swift build --show-bin-path 2>/dev/null)/minizk"
-        fi
-        export MINIZK_BIN
-        if [ ! -x "$MINIZK_BIN" ]; then
-            echo "compat-kazoo: no minizk binary at $MINIZK_BIN (run swift build or set MINIZK_BIN)" >&2
-            exit 2
-        fi
         echo "=== kazoo suite against MiniZK ($MINIZK_BIN, one-member cluster)"
     fi
     export MINIZK_DESELECTED_FILE="$WORK/minizk-deselected.txt"
@@ -134,4 +137,8 @@ if [ "$run_minizk" -eq 1 ]; then
                   --minizk-seconds "$minizk_seconds" --deselected "$MINIZK_DESELECTED_FILE")
 fi
 
+if [ "$run_zk" -eq 0 ] && [ -f "$WORK/zk.xml" ]; then
+    # Compare with the last ZooKeeper run, if there was one.
+    report_args+=(--zk-reference "$WORK/zk.xml")
+fi
 python3 -m compat.kazoo_report summary "${report_args[@]}"
