@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "ZKCore", targets: ["ZKCore"]),
         .library(name: "ZKStorage", targets: ["ZKStorage"]),
         .library(name: "ZKServer", targets: ["ZKServer"]),
+        .library(name: "ZKSimulator", targets: ["ZKSimulator"]),
         .executable(name: "minizk", targets: ["minizk"]),
     ],
     dependencies: [
@@ -38,7 +39,18 @@ let package = Package(
         ),
         .target(
             name: "ZKStorage",
-            dependencies: ["ZKCore", "ZKProtocol", "CSQLite", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "ZKCore", "ZKProtocol", "CSQLite",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "HashTreeCollections", package: "swift-collections"),
+            ]
+        ),
+        .target(
+            name: "ZKSimulator",
+            dependencies: [
+                "ZKCore", "ZKProtocol", "ZKStorage",
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
         ),
         .target(
             name: "ZKServer",
@@ -48,6 +60,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
         .executableTarget(
@@ -61,11 +74,12 @@ let package = Package(
         ),
         .testTarget(name: "ZKProtocolTests", dependencies: ["ZKProtocol"]),
         .testTarget(name: "ZKCoreTests", dependencies: ["ZKCore", "ZKProtocol"]),
+        .testTarget(name: "ZKSimulatorTests", dependencies: ["ZKSimulator", "ZKCore", "ZKProtocol", "ZKStorage"]),
         .testTarget(name: "ZKStorageTests", dependencies: ["ZKStorage", "ZKCore", "ZKProtocol"]),
         .testTarget(
             name: "ZKServerTests",
             dependencies: [
-                "ZKServer", "ZKCore", "ZKProtocol",
+                "ZKServer", "ZKCore", "ZKProtocol", "ZKStorage",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

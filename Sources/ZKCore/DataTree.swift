@@ -49,7 +49,7 @@ public struct DataNode: Sendable, Hashable {
 
     static func system(acl: [ACL], children: [String], aversion: Int32 = 0) -> DataNode {
         DataNode(
-            data: nil, acl: acl, czxid: 0, mzxid: 0, ctime: 0, mtime: 0, version: 0, aversion: aversion,
+            data: [], acl: acl, czxid: 0, mzxid: 0, ctime: 0, mtime: 0, version: 0, aversion: aversion,
             childCreates: 0, pzxid: 0, kind: .persistent, children: TreeSet(children))
     }
 }
@@ -266,4 +266,63 @@ extension DataTree {
 
     /// Moves the tree's zxid forward without a transaction (after installing a snapshot).
     public mutating func setLastZxid(_ zxid: Zxid) { lastZxid = zxid }
+}
+
+extension DataTree {
+    /// A digest of every node's path, data, ACL and Stat, independent of insertion order; equal on
+    /// replicas whose trees are equal.
+    public var digest: UInt64 {
+        var total: UInt64 = 0
+        for (path, node) in nodes {
+            var hash = FNV1a()
+            hash.add(path.utf8)
+            hash.add(node.data ?? [])
+            hash.add(node.data == nil ? 0 : 1)
+            for entry in node.acl {
+                hash.add(UInt64(UInt32(bitPattern: entry.perms.rawValue)))
+                hash.add(entry.id.scheme.utf8)
+                hash.add(entry.id.id.utf8)
+            }
+            let stat = node.stat
+            for value in [stat.czxid, stat.mzxid, stat.ctime, stat.mtime, stat.pzxid, stat.ephemeralOwner] {
+                hash.add(UInt64(bitPattern: value))
+            }
+            for value in [stat.version, stat.cversion, stat.aversion, stat.numChildren] {
+                hash.add(UInt64(UInt32(bitPattern: value)))
+            }
+            total &+= hash.value
+        }
+        for (id, timeout) in sessions {
+            var hash = FNV1a()
+            hash.add(UInt64(bitPattern: id))
+            hash.add(UInt64(bitPattern: timeout))
+            total &+= hash.value
+        }
+        return total
+    }
+}
+
+/// 64-bit FNV-1a, for digests (not for security).
+struct FNV1a {
+    private(set) var value: UInt64 = 0xCBF2_9CE4_8422_2325
+    mutating func add<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 {
+        for byte in bytes {
+            value ^= UInt64(byte)
+            value = value &* 0x100_0000_01B3
+        }
+    }
+    mutating func add(_ word: UInt64) {
+        for shift in stride(from: 0, to: 64, by: 8) { add(CollectionOfOne(UInt8(truncatingIfNeeded: word >> UInt64(shift)))) }
+    }
+}
+
+extension DataTree {
+    /// Sets the text of `/zookeeper/config` without a transaction: every member derives it from
+    /// the same configuration.
+    public mutating func setConfigData(_ data: [UInt8]) {
+        guard var node = nodes[Paths.config] else { return }
+        dataBytes += data.count - (node.data?.count ?? 0)
+        node.data = data
+        nodes[Paths.config] = node
+    }
 }

@@ -1,40 +1,63 @@
 import DequeModule
 import ZKProtocol
 
-/// One MiniZK replica serving clients: the request pipeline, sessions and watches, with a quorum
-/// of one.
+/// One MiniZK replica: a member of a Zab ensemble (of one, when standalone) that serves clients.
 ///
 /// The replica is a deterministic state machine. The shell feeds it `ReplicaInput`s with the
 /// current time and carries out the `Ready` it returns; it reads no clock, draws no randomness and
-/// does no I/O. The pipeline is ZooKeeper's without its threads:
+/// does no I/O. It composes:
 ///
-///     prepare (against the prepared tree) → persist (shell) → commit/apply → reply
+/// - the **client pipeline**, ZooKeeper's without its threads: a write is prepared against the
+///   *prepared* tree (committed plus outstanding proposals) on the leader, or forwarded to the
+///   leader by a follower; it is logged, acknowledged by a quorum, committed and applied in zxid
+///   order on every replica; the replica whose client asked replies. Replies to one connection
+///   leave in request order, reads included, and the notifications a write causes precede its
+///   reply;
+/// - **Zab** (see `Replica+Zab.swift`): fast leader election, discovery, synchronisation and
+///   broadcast;
+/// - **sessions** (owned by the leader, which expires them through the log) and **watches**
+///   (local to the replica a client is connected to).
 ///
-/// Replies to one connection leave in request order, reads included: a read that arrives while
-/// an earlier write of the same connection is outstanding waits in that connection's queue and is
-/// answered right after the write is applied. Watch notifications a write causes are emitted
-/// before the write's own reply.
-///
-/// Deliberate differences from ZooKeeper 3.8, each documented in `docs/protocol.md`:
-/// an unknown opcode gets an UNIMPLEMENTED reply but the connection stays open; SASL is refused
-/// with AUTHFAILED; reconfig answers RECONFIGDISABLED.
+/// Deliberate differences from ZooKeeper 3.8, each documented in `docs/protocol.md`: an unknown
+/// opcode gets an UNIMPLEMENTED reply but the connection stays open; SASL is refused with
+/// AUTHFAILED; reconfig answers RECONFIGDISABLED; a standalone replica also runs Zab (with a quorum
+/// of one), so its zxids carry an epoch.
 public struct Replica: Sendable {
     public let config: ReplicaConfig
     /// The committed state that reads see.
-    public private(set) var tree = DataTree()
-    /// Committed state plus every outstanding transaction: what new writes are checked against.
-    private var prepared = DataTree()
-    private var watches = WatchTable()
-    private var connections: [ConnectionID: Connection] = [:]
-    private var sessions: [Int64: SessionState] = [:]
-    private var outstanding: Deque<Transaction> = []
-    private var lastProposedZxid: Zxid = 0
-    private var nextSessionId: Int64
-    private let secret: UInt64
-    private var nowMs: Int64
-    private var nextContainerCheckMs: Int64
+    public internal(set) var tree: DataTree
+    /// Leader: the committed state plus every outstanding proposal, what writes are checked against.
+    var prepared: DataTree
+    /// Recently applied transactions, kept for DIFF.
+    var applied: Deque<Transaction> = []
+    /// Logged transactions not applied yet (not known to be committed, or not reached yet).
+    var unapplied: Deque<Transaction> = []
+    /// The zxid before the first transaction held in memory.
+    var logBase: Zxid
+    var commitZxid: Zxid
+    /// The log is durable up to here.
+    var persistedZxid: Zxid
+    var hard: HardState
+    var role: Role
+    var booted = false
+    var round: Int64 = 0
+    var watches = WatchTable()
+    var connections: [ConnectionID: Connection] = [:]
+    var sessions: [Int64: SessionState] = [:]
+    var nextSessionId: Int64
+    let secret: UInt64
+    var nowMs: Int64
+    var nextContainerCheckMs: Int64
+    var nextTickMs: Int64
+    var storageSequence: UInt64 = 0
+    var durableThrough: UInt64 = 0
+    var awaitingDurable: Deque<(sequence: UInt64, action: DurableAction)> = []
+    var nextBarrierToken: UInt64 = 1
+    var connectedPeers: Set<Int64> = []
+    /// FOLLOWERINFO that arrived while this replica was still electing.
+    var earlyFollowerInfo: [Int64: (acceptedEpoch: Int64, lastZxid: Zxid)] = [:]
 
-    private struct Connection {
+    struct Connection {
         var peerAddress: String
         var peerPort: Int
         var sessionId: Int64?
@@ -48,43 +71,81 @@ public struct Replica: Sendable {
     /// What a connection waits for, in request order. A write is matched to its committed
     /// transaction by session id and cxid, so the same queue serves a leader, which prepared the
     /// write itself, and a follower, which forwarded it.
-    private enum Queued {
+    enum Queued {
         case connect(ConnectRequest)
         case write(RequestHeader, Request)
         case read(RequestHeader, Request)
+        /// A follower's `sync`, waiting for the leader's barrier.
+        case barrier(RequestHeader, Request, token: UInt64)
     }
 
-    /// cxid of transactions the replica starts itself (session expiry, container reaping); no
-    /// client request carries it.
-    static let internalCxid = Int32.min
-
-    private struct SessionState {
+    struct SessionState {
         var timeoutMs: Int64
         var expiresAtMs: Int64
         var closing = false
         var connection: ConnectionID?
     }
 
+    /// Something to do once a storage batch is durable.
+    enum DurableAction {
+        case leaderEpochAccepted
+        case leaderEpochCurrent
+        case followerEpochAccepted(leader: Int64)
+        case followerSynced(leader: Int64, epoch: Int64)
+    }
+
+    /// cxid of transactions the replica starts itself (session expiry, container reaping); no
+    /// client request carries it.
+    static let internalCxid = Int32.min
 
     /// - Parameters:
     ///   - startTimeMs: wall-clock time at start, used only to make session ids unique across
     ///     restarts, as ZooKeeper does.
-    ///   - secret: seeds session passwords.
-    ///   - tree: the state recovered from storage; sessions in it get a fresh full timeout.
-    public init(config: ReplicaConfig, startTimeMs: Int64, secret: UInt64, tree: DataTree = DataTree()) {
+    ///   - secret: seeds session passwords (ignored in favour of `config.sessionSecret` when 0).
+    ///   - recovered: the snapshot and log read back from storage.
+    public init(config: ReplicaConfig, startTimeMs: Int64, secret: UInt64 = 0, recovered: RecoveredState = RecoveredState()) {
         self.config = config
+        self.secret = secret == 0 ? config.sessionSecret : secret
+        var tree = recovered.tree
+        if let text = config.ensembleConfigText { tree.setConfigData(Array(text.utf8)) }
         self.tree = tree
         self.prepared = tree
-        self.lastProposedZxid = tree.lastZxid
-        self.secret = secret
+        self.unapplied = Deque(recovered.log)
+        self.logBase = tree.lastZxid
+        self.commitZxid = tree.lastZxid
+        self.persistedZxid = recovered.lastZxid
+        self.hard = recovered.hardState
         self.nowMs = startTimeMs
+        self.nextTickMs = startTimeMs
         self.nextContainerCheckMs = startTimeMs + config.containerCheckIntervalMs
         let timeBits = Int64(bitPattern: (UInt64(bitPattern: startTimeMs) << 24) >> 8)
         self.nextSessionId = (config.serverId << 56) | timeBits
-        if nextSessionId == 0 { nextSessionId = 1 }
-        for (id, timeoutMs) in tree.sessions {
-            sessions[id] = SessionState(timeoutMs: timeoutMs, expiresAtMs: expiry(timeoutMs))
+        self.role = .looking(
+            LeaderElection(
+                me: config.serverId, members: config.ensembleMembers, round: 0,
+                vote: Vote(leader: config.serverId, zxid: recovered.lastZxid, epoch: recovered.hardState.currentEpoch),
+                nowMs: startTimeMs, finalizeWaitMs: config.electionFinalizeWaitMs, resendMinMs: config.electionResendMinMs,
+                resendMaxMs: config.electionResendMaxMs))
+    }
+
+    var lastLoggedZxid: Zxid { unapplied.last?.zxid ?? applied.last?.zxid ?? logBase }
+
+    var quorum: Int { config.ensembleMembers.count / 2 + 1 }
+
+    var others: [Int64] { config.ensembleMembers.filter { $0 != config.serverId } }
+
+    /// Whether clients are served: an established leader, or a follower that is up to date.
+    public var isServing: Bool {
+        switch role {
+        case .leading(let leader): return leader.established
+        case .following(let follower): return follower.phase == .broadcast
+        case .looking: return false
         }
+    }
+
+    public var isLeader: Bool {
+        if case .leading(let leader) = role { return leader.established }
+        return false
     }
 
     // MARK: - Step
@@ -92,6 +153,10 @@ public struct Replica: Sendable {
     public mutating func step(_ input: ReplicaInput, nowMs: Int64) -> Ready {
         if nowMs > self.nowMs { self.nowMs = nowMs }
         var ready = Ready()
+        if !booted {
+            booted = true
+            startElection(&ready)
+        }
         switch input {
         case .connectionOpened(let id, let address, let port):
             precondition(connections[id] == nil, "connection \(id) opened twice")
@@ -105,13 +170,41 @@ public struct Replica: Sendable {
             dropConnection(id)
         case .tick:
             onTick(&ready)
-        case .persisted(let zxid):
-            while let first = outstanding.first, first.zxid <= zxid {
-                outstanding.removeFirst()
-                commit(first, &ready)
-            }
+        case .persisted(let zxid, let through):
+            onPersisted(upTo: zxid, through: through, &ready)
+        case .peerMessage(let from, let message):
+            onPeerMessage(from: from, message, &ready)
+        case .peerConnected(let peer):
+            onPeerConnected(peer, &ready)
+        case .peerDisconnected(let peer):
+            onPeerDisconnected(peer, &ready)
         }
+        ready.wakeAtMs = wakeAtMs
         return ready
+    }
+
+    /// Adds a storage operation to this step's batch, merging consecutive appends.
+    mutating func store(_ op: StorageOp, _ ready: inout Ready, then action: DurableAction? = nil) {
+        if ready.storageSequence == 0 {
+            storageSequence += 1
+            ready.storageSequence = storageSequence
+        }
+        if case .append(let more) = op, case .append(let txns)? = ready.storage.last {
+            ready.storage[ready.storage.count - 1] = .append(txns + more)
+        } else {
+            ready.storage.append(op)
+        }
+        if let action { awaitingDurable.append((ready.storageSequence, action)) }
+    }
+
+    private mutating func onPersisted(upTo zxid: Zxid, through: UInt64, _ ready: inout Ready) {
+        durableThrough = max(durableThrough, through)
+        persistedZxid = zxid
+        while let first = awaitingDurable.first, first.sequence <= durableThrough {
+            awaitingDurable.removeFirst()
+            onDurable(first.action, &ready)
+        }
+        afterPersisted(&ready)
     }
 
     // MARK: - Connections and sessions
@@ -120,6 +213,10 @@ public struct Replica: Sendable {
         guard var connection = connections[id], !connection.closing else { return }
         guard connection.sessionId == nil else {
             closeConnection(id, reason: "second connect request on one connection", &ready)
+            return
+        }
+        guard isServing else {
+            closeConnection(id, reason: "not serving: no leader yet", &ready)
             return
         }
         if request.lastZxidSeen > tree.lastZxid {
@@ -131,30 +228,37 @@ public struct Replica: Sendable {
             let sessionId = allocateSessionId()
             sessions[sessionId] = SessionState(timeoutMs: timeoutMs, expiresAtMs: expiry(timeoutMs), connection: id)
             connection.sessionId = sessionId
+            connection.queue.append(.connect(request))
             connections[id] = connection
-            connections[id]!.queue.append(.connect(request))
-            propose(.createSession(timeoutMs: timeoutMs), sessionId: sessionId, cxid: 0, &ready)
+            if isLeader {
+                propose(.createSession(timeoutMs: timeoutMs), sessionId: sessionId, cxid: 0, &ready)
+            } else {
+                forwardToLeader(.createSession(sessionId: sessionId, timeoutMs: timeoutMs), &ready)
+            }
             return
         }
         let sessionId = request.sessionId
         if let previous = sessions[sessionId]?.connection, previous != id, connections[previous] != nil {
             closeConnection(previous, reason: "session 0x\(String(sessionId, radix: 16)) moved to another connection", &ready)
         }
-        guard var session = sessions[sessionId], !session.closing, request.password == password(for: sessionId) else {
+        let alive = tree.sessions[sessionId] != nil && !(sessions[sessionId]?.closing ?? false)
+        guard alive, request.password == password(for: sessionId) else {
             ready.send(.connect(.expired(readOnly: request.readOnly)), to: id)
             closeConnection(id, reason: "session 0x\(String(sessionId, radix: 16)) is expired or unknown", &ready)
             return
         }
+        var session = sessions[sessionId] ?? SessionState(timeoutMs: timeoutMs, expiresAtMs: 0)
         session.timeoutMs = timeoutMs
         session.expiresAtMs = expiry(timeoutMs)
         session.connection = id
         sessions[sessionId] = session
+        touched(sessionId)
         connection.sessionId = sessionId
         connections[id] = connection
         ready.send(connectResponse(sessionId: sessionId, timeoutMs: timeoutMs, request: request), to: id)
     }
 
-    private func connectResponse(sessionId: Int64, timeoutMs: Int64, request: ConnectRequest) -> ServerFrame {
+    func connectResponse(sessionId: Int64, timeoutMs: Int64, request: ConnectRequest) -> ServerFrame {
         .connect(
             ConnectResponse(
                 timeoutMs: Int32(clamping: timeoutMs), sessionId: sessionId, password: password(for: sessionId),
@@ -163,17 +267,18 @@ public struct Replica: Sendable {
 
     private mutating func allocateSessionId() -> Int64 {
         repeat { nextSessionId &+= 1 } while nextSessionId == 0 || nextSessionId == .min || sessions[nextSessionId] != nil
+            || tree.sessions[nextSessionId] != nil
         return nextSessionId
     }
 
     /// Session expiry is bucketed on tick boundaries, as in ZooKeeper.
-    private func expiry(_ timeoutMs: Int64) -> Int64 {
+    func expiry(_ timeoutMs: Int64) -> Int64 {
         let deadline = nowMs + timeoutMs
         let tick = max(config.tickMs, 1)
         return (deadline / tick + 1) * tick
     }
 
-    /// 16 password bytes derived from the session id and the replica's secret.
+    /// 16 password bytes derived from the session id and the ensemble's secret.
     func password(for sessionId: Int64) -> [UInt8] {
         var state = secret ^ UInt64(bitPattern: sessionId) ^ 0xB341_5C00
         var bytes: [UInt8] = []
@@ -189,7 +294,7 @@ public struct Replica: Sendable {
         return bytes
     }
 
-    private mutating func closeConnection(_ id: ConnectionID, reason: String, _ ready: inout Ready) {
+    mutating func closeConnection(_ id: ConnectionID, reason: String, _ ready: inout Ready) {
         guard connections[id] != nil, !connections[id]!.closing else { return }
         connections[id]!.closing = true
         connections[id]!.queue.removeAll()
@@ -197,11 +302,27 @@ public struct Replica: Sendable {
         ready.close(id, reason: reason)
     }
 
+    /// Closes every client connection: the replica stopped serving.
+    mutating func closeAllConnections(reason: String, _ ready: inout Ready) {
+        for id in connections.keys.sorted() { closeConnection(id, reason: reason, &ready) }
+    }
+
     private mutating func dropConnection(_ id: ConnectionID) {
         guard let connection = connections.removeValue(forKey: id) else { return }
         watches.removeConnection(id)
         if let sessionId = connection.sessionId, sessions[sessionId]?.connection == id {
             sessions[sessionId]?.connection = nil
+        }
+    }
+
+    /// Re-arms a session's expiry: directly on the leader, through the next ping on a follower.
+    mutating func touched(_ sessionId: Int64) {
+        guard var session = sessions[sessionId], !session.closing else { return }
+        session.expiresAtMs = expiry(session.timeoutMs)
+        sessions[sessionId] = session
+        if case .following(var follower) = role {
+            follower.touched.insert(sessionId)
+            role = .following(follower)
         }
     }
 
@@ -213,22 +334,25 @@ public struct Replica: Sendable {
             closeConnection(id, reason: "request before connect", &ready)
             return
         }
-        if var session = sessions[sessionId], !session.closing {
-            session.expiresAtMs = expiry(session.timeoutMs)
-            sessions[sessionId] = session
-        }
+        touched(sessionId)
         if connection.queue.count >= config.outstandingRequestsPerConnectionMax {
             closeConnection(id, reason: "more than \(config.outstandingRequestsPerConnectionMax) outstanding requests", &ready)
             return
         }
         let isClosing = sessions[sessionId]?.closing ?? true
         if Prepare.isWrite(request) && !isClosing && isWellFormedWrite(request) {
-            let context = PrepareContext(
-                sessionId: sessionId, authIds: connection.authIds, extendedTypesEnabled: config.extendedTypesEnabled)
-            let body = Prepare.write(request, tree: prepared, context: context)
-            if case .closeSession = request { sessions[sessionId]?.closing = true }
             connections[id]!.queue.append(.write(header, request))
-            propose(body, sessionId: sessionId, cxid: header.xid, &ready)
+            if case .closeSession = request { sessions[sessionId]?.closing = true }
+            if isLeader {
+                prepareAndPropose(sessionId: sessionId, header: header, request: request, authIds: connection.authIds, &ready)
+            } else {
+                forwardToLeader(.request(sessionId: sessionId, header: header, request: request, authIds: connection.authIds), &ready)
+            }
+        } else if case .sync = request, !isLeader, !isClosing {
+            let token = nextBarrierToken
+            nextBarrierToken += 1
+            connections[id]!.queue.append(.barrier(header, request, token: token))
+            forwardBarrier(token, &ready)
         } else if connection.queue.isEmpty {
             answer(id, header, request, &ready)
         } else {
@@ -243,20 +367,37 @@ public struct Replica: Sendable {
         return true
     }
 
-    private mutating func propose(_ body: TransactionBody, sessionId: Int64, cxid: Int32, _ ready: inout Ready) {
-        lastProposedZxid += 1
-        let txn = Transaction(zxid: lastProposedZxid, timeMs: nowMs, sessionId: sessionId, cxid: cxid, body: body)
-        var ignored: [WatchTrigger] = []
-        prepared.apply(txn, triggers: &ignored)
-        outstanding.append(txn)
-        ready.persist.append(txn)
+    /// Leader: turns a write, local or forwarded, into a proposal.
+    mutating func prepareAndPropose(sessionId: Int64, header: RequestHeader, request: Request, authIds: [Id], _ ready: inout Ready) {
+        let body: TransactionBody
+        if sessions[sessionId] == nil && tree.sessions[sessionId] == nil && !isPendingSession(sessionId) {
+            body = .error(.sessionExpired)
+        } else {
+            let context = PrepareContext(sessionId: sessionId, authIds: authIds, extendedTypesEnabled: config.extendedTypesEnabled)
+            body = Prepare.write(request, tree: prepared, context: context)
+        }
+        propose(body, sessionId: sessionId, cxid: header.xid, &ready)
     }
+
+    private func isPendingSession(_ sessionId: Int64) -> Bool { prepared.sessions[sessionId] != nil }
 
     // MARK: - Commit
 
+    /// Applies every logged transaction up to the commit point, in zxid order.
+    mutating func applyCommitted(_ ready: inout Ready) {
+        while let next = unapplied.first, next.zxid <= commitZxid {
+            unapplied.removeFirst()
+            apply(next, &ready)
+            applied.append(next)
+            if applied.count > config.logWindowMax {
+                logBase = applied.removeFirst().zxid
+            }
+        }
+    }
+
     /// Applies a committed transaction: watches fire first, then the local client that asked
     /// for it, if any, gets its reply.
-    private mutating func commit(_ txn: Transaction, _ ready: inout Ready) {
+    private mutating func apply(_ txn: Transaction, _ ready: inout Ready) {
         var triggers: [WatchTrigger] = []
         let outcome = tree.apply(txn, triggers: &triggers)
         for trigger in triggers {
@@ -273,7 +414,8 @@ public struct Replica: Sendable {
         }
         guard let id = owner, let connection = connections[id], !connection.closing, txn.cxid != Self.internalCxid else { return }
         switch connection.queue.first {
-        case .connect(let request)? where txn.body == .createSession(timeoutMs: sessions[txn.sessionId]?.timeoutMs ?? -1):
+        case .connect(let request)?:
+            guard case .createSession = txn.body else { break }
             connections[id]!.queue.removeFirst()
             let timeoutMs = sessions[txn.sessionId]?.timeoutMs ?? 0
             ready.send(connectResponse(sessionId: txn.sessionId, timeoutMs: timeoutMs, request: request), to: id)
@@ -286,13 +428,16 @@ public struct Replica: Sendable {
                 return
             }
         default:
-            preconditionFailure("transaction 0x\(String(txn.zxid, radix: 16)) of session 0x\(String(txn.sessionId, radix: 16)) cxid \(txn.cxid) does not match the head of connection \(id): \(String(describing: connection.queue.first))")
+            // A transaction of this session that no request on this connection waits for: a
+            // write forwarded from a connection the session has since left.
+            return
         }
         drain(id, &ready)
     }
 
-    /// Answers the reads waiting at the head of a connection's queue, up to its next write.
-    private mutating func drain(_ id: ConnectionID, _ ready: inout Ready) {
+    /// Answers the requests waiting at the head of a connection's queue, up to its next write
+    /// or barrier.
+    mutating func drain(_ id: ConnectionID, _ ready: inout Ready) {
         while let connection = connections[id], !connection.closing, case .read(let header, let request)? = connection.queue.first {
             connections[id]!.queue.removeFirst()
             answer(id, header, request, &ready)
@@ -336,181 +481,20 @@ public struct Replica: Sendable {
         }
     }
 
-    private mutating func reply(_ id: ConnectionID, xid: Int32, zxid: Zxid, err: ErrorCode, _ response: Response, _ ready: inout Ready) {
+    mutating func reply(_ id: ConnectionID, xid: Int32, zxid: Zxid, err: ErrorCode, _ response: Response, _ ready: inout Ready) {
         ready.send(.reply(ReplyHeader(xid: xid, zxid: zxid, err: err.rawValue), err == .ok ? response : .empty), to: id)
         if zxid > 0 { connections[id]?.lastZxid = zxid }
-    }
-
-    // MARK: - Reads and session-local requests
-
-    /// Answers a request that does not go through the log, against the committed tree.
-    private mutating func answer(_ id: ConnectionID, _ header: RequestHeader, _ request: Request, _ ready: inout Ready) {
-        guard let connection = connections[id], let sessionId = connection.sessionId else { return }
-        let zxid = tree.lastZxid
-        if sessions[sessionId]?.closing ?? true {
-            if case .ping = request {} else {
-                reply(id, xid: header.xid, zxid: zxid, err: .sessionExpired, .empty, &ready)
-                return
-            }
-        }
-        do {
-            switch request {
-            case .ping:
-                reply(id, xid: SpecialXid.ping, zxid: zxid, err: .ok, .empty, &ready)
-            case .auth(_, let scheme, let auth):
-                guard
-                    let ids = ACLs.authenticate(
-                        scheme: scheme, auth: auth, peerAddress: connection.peerAddress, superDigest: config.superDigest)
-                else {
-                    reply(id, xid: SpecialXid.auth, zxid: 0, err: .authFailed, .empty, &ready)
-                    closeConnection(id, reason: "authentication with unsupported scheme \(scheme)", &ready)
-                    return
-                }
-                for newId in ids where !connections[id]!.authIds.contains(newId) {
-                    connections[id]!.authIds.append(newId)
-                }
-                reply(id, xid: SpecialXid.auth, zxid: 0, err: .ok, .empty, &ready)
-            case .setWatches(let request), .setWatches2(let request):
-                setWatches(id, request, &ready)
-                reply(id, xid: SpecialXid.setWatches, zxid: zxid, err: .ok, .empty, &ready)
-            case .sasl:
-                reply(id, xid: header.xid, zxid: 0, err: .authFailed, .empty, &ready)
-                closeConnection(id, reason: "SASL authentication is not supported", &ready)
-            case .multi:
-                // Reached only for a multi holding a non-write operation.
-                throw ErrorCode.marshallingError
-            case .multiRead(let ops):
-                guard ops.allSatisfy(Self.isMultiReadOp) else { throw ErrorCode.marshallingError }
-                var results: [MultiResult] = []
-                for op in ops {
-                    do throws(ErrorCode) {
-                        results.append(try read(op, id, connection))
-                    } catch {
-                        results.append(.error(error))
-                    }
-                }
-                reply(id, xid: header.xid, zxid: zxid, err: .ok, .multi(results), &ready)
-            default:
-                let response = try answerOne(request, id, sessionId, connection)
-                reply(id, xid: header.xid, zxid: zxid, err: .ok, response, &ready)
-            }
-        } catch {
-            reply(id, xid: header.xid, zxid: zxid, err: error as? ErrorCode ?? .systemError, .empty, &ready)
-        }
-    }
-
-    private static func isMultiReadOp(_ op: Request) -> Bool {
-        switch op {
-        case .getData, .getChildren: return true
-        default: return false
-        }
-    }
-
-    /// One read inside a multiRead: no watches are set.
-    private func read(_ op: Request, _ id: ConnectionID, _ connection: Connection) throws(ErrorCode) -> MultiResult {
-        switch op {
-        case .getData(let path, _):
-            let node = try readable(path, connection)
-            return .getData(data: node.data, stat: node.stat)
-        case .getChildren(let path, _):
-            let node = try readable(path, connection)
-            return .getChildren(children: Array(node.children).sorted())
-        default:
-            throw .marshallingError
-        }
-    }
-
-    private func readable(_ path: String, _ connection: Connection) throws(ErrorCode) -> DataNode {
-        guard let node = tree.node(path) else { throw .noNode }
-        guard ACLs.check(node.acl, .read, authIds: connection.authIds) else { throw .noAuth }
-        return node
-    }
-
-    private mutating func answerOne(_ request: Request, _ id: ConnectionID, _ sessionId: Int64, _ connection: Connection) throws(ErrorCode) -> Response {
-        switch request {
-        case .exists(let path, let watch):
-            if path.contains("\0") { throw .badArguments }
-            if watch { watches.addDataWatch(path, connection: id) }
-            guard let node = tree.node(path) else { throw .noNode }
-            return .stat(node.stat)
-        case .getData(let path, let watch):
-            let node = try readable(path, connection)
-            if watch { watches.addDataWatch(path, connection: id) }
-            return .getData(data: node.data, stat: node.stat)
-        case .getChildren(let path, let watch):
-            let node = try readable(path, connection)
-            if watch { watches.addChildWatch(path, connection: id) }
-            return .getChildren(children: Array(node.children).sorted())
-        case .getChildren2(let path, let watch):
-            let node = try readable(path, connection)
-            if watch { watches.addChildWatch(path, connection: id) }
-            return .getChildren2(children: Array(node.children).sorted(), stat: node.stat)
-        case .getACL(let path):
-            guard let node = tree.node(path) else { throw .noNode }
-            guard ACLs.check(node.acl, [.read, .admin], authIds: connection.authIds) else { throw .noAuth }
-            let admin = ACLs.check(node.acl, .admin, authIds: connection.authIds)
-            return .getACL(acl: admin ? node.acl : ACLs.masked(node.acl), stat: node.stat)
-        case .getAllChildrenNumber(let path):
-            _ = try readable(path, connection)
-            return .getAllChildrenNumber(Int32(clamping: tree.descendantCount(path)))
-        case .getEphemerals(let prefix):
-            let all = tree.ephemerals(of: sessionId).sorted()
-            let wantsAll = prefix.isEmpty || prefix == "/" || prefix.allSatisfy(\.isWhitespace)
-            return .getEphemerals(paths: wantsAll ? all : all.filter { $0.hasPrefix(prefix) })
-        case .sync(let path):
-            return .sync(path: path)
-        case .whoAmI:
-            return .whoAmI(connection.authIds.map(ACLs.clientInfo))
-        case .addWatch(let path, let mode):
-            guard let mode = AddWatchMode(rawValue: mode) else { throw .marshallingError }
-            watches.addPersistentWatch(path, connection: id, recursive: mode == .persistentRecursive)
-            return .errorResponse(0)
-        case .checkWatches(let path, let type):
-            guard let type = WatcherType(rawValue: type), type.rawValue <= WatcherType.any.rawValue else { throw .marshallingError }
-            guard watches.has(path, connection: nil, type: type) else { throw .noWatcher }
-            return .empty
-        case .removeWatches(let path, let type):
-            guard let type = WatcherType(rawValue: type), type.rawValue <= WatcherType.any.rawValue else { throw .marshallingError }
-            guard watches.remove(path, connection: id, type: type) else { throw .noWatcher }
-            return .empty
-        case .reconfig:
-            throw .reconfigDisabled
-        default:
-            throw .unimplemented
-        }
-    }
-
-    /// Re-registers a reconnecting client's watches, firing at once what it missed since
-    /// `relativeZxid` (see ZooKeeper's setWatches rules in docs/protocol.md).
-    private mutating func setWatches(_ id: ConnectionID, _ request: SetWatchesRequest, _ ready: inout Ready) {
-        let since = request.relativeZxid
-        func notify(_ type: EventType, _ path: String, _ ready: inout Ready) {
-            ready.send(.notification(zxid: -1, WatcherEvent(type, path: path)), to: id)
-        }
-        for path in request.dataWatches {
-            if let node = tree.node(path) {
-                if node.mzxid > since { notify(.nodeDataChanged, path, &ready) } else { watches.addDataWatch(path, connection: id) }
-            } else {
-                notify(.nodeDeleted, path, &ready)
-            }
-        }
-        for path in request.existWatches {
-            if tree.node(path) != nil { notify(.nodeCreated, path, &ready) } else { watches.addDataWatch(path, connection: id) }
-        }
-        for path in request.childWatches {
-            if let node = tree.node(path) {
-                if node.pzxid > since { notify(.nodeChildrenChanged, path, &ready) } else { watches.addChildWatch(path, connection: id) }
-            } else {
-                notify(.nodeDeleted, path, &ready)
-            }
-        }
-        for path in request.persistentWatches { watches.addPersistentWatch(path, connection: id, recursive: false) }
-        for path in request.persistentRecursiveWatches { watches.addPersistentWatch(path, connection: id, recursive: true) }
     }
 
     // MARK: - Time
 
     private mutating func onTick(_ ready: inout Ready) {
+        if nowMs >= nextTickMs {
+            nextTickMs = nowMs + config.tickMs
+            onZabTick(&ready)
+        }
+        onElectionTick(&ready)
+        guard isLeader else { return }
         let expired = sessions.filter { !$0.value.closing && $0.value.expiresAtMs <= nowMs }.keys.sorted()
         for sessionId in expired {
             sessions[sessionId]!.closing = true
@@ -540,10 +524,23 @@ public struct Replica: Sendable {
         }
     }
 
+    private var wakeAtMs: Int64 {
+        var wake = nextTickMs
+        if case .looking(let election) = role { wake = min(wake, election.wakeAtMs) }
+        return wake
+    }
+
     // MARK: - Status
 
     public func status() -> ReplicaStatus {
         var status = ReplicaStatus()
+        switch role {
+        case .leading: status.mode = config.isStandalone ? "standalone" : "leader"
+        case .following: status.mode = "follower"
+        case .looking: status.mode = "looking"
+        }
+        status.serving = isServing
+        status.currentEpoch = hard.currentEpoch
         status.lastZxid = tree.lastZxid
         status.nodeCount = tree.nodeCount
         status.approximateDataSize = tree.dataBytes
@@ -551,7 +548,12 @@ public struct Replica: Sendable {
         status.watchCount = watches.count
         status.watchedPathCount = watches.watchedPaths
         status.watchesByConnection = watches.connectionsWatching
-        status.outstandingRequests = outstanding.count
+        status.outstandingRequests = unapplied.count
+        if case .leading(let leader) = role {
+            status.followers = leader.forwarding.count
+            status.syncedFollowers = leader.serving.count
+            status.pendingSyncs = leader.barriers.count
+        }
         status.connections = connections.keys.sorted().compactMap { id in
             guard let connection = connections[id], !connection.closing else { return nil }
             return ReplicaStatus.Connection(
@@ -561,11 +563,14 @@ public struct Replica: Sendable {
                 outstandingRequests: connection.queue.count, lastZxid: connection.lastZxid,
                 watchCount: watches.entries(of: id))
         }
-        status.sessions = sessions.keys.sorted().map { id in
+        status.sessions = tree.sessions.keys.sorted().map { id in
             ReplicaStatus.Session(
-                id: id, timeoutMs: sessions[id]!.timeoutMs, expiresAtMs: sessions[id]!.expiresAtMs,
+                id: id, timeoutMs: tree.sessions[id] ?? 0, expiresAtMs: sessions[id]?.expiresAtMs ?? 0,
                 ephemerals: tree.ephemerals(of: id).sorted())
         }
         return status
     }
+
+    /// The digest of the committed tree (an O(n) walk; for tests, `hash` and checkers).
+    public var digest: UInt64 { tree.digest }
 }

@@ -23,7 +23,30 @@ public struct ReplicaConfig: Sendable {
     /// Client port, reported by `conf`.
     public var clientPort: Int = 2181
     public var dataDir: String = ""
+    /// Server ids of the ensemble, this replica's included. One member: standalone.
+    public var members: [Int64] = []
+    /// Election: how long a replica waits for a better vote once a quorum agrees, and how often
+    /// it re-sends unanswered notifications (doubling up to the maximum).
+    public var electionFinalizeWaitMs: Int64 = 50
+    public var electionResendMinMs: Int64 = 50
+    public var electionResendMaxMs: Int64 = 2000
+    /// Ticks a follower may take to connect and sync with a leader (ZooKeeper's `initLimit`).
+    public var initLimitTicks: Int64 = 10
+    /// Ticks a follower may be silent before it is considered gone, and a leader before its
+    /// followers give up on it (ZooKeeper's `syncLimit`).
+    public var syncLimitTicks: Int64 = 5
+    /// Recent transactions kept in memory for DIFF; followers further behind get a SNAP.
+    public var logWindowMax: Int = 100_000
+    /// Proposals the leader lets be in flight before it stops preparing new writes.
+    public var proposalsInFlightMax: Int = 10_000
+    /// Text of `/zookeeper/config` in an ensemble (ZooKeeper's dynamic config format).
+    public var ensembleConfigText: String? = nil
+    /// Shared by every member: session passwords must check out wherever a client reconnects.
+    public var sessionSecret: UInt64 = 0x5EC2_E7A1_1CE0_2181
     public init() {}
+
+    public var ensembleMembers: [Int64] { members.isEmpty ? [serverId] : members.sorted() }
+    public var isStandalone: Bool { ensembleMembers.count == 1 }
 
     public var sessionTimeoutMsMin: Int64 { minSessionTimeoutMs ?? 2 * tickMs }
     public var sessionTimeoutMsMax: Int64 { maxSessionTimeoutMs ?? 20 * tickMs }
@@ -44,8 +67,14 @@ public enum ReplicaInput: Sendable {
     /// Time passed; the shell sends one every tick (and may send more). The current time travels as
     /// the `nowMs` argument of `step`.
     case tick
-    /// Every transaction up to and including this zxid is durable.
-    case persisted(upTo: Zxid)
+    /// Every storage operation of every `Ready` up to the one numbered `through` is durable, and
+    /// the log ends at `upTo`.
+    case persisted(upTo: Zxid, through: UInt64)
+    case peerMessage(from: Int64, PeerMessage)
+    /// A connection to a peer is up; messages sent to it from now on arrive in order.
+    case peerConnected(Int64)
+    /// The connection to a peer broke; messages sent to it may have been lost.
+    case peerDisconnected(Int64)
 }
 
 /// One frame to send to one connection.
@@ -58,26 +87,47 @@ public struct OutgoingFrame: Sendable, Hashable {
     }
 }
 
-/// What the shell must do after one `step`, in this order:
+/// What the shell must do after one `step`:
 ///
-/// 1. **persist** every record of `persist`, in order, and make it durable (fsync when the store
-///    syncs), then feed `.persisted(upTo:)` with the last zxid back into the replica;
-/// 2. **send** `frames`, in order, per connection (frames to one connection never overtake each
-///    other; notifications precede the replies that follow them in the list);
+/// 1. **persist**: carry out `storage` in order and make it durable (fsync when the store syncs),
+///    then feed `.persisted(upTo: lastLoggedZxid, through: storageSequence)` back into the replica;
+///    storage of several Readys may be merged into one durable batch (group commit) as long as
+///    their order is kept;
+/// 2. **send** `messages` to peers and `frames` to clients, in order per destination
+///    (notifications precede the replies that follow them in the list);
 /// 3. **close** the connections in `close` once the frames queued before have been flushed.
 ///
-/// Nothing in `frames` ever depends on a record of the same `persist` list being durable: the
-/// replica only answers a write after it has been told the write is durable. That is the one
-/// ordering rule every shell enforces, in one place.
+/// Messages and frames may leave before the same Ready's storage is durable: nothing in them
+/// depends on it. Everything that does — a client's reply to a write, an ACK of a proposal, the
+/// ACK of an epoch or of NEWLEADER — is only produced after the replica has been told, through
+/// `.persisted`, that what it covers is durable. That is the ordering rule every shell enforces,
+/// in one place.
 public struct Ready: Sendable {
-    public var persist: [Transaction] = []
+    public var storage: [StorageOp] = []
+    /// Number of this Ready's storage batch (0: no storage).
+    public var storageSequence: UInt64 = 0
+    public var messages: [PeerOutgoing] = []
+    /// When the replica next wants a `.tick`, besides the regular ticks.
+    public var wakeAtMs: Int64? = nil
     public var frames: [OutgoingFrame] = []
     public var close: [ConnectionID] = []
     /// Reasons for the closes, for the shell's log, index-aligned with `close`.
     public var closeReasons: [String] = []
     public init() {}
 
-    public var isEmpty: Bool { persist.isEmpty && frames.isEmpty && close.isEmpty }
+    public var isEmpty: Bool { storage.isEmpty && frames.isEmpty && close.isEmpty && messages.isEmpty }
+
+    /// The transactions `storage` appends, in order.
+    public var persist: [Transaction] {
+        storage.flatMap { op -> [Transaction] in
+            if case .append(let txns) = op { return txns }
+            return []
+        }
+    }
+
+    mutating func send(_ message: PeerMessage, to peer: Int64) {
+        messages.append(PeerOutgoing(to: peer, message: message))
+    }
 
     mutating func send(_ frame: ServerFrame, to connection: ConnectionID) {
         frames.append(OutgoingFrame(connection: connection, frame: frame))
@@ -99,12 +149,31 @@ public struct ReplicaStatus: Sendable {
         public var outstandingRequests: Int
         public var lastZxid: Int64
         public var watchCount: Int
+        public init(
+            id: ConnectionID, peerAddress: String, peerPort: Int, sessionId: Int64, sessionTimeoutMs: Int64,
+            outstandingRequests: Int, lastZxid: Int64, watchCount: Int
+        ) {
+            self.id = id
+            self.peerAddress = peerAddress
+            self.peerPort = peerPort
+            self.sessionId = sessionId
+            self.sessionTimeoutMs = sessionTimeoutMs
+            self.outstandingRequests = outstandingRequests
+            self.lastZxid = lastZxid
+            self.watchCount = watchCount
+        }
     }
     public struct Session: Sendable {
         public var id: Int64
         public var timeoutMs: Int64
         public var expiresAtMs: Int64
         public var ephemerals: [String]
+        public init(id: Int64, timeoutMs: Int64, expiresAtMs: Int64, ephemerals: [String]) {
+            self.id = id
+            self.timeoutMs = timeoutMs
+            self.expiresAtMs = expiresAtMs
+            self.ephemerals = ephemerals
+        }
     }
     public var mode: String = "standalone"
     public var lastZxid: Zxid = 0
@@ -119,5 +188,13 @@ public struct ReplicaStatus: Sendable {
     public var connections: [Connection] = []
     public var sessions: [Session] = []
     public var outstandingRequests: Int = 0
+    /// Followers connected to this leader, and those in sync and serving.
+    public var followers: Int = 0
+    public var syncedFollowers: Int = 0
+    public var pendingSyncs: Int = 0
+    public var currentEpoch: Int64 = 0
+    public var serving: Bool = false
+    /// A digest of the committed tree, equal on replicas that applied the same transactions.
+    public var digest: UInt64 = 0
     public init() {}
 }

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ZKCore
+import ZKStorage
 import ZKProtocol
 
 /// A MiniZK server: one replica serving the ZooKeeper client protocol on one TCP port.
@@ -22,8 +23,10 @@ public final class MiniZKServer: Sendable {
     public let host: String
     private let serverChannel: any Channel
     private let replicaHost: ReplicaHost
+    private let transport: (any PeerTransport)?
 
-    private init(serverChannel: any Channel, replicaHost: ReplicaHost, host: String, localPort: Int) {
+    private init(serverChannel: any Channel, replicaHost: ReplicaHost, host: String, localPort: Int, transport: (any PeerTransport)?) {
+        self.transport = transport
         self.serverChannel = serverChannel
         self.replicaHost = replicaHost
         self.host = host
@@ -34,7 +37,8 @@ public final class MiniZKServer: Sendable {
     /// `config.clientPort` is overwritten with the bound port so that `conf` reports it.
     public static func start(
         config: ReplicaConfig, host: String, port: Int, group: any EventLoopGroup, logger: Logger,
-        options: ServerOptions = ServerOptions(), store: (any TransactionStore)? = nil
+        options: ServerOptions = ServerOptions(), store: (any ReplicaStore)? = nil,
+        transport: (any PeerTransport)? = nil
     ) async throws -> MiniZKServer {
         let eventLoop = group.next()
         let bootstrap = ServerBootstrap(group: eventLoop, childGroup: eventLoop)
@@ -45,28 +49,78 @@ public final class MiniZKServer: Sendable {
 
         var config = config
         config.clientPort = port
+        let store = store ?? MemoryStore()
+        let recovered = try store.recover()
         let replicaHost = ReplicaHost(
-            config: config, options: options, store: store ?? InMemoryTransactionStore(), eventLoop: eventLoop,
-            logger: logger)
-        let childLogger = logger
-        let serverChannel = try await bootstrap.childChannelInitializer { channel in
-            channel.eventLoop.makeCompletedFuture {
-                let handler = ClientConnectionHandler(host: replicaHost, logger: childLogger)
-                try channel.pipeline.syncOperations.addHandler(handler)
+            config: config, options: options, store: store, recovered: recovered, eventLoop: eventLoop, logger: logger)
+        // A standalone replica serves as soon as its first epoch is durable: wait for that before
+        // opening the client port, so that no client is turned away as "not serving yet".
+        let standalone = config.isStandalone
+        if standalone {
+            do {
+                try await eventLoop.flatSubmit {
+                    replicaHost.start()
+                    return replicaHost.whenServing()
+                }.get()
+            } catch {
+                try? await eventLoop.flatSubmit { replicaHost.stop() }.get()
+                throw error
             }
-        }.bind(host: host, port: port).get()
+        }
+        let childLogger = logger
+        let serverChannel: any Channel
+        do {
+            serverChannel = try await bootstrap.childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let handler = ClientConnectionHandler(host: replicaHost, logger: childLogger)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }.bind(host: host, port: port).get()
+        } catch {
+            try? await eventLoop.flatSubmit { replicaHost.stop() }.get()
+            throw error
+        }
 
         guard let boundPort = serverChannel.localAddress?.port else {
             try? await serverChannel.close()
+            try? await eventLoop.flatSubmit { replicaHost.stop() }.get()
             throw MiniZKServerError.notBound(host: host, port: port)
         }
         // `conf` reports the bound port; the replica never reads `clientPort`.
         try await eventLoop.submit {
             replicaHost.config.clientPort = boundPort
-            replicaHost.start()
+            replicaHost.peerTransport = transport
+            if !standalone { replicaHost.start() }
         }.get()
+        if let transport {
+            transport.attach(serverId: config.serverId) { inputs in
+                replicaHost.eventLoop.execute {
+                    for input in inputs { replicaHost.submit(input) }
+                }
+            }
+        }
         logger.info("MiniZK serving", metadata: ["host": "\(host)", "port": "\(boundPort)"])
-        return MiniZKServer(serverChannel: serverChannel, replicaHost: replicaHost, host: host, localPort: boundPort)
+        return MiniZKServer(
+            serverChannel: serverChannel, replicaHost: replicaHost, host: host, localPort: boundPort, transport: transport)
+    }
+
+    /// The replica's status (mode, zxid, digest, ...), read on its event loop.
+    public func status() async throws -> ReplicaStatus {
+        let replicaHost = self.replicaHost
+        return try await replicaHost.eventLoop.submit { replicaHost.replicaStatus() }.get()
+    }
+
+    /// Stops this member abruptly, as a crash would: peers see it disconnect, clients lose their
+    /// connections, nothing more is written.
+    public func kill() async throws {
+        try await shutdown()
+    }
+
+    /// Calls `callback` (on the replica's event loop) if the store fails and the replica stops
+    /// serving; at once if it already has.
+    public func whenStoreFails(_ callback: @escaping @Sendable (String) -> Void) {
+        let replicaHost = self.replicaHost
+        replicaHost.eventLoop.execute { replicaHost.whenFailed(callback) }
     }
 
     /// What the four-letter words would report now.
@@ -78,6 +132,7 @@ public final class MiniZKServer: Sendable {
     /// Stops accepting connections, closes every client connection and stops the replica's timer.
     /// Sessions are not closed: a restarted MiniZK with durable storage resumes them.
     public func shutdown() async throws {
+        transport?.detach(serverId: replicaHost.config.serverId)
         try? await serverChannel.close()
         let replicaHost = self.replicaHost
         try await replicaHost.eventLoop.flatSubmit { replicaHost.stop() }.get()

@@ -20,6 +20,7 @@ public final class MemoryStore: ReplicaStore {
     private var volatile: [Record] = []
     private var snapshot: (zxid: Zxid, bytes: [UInt8], crc: UInt32)?
     private var hardState = HardState()
+    private var pendingSnapshot: DataTree?
     public private(set) var lastZxid: Zxid = 0
     /// Number of syncs, for group-commit accounting.
     public private(set) var syncCount = 0
@@ -79,9 +80,8 @@ public final class MemoryStore: ReplicaStore {
         if let last = durable.last, CRC32C.checksum(last.bytes) != last.crc {
             durable.removeLast()
         }
-        var triggers: [WatchTrigger] = []
         var last = snapshotZxid
-        var replayed = 0
+        var log: [Transaction] = []
         for record in durable where record.zxid > snapshotZxid {
             guard CRC32C.checksum(record.bytes) == record.crc else {
                 throw .corruptLogRecord(file: "memory", zxid: record.zxid, reason: "checksum mismatch")
@@ -91,13 +91,11 @@ public final class MemoryStore: ReplicaStore {
                 throw .corruptLogRecord(file: "memory", zxid: record.zxid, reason: "undecodable")
             }
             guard last == 0 || isContiguous(last, txn.zxid) else { throw .logGap(file: "memory", expected: last + 1, found: txn.zxid) }
-            tree.apply(txn, triggers: &triggers)
-            triggers.removeAll(keepingCapacity: true)
+            log.append(txn)
             last = txn.zxid
-            replayed += 1
         }
         lastZxid = last
-        return RecoveredState(tree: tree, hardState: hardState, snapshotZxid: snapshotZxid, replayed: replayed)
+        return RecoveredState(tree: tree, log: log, hardState: hardState)
     }
 
     public func saveSnapshot(_ tree: DataTree) throws(StorageError) {
@@ -107,13 +105,28 @@ public final class MemoryStore: ReplicaStore {
         durable.removeAll { $0.zxid <= tree.lastZxid }
     }
 
+    public func startSnapshot(_ tree: DataTree) throws(StorageError) {
+        guard tree.lastZxid > (snapshot?.zxid ?? 0) else { return }
+        pendingSnapshot = tree
+    }
+
+    /// Writes the whole snapshot started by `startSnapshot` in one piece.
+    public func continueSnapshot() throws(StorageError) -> SnapshotProgress {
+        guard let tree = pendingSnapshot else { return .idle }
+        pendingSnapshot = nil
+        try saveSnapshot(tree)
+        return .completed
+    }
+
     public func truncate(after zxid: Zxid) throws(StorageError) {
+        if let pending = pendingSnapshot, pending.lastZxid > zxid { pendingSnapshot = nil }
         sync()
         durable.removeAll { $0.zxid > zxid }
         lastZxid = min(lastZxid, zxid)
     }
 
     public func installSnapshot(_ tree: DataTree) throws(StorageError) {
+        pendingSnapshot = nil
         volatile.removeAll()
         durable.removeAll()
         try saveSnapshot(tree)

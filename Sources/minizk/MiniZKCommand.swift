@@ -6,6 +6,7 @@ import NIOPosix
 import ZKCore
 import ZKProtocol
 import ZKServer
+import ZKStorage
 
 #if canImport(Glibc)
 import Glibc
@@ -21,7 +22,7 @@ struct MiniZKCommand: AsyncParsableCommand {
         commandName: "minizk",
         abstract: "MiniZK: a ZooKeeper-compatible coordination server.",
         version: MiniZKVersion.fullVersion,
-        subcommands: [ServerCommand.self, EnsembleCommand.self]
+        subcommands: [ServerCommand.self, EnsembleCommand.self, InspectCommand.self, BenchCommand.self]
     )
 }
 
@@ -33,7 +34,7 @@ struct ReplicaArguments: ParsableArguments {
     @Option(help: "Length of a tick in milliseconds (ZooKeeper's tickTime).")
     var tickMs: Int64 = 2000
 
-    @Option(help: "Data directory. Accepted for compatibility; storage is in memory for now.")
+    @Option(help: "Data directory for the SQLite store (server: memory when absent; ensemble: ./minizk-data).")
     var dataDir: String?
 
     @Flag(help: "Enable TTL nodes (ZooKeeper's zookeeper.extendedTypesEnabled).")
@@ -54,6 +55,21 @@ struct ReplicaArguments: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    @Flag(inversion: .prefixedNo, help: "fsync every group-commit batch of the SQLite log (ZooKeeper's forceSync).")
+    var forceSync = true
+
+    @Option(help: "Take a snapshot after about this many logged transactions (drawn in [N/2, N]; ZooKeeper's snapCount).")
+    var snapshotEvery: Int = 100_000
+
+    @Option(help: "Snapshots kept in the store; the log older than the oldest kept one is removed.")
+    var snapshotsKept: Int = 3
+
+    @Option(help: "Most transactions made durable in one group-commit batch (one fsync).")
+    var groupCommitMaxTransactions: Int = GroupCommitLimits().transactionsMax
+
+    @Option(help: "Most bytes (estimated) made durable in one group-commit batch.")
+    var groupCommitMaxBytes: Int = GroupCommitLimits().bytesMax
+
     func validate() throws {
         guard tickMs > 0 else { throw ValidationError("--tick-ms must be positive") }
         guard maxFrameBytes > 0 else { throw ValidationError("--max-frame-bytes must be positive") }
@@ -63,6 +79,19 @@ struct ReplicaArguments: ParsableArguments {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("unknown --log-level \(logLevel)")
         }
+        guard snapshotEvery > 0 else { throw ValidationError("--snapshot-every must be positive") }
+        guard snapshotsKept > 0 else { throw ValidationError("--snapshots-kept must be positive") }
+        guard groupCommitMaxTransactions > 0, groupCommitMaxBytes > 0 else {
+            throw ValidationError("--group-commit-max-transactions and --group-commit-max-bytes must be positive")
+        }
+    }
+
+    /// The SQLite store under `directory` with these arguments' settings.
+    func makeStore(directory: String) throws -> SQLiteStore {
+        var options = SQLiteStore.Options()
+        options.forceSync = forceSync
+        options.snapshotsKept = snapshotsKept
+        return try SQLiteStore(directory: directory, options: options)
     }
 
     func replicaConfig(clientPort: Int) -> ReplicaConfig {
@@ -80,6 +109,8 @@ struct ReplicaArguments: ParsableArguments {
     var serverOptions: ServerOptions {
         var options = ServerOptions()
         options.frameBytesMax = maxFrameBytes
+        options.snapshotEveryTransactions = snapshotEvery
+        options.groupCommit = GroupCommitLimits(transactionsMax: groupCommitMaxTransactions, bytesMax: groupCommitMaxBytes)
         return options
     }
 
@@ -93,77 +124,187 @@ struct ReplicaArguments: ParsableArguments {
 struct ServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "server",
-        abstract: "Run one standalone replica until SIGINT or SIGTERM."
+        abstract: "Run one replica until SIGINT or SIGTERM: standalone, or a member of an ensemble described by a zoo.cfg."
     )
 
     @Option(help: "Client port; 0 picks a free one.")
     var port: Int = 2181
 
+    @Option(help: "A ZooKeeper-style zoo.cfg (server.N=host:peerPort:electionPort;clientPort, tickTime, initLimit, syncLimit, dataDir).")
+    var config: String?
+
+    @Option(help: "This replica's id in the zoo.cfg (ZooKeeper's myid).")
+    var id: Int64?
+
+    @Flag(help: "Keep all data in memory instead of SQLite under the data directory.")
+    var inMemory = false
+
     @OptionGroup var replica: ReplicaArguments
 
+    func validate() throws {
+        if config != nil && id == nil { throw ValidationError("--config needs --id") }
+    }
+
     func run() async throws {
-        try await serve(replica: replica, port: port) { server in
-            printLine("MiniZK serving on \(server.host):\(server.localPort)")
+        try await refusingDamagedState {
+            try await runServer()
         }
+    }
+
+    private func runServer() async throws {
+        guard let path = config, let id else {
+            try await serve(replica: replica, port: port, inMemory: inMemory) { server in
+                printLine("MiniZK serving on \(server.host):\(server.localPort)")
+            }
+            return
+        }
+        let zooConfig = try ZooConfig(parsing: String(contentsOfFile: path, encoding: .utf8))
+        guard let me = zooConfig.servers.first(where: { $0.id == id }) else {
+            throw ValidationError("server.\(id) is not in \(path)")
+        }
+        let logger = replica.makeLogger()
+        let signals = TerminationSignals()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: min(2, System.coreCount))
+        var replicaConfig = zooConfig.replicaConfig(for: id)
+        replicaConfig.superDigest = replica.superDigest
+        // Every member must derive the same session secret: take it from the shared configuration.
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in zooConfig.dynamicConfigText.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        replicaConfig.sessionSecret = hash
+        let dataDir = replica.dataDir ?? zooConfig.dataDir ?? "minizk-data/node-\(id)"
+        let store: any ReplicaStore
+        if inMemory { store = MemoryStore() } else { store = try replica.makeStore(directory: dataDir) }
+        let peers = zooConfig.servers.map { TCPPeerTransport.Peer(id: $0.id, host: $0.host, port: $0.peerPort) }
+        let transport = TCPPeerTransport(serverId: id, peers: peers, group: group, logger: logger)
+        try await transport.listen(host: me.host, port: me.peerPort)
+        let server = try await MiniZKServer.start(
+            config: replicaConfig, host: me.clientHost, port: me.clientPort, group: group, logger: logger,
+            options: replica.serverOptions, store: store, transport: transport)
+        printLine("MiniZK replica \(id) of \(zooConfig.servers.count) serving on \(server.host):\(server.localPort)")
+        server.whenStoreFails { reason in signals.storeFailed(reason) }
+        let stop = await signals.wait()
+        try await server.shutdown()
+        try await group.shutdownGracefully()
+        try stop.exit(logger: logger)
     }
 }
 
 struct EnsembleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ensemble",
-        abstract: "Run an ensemble in this process (for now: one replica) until SIGINT or SIGTERM."
+        abstract: "Run an ensemble of replicas in this process until SIGINT or SIGTERM, and print its connect string."
     )
 
-    @Option(help: "Number of replicas. Only 1 is supported for now.")
-    var nodes: Int = 1
+    @Option(help: "Number of replicas (an odd number).")
+    var nodes: Int = 3
 
-    @Option(help: "Client port of the first replica; 0 picks a free one.")
+    @Option(help: "Client port of the first replica (the others follow); 0 picks free ones.")
     var basePort: Int = 2181
 
-    @Flag(help: "Keep all data in memory (the only storage for now).")
+    @Flag(help: "Keep all data in memory instead of SQLite under the data directory.")
     var inMemory = false
 
     @OptionGroup var replica: ReplicaArguments
 
     func validate() throws {
         guard nodes >= 1 else { throw ValidationError("--nodes must be at least 1") }
-        guard nodes == 1 else {
-            throw ValidationError("--nodes \(nodes): ensembles of more than one replica are not supported yet")
-        }
     }
 
     func run() async throws {
-        try await serve(replica: replica, port: basePort) { server in
-            printLine("MiniZK ensemble of 1 replica (a single replica for now; more are not supported yet)")
-            printLine("\(server.host):\(server.localPort)")
+        try await refusingDamagedState {
+            try await runEnsemble()
         }
+    }
+
+    private func runEnsemble() async throws {
+        let logger = replica.makeLogger()
+        let signals = TerminationSignals()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: min(2, System.coreCount))
+        let dataDir = replica.dataDir ?? "minizk-data"
+        let inMemory = self.inMemory
+        let replica = self.replica
+        let started = ContinuousClock.now
+        let ensemble: Ensemble
+        do {
+            ensemble = try await Ensemble.start(
+                nodes: nodes, host: replica.host, basePort: basePort, config: replica.replicaConfig(clientPort: basePort),
+                group: group, logger: logger, options: replica.serverOptions
+            ) { id -> any ReplicaStore in
+                if inMemory { return MemoryStore() }
+                return try replica.makeStore(directory: "\(dataDir)/node-\(id)")
+            }
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        let serving = try await ensemble.waitUntilServing()
+        let elapsed = ContinuousClock.now - started
+        let storage = inMemory ? "in memory" : "SQLite under \(dataDir)"
+        printLine("MiniZK ensemble of \(nodes) replicas (\(storage)), \(serving ? "serving" : "not serving yet") after \(elapsed)")
+        printLine(ensemble.connectString)
+        for server in ensemble.servers {
+            server.whenStoreFails { reason in signals.storeFailed(reason) }
+        }
+        let stop = await signals.wait()
+        try await ensemble.shutdown()
+        try await group.shutdownGracefully()
+        try stop.exit(logger: logger)
     }
 }
 
 /// Starts a server, reports it, waits for SIGINT or SIGTERM and shuts down cleanly.
 private func serve(
-    replica arguments: ReplicaArguments, port: Int, announce: (MiniZKServer) -> Void
+    replica arguments: ReplicaArguments, port: Int, inMemory: Bool, announce: (MiniZKServer) -> Void
 ) async throws {
     let logger = arguments.makeLogger()
     let signals = TerminationSignals()
     let group = MultiThreadedEventLoopGroup(numberOfThreads: min(2, System.coreCount))
     let server: MiniZKServer
     do {
+        let store: any ReplicaStore
+        if inMemory || arguments.dataDir == nil {
+            store = MemoryStore()
+        } else {
+            store = try arguments.makeStore(directory: arguments.dataDir!)
+        }
         server = try await MiniZKServer.start(
             config: arguments.replicaConfig(clientPort: port), host: arguments.host, port: port, group: group,
-            logger: logger, options: arguments.serverOptions)
+            logger: logger, options: arguments.serverOptions, store: store)
     } catch {
         try? await group.shutdownGracefully()
         throw error
     }
-    if arguments.dataDir != nil {
-        logger.notice("--data-dir is accepted, but storage is in memory for now: nothing is written there")
-    }
     announce(server)
-    let signal = await signals.wait()
-    logger.info("shutting down", metadata: ["signal": "\(signal)"])
+    server.whenStoreFails { reason in signals.storeFailed(reason) }
+    let stop = await signals.wait()
     try await server.shutdown()
     try await group.shutdownGracefully()
+    try stop.exit(logger: logger)
+}
+
+/// Runs a command that opens stores; a store that cannot be used ends the command with a message
+/// on standard error and exit status 1, rather than a server that serves from damaged state.
+func refusingDamagedState(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as StorageError {
+        printError("minizk: \(error.isDamage ? "refuses to serve from damaged state" : "cannot use the store"): \(error)")
+        throw ExitCode.failure
+    }
+}
+
+/// Writes a line to standard error.
+func printError(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let written = bytes.withUnsafeBytes { raw in
+            write(STDERR_FILENO, raw.baseAddress! + offset, raw.count - offset)
+        }
+        if written < 0, errno == EINTR { continue }
+        if written <= 0 { return }
+        offset += written
+    }
 }
 
 /// Writes a line to standard output at once, unbuffered, so that a parent process waiting for it
@@ -181,13 +322,31 @@ func printLine(_ line: String) {
     }
 }
 
-/// SIGINT and SIGTERM, delivered through Dispatch instead of their default (fatal) action.
+/// Why a server command stops.
+enum StopReason: Sendable {
+    case signal(Int32)
+    /// A replica's store failed; the process exits with status 1 so that a supervisor notices.
+    case storeFailed(String)
+
+    func exit(logger: Logger) throws {
+        switch self {
+        case .signal(let number):
+            logger.info("stopped", metadata: ["signal": "\(number)"])
+        case .storeFailed(let reason):
+            printError("minizk: stopped serving: \(reason)")
+            throw ExitCode.failure
+        }
+    }
+}
+
+/// SIGINT and SIGTERM, delivered through Dispatch instead of their default (fatal) action, and
+/// store failures, which stop a server command too.
 final class TerminationSignals: @unchecked Sendable {
     private let queue = DispatchQueue(label: "minizk.signals")
     // Touched only on `queue`.
     private var sources: [any DispatchSourceSignal] = []
-    private var received: Int32?
-    private var waiter: CheckedContinuation<Int32, Never>?
+    private var received: StopReason?
+    private var waiter: CheckedContinuation<StopReason, Never>?
 
     init() {
         for signalNumber in [SIGINT, SIGTERM] {
@@ -199,8 +358,8 @@ final class TerminationSignals: @unchecked Sendable {
         }
     }
 
-    /// Returns the first termination signal received.
-    func wait() async -> Int32 {
+    /// Returns the first reason to stop: a termination signal or a store failure.
+    func wait() async -> StopReason {
         await withCheckedContinuation { continuation in
             queue.async {
                 if let received = self.received {
@@ -212,10 +371,18 @@ final class TerminationSignals: @unchecked Sendable {
         }
     }
 
+    func storeFailed(_ reason: String) {
+        queue.async { self.deliver(.storeFailed(reason)) }
+    }
+
     private func deliver(_ signalNumber: Int32) {
+        deliver(.signal(signalNumber))
+    }
+
+    private func deliver(_ reason: StopReason) {
         guard received == nil else { return }
-        received = signalNumber
-        waiter?.resume(returning: signalNumber)
+        received = reason
+        waiter?.resume(returning: reason)
         waiter = nil
     }
 }

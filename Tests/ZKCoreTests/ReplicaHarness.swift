@@ -19,6 +19,7 @@ struct ReplicaHarness {
         config.tickMs = 200
         configure(&config)
         replica = Replica(config: config, startTimeMs: 1_000_000, secret: 42)
+        step(.tick)
     }
 
     mutating func step(_ input: ReplicaInput) {
@@ -26,9 +27,9 @@ struct ReplicaHarness {
         while true {
             for frame in ready.frames { frames[frame.connection, default: []].append(frame.frame) }
             closed.formUnion(ready.close)
-            guard let last = ready.persist.last else { break }
+            guard ready.storageSequence > 0 else { break }
             log.append(contentsOf: ready.persist)
-            ready = replica.step(.persisted(upTo: last.zxid), nowMs: nowMs)
+            ready = replica.step(.persisted(upTo: log.last?.zxid ?? 0, through: ready.storageSequence), nowMs: nowMs)
         }
     }
 

@@ -288,7 +288,7 @@ final class ReplicaTests: XCTestCase {
         XCTAssertTrue(r.frames.isEmpty, "a read waits behind the session's write")
         let w2 = h.replica.step(.request(c, RequestHeader(xid: 3, type: 5), .setData(path: "/o", data: [1], version: 0)), nowMs: h.nowMs)
         XCTAssertEqual(w2.persist.count, 1, "pipelined write prepared against the outstanding create")
-        let done = h.replica.step(.persisted(upTo: w2.persist[0].zxid), nowMs: h.nowMs)
+        let done = h.replica.step(.persisted(upTo: w2.persist[0].zxid, through: w2.storageSequence), nowMs: h.nowMs)
         let xids = done.frames.compactMap { frame -> Int32? in
             if case .reply(let header, _) = frame.frame { return header.xid }
             return nil

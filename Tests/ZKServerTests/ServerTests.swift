@@ -4,6 +4,7 @@ import NIOPosix
 import XCTest
 import ZKCore
 import ZKProtocol
+import ZKStorage
 @testable import ZKServer
 
 /// End-to-end tests of the runtime shell: a real server on a loopback port chosen by the kernel,
@@ -452,7 +453,15 @@ final class ServerTests: XCTestCase {
 }
 
 /// A store whose disk is always full.
-private final class FailingStore: TransactionStore {
-    struct DiskFull: Error {}
-    func append(_ transactions: [Transaction]) throws -> Zxid { throw DiskFull() }
+private final class FailingStore: ReplicaStore {
+    let error = StorageError.sqlite(file: "full-disk", code: 13, message: "database or disk is full")
+    var lastZxid: Zxid { 0 }
+    func recover() throws(StorageError) -> RecoveredState { RecoveredState() }
+    func append(_ transactions: [Transaction]) throws(StorageError) { throw error }
+    func saveSnapshot(_ tree: DataTree) throws(StorageError) { throw error }
+    func truncate(after zxid: Zxid) throws(StorageError) { throw error }
+    func installSnapshot(_ tree: DataTree) throws(StorageError) { throw error }
+    /// The small hard-state write at start-up still fits; the log does not.
+    func saveHardState(_ state: HardState) throws(StorageError) {}
+    func transactions(after zxid: Zxid, limit: Int) throws(StorageError) -> [Transaction] { [] }
 }

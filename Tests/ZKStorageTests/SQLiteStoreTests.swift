@@ -30,6 +30,14 @@ final class SQLiteStoreTests: XCTestCase {
         }
     }
 
+    /// The snapshot with the recovered log applied.
+    func applied(_ recovered: RecoveredState) -> DataTree {
+        var tree = recovered.tree
+        var triggers: [WatchTrigger] = []
+        for txn in recovered.log { tree.apply(txn, triggers: &triggers) }
+        return tree
+    }
+
     /// Applies transactions to a fresh tree, the reference the store's recovery must reproduce.
     func reference(_ txns: [Transaction]) -> DataTree {
         var tree = DataTree()
@@ -47,10 +55,10 @@ final class SQLiteStoreTests: XCTestCase {
         }
         let store = try SQLiteStore(directory: directory)
         let recovered = try store.recover()
-        XCTAssertEqual(recovered.replayed, 20)
-        XCTAssertEqual(recovered.tree.lastZxid, 20)
-        XCTAssertEqual(recovered.tree.nodes, reference(txns).nodes)
-        XCTAssertEqual(recovered.tree.sessions, reference(txns).sessions)
+        XCTAssertEqual(recovered.log.count, 20)
+        XCTAssertEqual(recovered.lastZxid, 20)
+        XCTAssertEqual(applied(recovered).nodes, reference(txns).nodes)
+        XCTAssertEqual(applied(recovered).sessions, reference(txns).sessions)
         XCTAssertEqual(store.lastZxid, 20)
     }
 
@@ -71,10 +79,10 @@ final class SQLiteStoreTests: XCTestCase {
             XCTAssertEqual(summary.logFirst, 21, "records covered by the oldest kept snapshot are gone")
         }
         let recovered = try SQLiteStore(directory: directory).recover()
-        XCTAssertEqual(recovered.snapshotZxid, 20)
-        XCTAssertEqual(recovered.replayed, 10)
-        XCTAssertEqual(recovered.tree.nodes, reference(txns).nodes)
-        XCTAssertEqual(recovered.tree.ephemerals(of: 7), ["/a/e"])
+        XCTAssertEqual(recovered.tree.lastZxid, 20)
+        XCTAssertEqual(recovered.log.count, 10)
+        XCTAssertEqual(applied(recovered).nodes, reference(txns).nodes)
+        XCTAssertEqual(applied(recovered).ephemerals(of: 7), ["/a/e"])
     }
 
     func testTruncateAfterRemovesTheSuffix() throws {
@@ -83,7 +91,7 @@ final class SQLiteStoreTests: XCTestCase {
         try store.truncate(after: 6)
         XCTAssertEqual(store.lastZxid, 6)
         let recovered = try SQLiteStore(directory: directory).recover()
-        XCTAssertEqual(recovered.tree.lastZxid, 6)
+        XCTAssertEqual(recovered.lastZxid, 6)
         try store.append(makeTransactions(7...8))
         XCTAssertEqual(try store.transactions(after: 5, limit: 10).map(\.zxid), [6, 7, 8])
     }
@@ -95,7 +103,7 @@ final class SQLiteStoreTests: XCTestCase {
         try store.installSnapshot(other)
         let recovered = try SQLiteStore(directory: directory).recover()
         XCTAssertEqual(recovered.tree.lastZxid, 4)
-        XCTAssertEqual(recovered.replayed, 0)
+        XCTAssertEqual(recovered.log.count, 0)
         XCTAssertEqual(recovered.tree.nodes, other.nodes)
     }
 
@@ -106,6 +114,93 @@ final class SQLiteStoreTests: XCTestCase {
         hard.lastVoteServer = 2
         try SQLiteStore(directory: directory).saveHardState(hard)
         XCTAssertEqual(try SQLiteStore(directory: directory).recover().hardState, hard)
+    }
+
+    func testOneWriteCarriesAppendsHardStateAndTruncateInOrder() throws {
+        let store = try SQLiteStore(directory: directory)
+        var hard = HardState()
+        hard.currentEpoch = 5
+        let txns = makeTransactions(1...8)
+        try store.write([.append(Array(txns[0..<6])), .saveHardState(hard), .truncate(after: 4), .append(Array(txns[4..<8]))])
+        XCTAssertEqual(store.statistics.durableWrites, 1, "one SQLite transaction")
+        XCTAssertEqual(store.lastZxid, 8)
+        let recovered = try SQLiteStore(directory: directory).recover()
+        XCTAssertEqual(recovered.hardState, hard)
+        XCTAssertEqual(recovered.log.map(\.zxid), Array(1...8))
+        XCTAssertEqual(applied(recovered).nodes, reference(txns).nodes)
+    }
+
+    /// A snapshot written a chunk at a time, with log appends between the chunks, recovers to the
+    /// same tree; until its last chunk it does not count.
+    func testSnapshotChunksInterleaveWithAppends() throws {
+        var options = SQLiteStore.Options()
+        options.snapshotChunkBytes = 40
+        options.snapshotsKept = 1
+        let store = try SQLiteStore(directory: directory, options: options)
+        let txns = makeTransactions(1...40)
+        try store.append(Array(txns[0..<20]))
+        try store.startSnapshot(reference(Array(txns[0..<20])))
+        var next = 20
+        var progress = SnapshotProgress.writing
+        var chunks = 0
+        while progress == .writing {
+            if next < 40 {
+                try store.append([txns[next]])
+                next += 1
+            }
+            if chunks == 2 {
+                XCTAssertEqual(try SQLiteStore(directory: directory).summary().snapshots.count, 0, "not complete yet")
+            }
+            progress = try store.continueSnapshot()
+            chunks += 1
+        }
+        XCTAssertEqual(progress, .completed)
+        XCTAssertGreaterThan(chunks, 3)
+        if next < 40 { try store.append(Array(txns[next...])) }
+        let summary = try store.summary()
+        XCTAssertEqual(summary.snapshots.map(\.zxid), [20])
+        XCTAssertEqual(summary.logFirst, 21, "the log the snapshot covers is gone")
+        let recovered = try SQLiteStore(directory: directory).recover()
+        XCTAssertEqual(recovered.tree.lastZxid, 20)
+        XCTAssertEqual(applied(recovered).nodes, reference(txns).nodes)
+    }
+
+    func testAnInterruptedSnapshotIsIgnoredThenCleanedUp() throws {
+        var options = SQLiteStore.Options()
+        options.snapshotChunkBytes = 40
+        let txns = makeTransactions(1...10)
+        do {
+            let store = try SQLiteStore(directory: directory, options: options)
+            try store.append(txns)
+            try store.startSnapshot(reference(txns))
+            XCTAssertEqual(try store.continueSnapshot(), .writing)
+            XCTAssertEqual(try store.continueSnapshot(), .writing)
+        }
+        let store = try SQLiteStore(directory: directory, options: options)
+        let recovered = try store.recover()
+        XCTAssertEqual(recovered.tree.lastZxid, 0, "the incomplete snapshot is not used")
+        XCTAssertEqual(recovered.log.count, 10)
+        let db = try SQLiteDatabase(path: directory + "/" + SQLiteStore.fileName)
+        let count = try db.prepare("SELECT COUNT(*) FROM snapshot_chunks")
+        XCTAssertTrue(try count.step())
+        XCTAssertEqual(count.int64(0), 0, "its chunks are removed on open")
+    }
+
+    func testTruncateBelowASnapshotBeingWrittenAbandonsIt() throws {
+        let store = try SQLiteStore(directory: directory)
+        let txns = makeTransactions(1...10)
+        try store.append(txns)
+        try store.startSnapshot(reference(txns))
+        try store.truncate(after: 6)
+        XCTAssertEqual(try store.continueSnapshot(), .idle)
+        XCTAssertTrue(try store.summary().snapshots.isEmpty)
+    }
+
+    func testReadOnlyStoreRefusesAMissingDirectory() {
+        var options = SQLiteStore.Options()
+        options.readOnly = true
+        XCTAssertThrowsError(try SQLiteStore(directory: directory + "/missing", options: options))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/missing"))
     }
 
     // MARK: - Damage
@@ -189,6 +284,13 @@ final class SQLiteStoreTests: XCTestCase {
 }
 
 final class MemoryStoreTests: XCTestCase {
+    func applied(_ recovered: RecoveredState) -> DataTree {
+        var tree = recovered.tree
+        var triggers: [WatchTrigger] = []
+        for txn in recovered.log { tree.apply(txn, triggers: &triggers) }
+        return tree
+    }
+
     func txn(_ zxid: Int64) -> Transaction {
         Transaction(zxid: zxid, timeMs: 0, sessionId: 0, cxid: 0, body: .create(path: "/n\(zxid)", data: [1, 2, 3], acl: ACL.openUnsafe, kind: .persistent))
     }
@@ -200,11 +302,11 @@ final class MemoryStoreTests: XCTestCase {
         try store.append([txn(3), txn(4)])
         store.crash(tearLastWrite: true)
         let recovered = try store.recover()
-        XCTAssertEqual(recovered.tree.lastZxid, 2)
-        XCTAssertNil(recovered.tree.node("/n3"))
+        XCTAssertEqual(recovered.lastZxid, 2)
+        XCTAssertNil(applied(recovered).node("/n3"))
         try store.append([txn(3)])
         store.sync()
-        XCTAssertEqual(try store.recover().tree.lastZxid, 3, "the torn record was truncated, the log continues")
+        XCTAssertEqual(try store.recover().lastZxid, 3, "the torn record was truncated, the log continues")
     }
 
     func testDamageInsideTheLogIsAnError() throws {

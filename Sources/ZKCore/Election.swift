@@ -1,0 +1,178 @@
+import ZKProtocol
+
+/// A vote for a leader, and what makes it good: the candidate's epoch and last zxid.
+///
+/// Votes are totally ordered by (epoch, zxid, leader): the candidate with the newest history
+/// wins, and the server id breaks ties, so every replica that sees the same votes picks the same
+/// leader.
+public struct Vote: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public var leader: Int64
+    public var zxid: Zxid
+    public var epoch: Int64
+    public init(leader: Int64, zxid: Zxid, epoch: Int64) {
+        self.leader = leader
+        self.zxid = zxid
+        self.epoch = epoch
+    }
+    public static func < (a: Vote, b: Vote) -> Bool {
+        (a.epoch, a.zxid, a.leader) < (b.epoch, b.zxid, b.leader)
+    }
+    public var description: String { "vote(\(leader), 0x\(String(zxid, radix: 16)), e\(epoch))" }
+}
+
+public enum ServerState: Int32, Sendable, Hashable {
+    case looking = 0
+    case following = 1
+    case leading = 2
+}
+
+/// What replicas exchange during election: a vote, the sender's election round and its state.
+public struct Notification: Sendable, Hashable {
+    public var vote: Vote
+    public var round: Int64
+    public var state: ServerState
+    public init(vote: Vote, round: Int64, state: ServerState) {
+        self.vote = vote
+        self.round = round
+        self.state = state
+    }
+}
+
+/// Fast leader election, in the manner of ZooKeeper's.
+///
+/// A looking replica votes for itself and tells everyone. Whenever it hears a better vote in its
+/// round it adopts and re-broadcasts it; a notification from a later round moves it to that round
+/// and drops what it had collected. Once a quorum of the round's votes agree with its own it waits
+/// `finalizeWaitMs` for a better vote (none can come when every member has voted) and then
+/// decides. Replicas already following or leading answer lookers with the vote they settled on;
+/// a looker that sees a quorum of those, including the leader itself claiming to lead, joins
+/// them. Unanswered notifications are re-sent with exponential back-off.
+struct LeaderElection: Sendable {
+    let me: Int64
+    let members: [Int64]
+    let finalizeWaitMs: Int64
+    let resendMinMs: Int64
+    let resendMaxMs: Int64
+    private(set) var round: Int64
+    private(set) var vote: Vote
+    private var votes: [Int64: Vote] = [:]
+    private var settled: [Int64: Notification] = [:]
+    private var finalizeAtMs: Int64?
+    private var resendAtMs: Int64
+    private var resendIntervalMs: Int64
+
+    /// Messages the election wants sent, and the leader once decided.
+    struct Step {
+        var broadcast: Notification?
+        var replies: [(to: Int64, Notification)] = []
+        var decision: Vote?
+    }
+
+    init(me: Int64, members: [Int64], round: Int64, vote: Vote, nowMs: Int64, finalizeWaitMs: Int64, resendMinMs: Int64, resendMaxMs: Int64) {
+        self.me = me
+        self.members = members
+        self.finalizeWaitMs = finalizeWaitMs
+        self.resendMinMs = resendMinMs
+        self.resendMaxMs = resendMaxMs
+        self.round = round
+        self.vote = vote
+        self.votes = [me: vote]
+        self.resendAtMs = nowMs + resendMinMs
+        self.resendIntervalMs = resendMinMs
+    }
+
+    var quorum: Int { members.count / 2 + 1 }
+
+    var notification: Notification { Notification(vote: vote, round: round, state: .looking) }
+
+    /// The first step: announce the own vote (and decide at once with a quorum of one).
+    mutating func start(nowMs: Int64) -> Step {
+        var step = Step(broadcast: notification)
+        step.decision = check(nowMs: nowMs)
+        return step
+    }
+
+    mutating func receive(from sender: Int64, _ n: Notification, nowMs: Int64) -> Step {
+        var step = Step()
+        guard members.contains(sender) else { return step }
+        switch n.state {
+        case .looking:
+            if n.round > round {
+                round = n.round
+                votes = [:]
+                vote = max(vote, n.vote)
+                votes[me] = vote
+                finalizeAtMs = nil
+                step.broadcast = notification
+            } else if n.round < round {
+                step.replies.append((sender, notification))
+                return step
+            } else if n.vote > vote {
+                vote = n.vote
+                votes[me] = vote
+                finalizeAtMs = nil
+                step.broadcast = notification
+            }
+            votes[sender] = n.vote
+            step.decision = check(nowMs: nowMs)
+        case .following, .leading:
+            if n.round == round {
+                votes[sender] = n.vote
+                if supporters(of: n.vote, in: votes) >= quorum && leaderClaims(n.vote, round: n.round) {
+                    step.decision = n.vote
+                    return step
+                }
+            }
+            settled[sender] = n
+            let settledVotes = settled.mapValues(\.vote)
+            if supporters(of: n.vote, in: settledVotes) >= quorum && leaderClaims(n.vote, round: nil) {
+                round = n.round
+                step.decision = n.vote
+            }
+        }
+        return step
+    }
+
+    /// The leader of `vote` must itself say it leads (or be this replica), else a quorum may be
+    /// following a leader that has gone.
+    private func leaderClaims(_ vote: Vote, round: Int64?) -> Bool {
+        if vote.leader == me { return true }
+        guard let claim = settled[vote.leader] else { return false }
+        return claim.state == .leading && claim.vote.leader == vote.leader
+    }
+
+    private func supporters(of vote: Vote, in table: [Int64: Vote]) -> Int {
+        table.values.filter { $0.leader == vote.leader && $0.zxid == vote.zxid && $0.epoch == vote.epoch }.count
+            + (table[me] == nil && vote == self.vote ? 1 : 0)
+    }
+
+    private mutating func check(nowMs: Int64) -> Vote? {
+        guard supporters(of: vote, in: votes) >= quorum else {
+            finalizeAtMs = nil
+            return nil
+        }
+        if votes.count == members.count { return vote }
+        if let at = finalizeAtMs {
+            return nowMs >= at ? vote : nil
+        }
+        finalizeAtMs = nowMs + finalizeWaitMs
+        return finalizeWaitMs == 0 ? vote : nil
+    }
+
+    mutating func tick(nowMs: Int64) -> Step {
+        var step = Step()
+        if let at = finalizeAtMs, nowMs >= at {
+            step.decision = check(nowMs: nowMs)
+            if step.decision != nil { return step }
+        }
+        if nowMs >= resendAtMs {
+            step.broadcast = notification
+            resendIntervalMs = min(resendIntervalMs * 2, resendMaxMs)
+            resendAtMs = nowMs + resendIntervalMs
+        }
+        return step
+    }
+
+    /// When the election next needs a tick.
+    var wakeAtMs: Int64 { min(finalizeAtMs ?? .max, resendAtMs) }
+}

@@ -1,0 +1,173 @@
+import ZKProtocol
+
+extension Replica {
+    // MARK: - Reads and session-local requests
+
+    /// Answers a request that does not go through the log, against the committed tree.
+    mutating func answer(_ id: ConnectionID, _ header: RequestHeader, _ request: Request, _ ready: inout Ready) {
+        guard let connection = connections[id], let sessionId = connection.sessionId else { return }
+        let zxid = tree.lastZxid
+        if sessions[sessionId]?.closing ?? true {
+            if case .ping = request {} else {
+                reply(id, xid: header.xid, zxid: zxid, err: .sessionExpired, .empty, &ready)
+                return
+            }
+        }
+        do {
+            switch request {
+            case .ping:
+                reply(id, xid: SpecialXid.ping, zxid: zxid, err: .ok, .empty, &ready)
+            case .auth(_, let scheme, let auth):
+                guard
+                    let ids = ACLs.authenticate(
+                        scheme: scheme, auth: auth, peerAddress: connection.peerAddress, superDigest: config.superDigest)
+                else {
+                    reply(id, xid: SpecialXid.auth, zxid: 0, err: .authFailed, .empty, &ready)
+                    closeConnection(id, reason: "authentication with unsupported scheme \(scheme)", &ready)
+                    return
+                }
+                for newId in ids where !connections[id]!.authIds.contains(newId) {
+                    connections[id]!.authIds.append(newId)
+                }
+                reply(id, xid: SpecialXid.auth, zxid: 0, err: .ok, .empty, &ready)
+            case .setWatches(let request), .setWatches2(let request):
+                setWatches(id, request, &ready)
+                reply(id, xid: SpecialXid.setWatches, zxid: zxid, err: .ok, .empty, &ready)
+            case .sasl:
+                reply(id, xid: header.xid, zxid: 0, err: .authFailed, .empty, &ready)
+                closeConnection(id, reason: "SASL authentication is not supported", &ready)
+            case .multi:
+                // Reached only for a multi holding a non-write operation.
+                throw ErrorCode.marshallingError
+            case .multiRead(let ops):
+                guard ops.allSatisfy(Self.isMultiReadOp) else { throw ErrorCode.marshallingError }
+                var results: [MultiResult] = []
+                for op in ops {
+                    do throws(ErrorCode) {
+                        results.append(try read(op, id, connection))
+                    } catch {
+                        results.append(.error(error))
+                    }
+                }
+                reply(id, xid: header.xid, zxid: zxid, err: .ok, .multi(results), &ready)
+            default:
+                let response = try answerOne(request, id, sessionId, connection)
+                reply(id, xid: header.xid, zxid: zxid, err: .ok, response, &ready)
+            }
+        } catch {
+            reply(id, xid: header.xid, zxid: zxid, err: error as? ErrorCode ?? .systemError, .empty, &ready)
+        }
+    }
+
+    static func isMultiReadOp(_ op: Request) -> Bool {
+        switch op {
+        case .getData, .getChildren: return true
+        default: return false
+        }
+    }
+
+    /// One read inside a multiRead: no watches are set.
+    func read(_ op: Request, _ id: ConnectionID, _ connection: Connection) throws(ErrorCode) -> MultiResult {
+        switch op {
+        case .getData(let path, _):
+            let node = try readable(path, connection)
+            return .getData(data: node.data, stat: node.stat)
+        case .getChildren(let path, _):
+            let node = try readable(path, connection)
+            return .getChildren(children: Array(node.children).sorted())
+        default:
+            throw .marshallingError
+        }
+    }
+
+    func readable(_ path: String, _ connection: Connection) throws(ErrorCode) -> DataNode {
+        guard let node = tree.node(path) else { throw .noNode }
+        guard ACLs.check(node.acl, .read, authIds: connection.authIds) else { throw .noAuth }
+        return node
+    }
+
+    mutating func answerOne(_ request: Request, _ id: ConnectionID, _ sessionId: Int64, _ connection: Connection) throws(ErrorCode) -> Response {
+        switch request {
+        case .exists(let path, let watch):
+            if path.utf8.contains(0) { throw .badArguments }
+            if watch { watches.addDataWatch(path, connection: id) }
+            guard let node = tree.node(path) else { throw .noNode }
+            return .stat(node.stat)
+        case .getData(let path, let watch):
+            let node = try readable(path, connection)
+            if watch { watches.addDataWatch(path, connection: id) }
+            return .getData(data: node.data, stat: node.stat)
+        case .getChildren(let path, let watch):
+            let node = try readable(path, connection)
+            if watch { watches.addChildWatch(path, connection: id) }
+            return .getChildren(children: Array(node.children).sorted())
+        case .getChildren2(let path, let watch):
+            let node = try readable(path, connection)
+            if watch { watches.addChildWatch(path, connection: id) }
+            return .getChildren2(children: Array(node.children).sorted(), stat: node.stat)
+        case .getACL(let path):
+            guard let node = tree.node(path) else { throw .noNode }
+            guard ACLs.check(node.acl, [.read, .admin], authIds: connection.authIds) else { throw .noAuth }
+            let admin = ACLs.check(node.acl, .admin, authIds: connection.authIds)
+            return .getACL(acl: admin ? node.acl : ACLs.masked(node.acl), stat: node.stat)
+        case .getAllChildrenNumber(let path):
+            _ = try readable(path, connection)
+            // ZooKeeper counts the keys that start with `path + "/"`; for the empty path (its alias
+            // of the root) that includes the root itself.
+            let count = tree.descendantCount(path) + (path.isEmpty ? 1 : 0)
+            return .getAllChildrenNumber(Int32(clamping: count))
+        case .getEphemerals(let prefix):
+            let all = tree.ephemerals(of: sessionId).sorted()
+            let wantsAll = prefix.isEmpty || prefix == "/" || prefix.allSatisfy(\.isWhitespace)
+            return .getEphemerals(paths: wantsAll ? all : all.filter { $0.hasPrefix(prefix) })
+        case .sync(let path):
+            return .sync(path: path)
+        case .whoAmI:
+            return .whoAmI(connection.authIds.map(ACLs.clientInfo))
+        case .addWatch(let path, let mode):
+            guard let mode = AddWatchMode(rawValue: mode) else { throw .marshallingError }
+            watches.addPersistentWatch(path, connection: id, recursive: mode == .persistentRecursive)
+            return .errorResponse(0)
+        case .checkWatches(let path, let type):
+            guard let type = WatcherType(rawValue: type), type.rawValue <= WatcherType.any.rawValue else { throw .marshallingError }
+            guard watches.has(path, connection: nil, type: type) else { throw .noWatcher }
+            return .empty
+        case .removeWatches(let path, let type):
+            guard let type = WatcherType(rawValue: type), type.rawValue <= WatcherType.any.rawValue else { throw .marshallingError }
+            guard watches.remove(path, connection: id, type: type) else { throw .noWatcher }
+            return .empty
+        case .reconfig:
+            throw .reconfigDisabled
+        default:
+            throw .unimplemented
+        }
+    }
+
+    /// Re-registers a reconnecting client's watches, firing at once what it missed since
+    /// `relativeZxid` (see ZooKeeper's setWatches rules in docs/protocol.md).
+    mutating func setWatches(_ id: ConnectionID, _ request: SetWatchesRequest, _ ready: inout Ready) {
+        let since = request.relativeZxid
+        func notify(_ type: EventType, _ path: String, _ ready: inout Ready) {
+            ready.send(.notification(zxid: -1, WatcherEvent(type, path: path)), to: id)
+        }
+        for path in request.dataWatches {
+            if let node = tree.node(path) {
+                if node.mzxid > since { notify(.nodeDataChanged, path, &ready) } else { watches.addDataWatch(path, connection: id) }
+            } else {
+                notify(.nodeDeleted, path, &ready)
+            }
+        }
+        for path in request.existWatches {
+            if tree.node(path) != nil { notify(.nodeCreated, path, &ready) } else { watches.addDataWatch(path, connection: id) }
+        }
+        for path in request.childWatches {
+            if let node = tree.node(path) {
+                if node.pzxid > since { notify(.nodeChildrenChanged, path, &ready) } else { watches.addChildWatch(path, connection: id) }
+            } else {
+                notify(.nodeDeleted, path, &ready)
+            }
+        }
+        for path in request.persistentWatches { watches.addPersistentWatch(path, connection: id, recursive: false) }
+        for path in request.persistentRecursiveWatches { watches.addPersistentWatch(path, connection: id, recursive: true) }
+    }
+}

@@ -1,0 +1,583 @@
+import DequeModule
+import ZKProtocol
+
+// Zab, as the replica runs it.
+//
+// Election (see `LeaderElection`) picks the replica with the newest history. Then:
+//
+// 1. Discovery. Followers send FOLLOWERINFO (accepted epoch, last zxid). Once a quorum (the
+//    leader included) has, the leader picks an epoch above every accepted epoch, persists it as
+//    its own accepted epoch and sends LEADERINFO. A follower persists the epoch as accepted
+//    (refusing one older than what it accepted) *before* answering ACKEPOCH with its current
+//    epoch and last zxid. A leader that learns of a newer history than its own gives up.
+// 2. Synchronisation. With a quorum of ACKEPOCHs the leader's log is the epoch's initial history.
+//    Each follower gets a plan: DIFF (the transactions it lacks), TRUNC (drop an uncommitted
+//    suffix the leader does not have, then DIFF) or SNAP (the leader's committed tree, then
+//    DIFF), followed by NEWLEADER. The follower makes all of it durable and takes the epoch as
+//    its current one *before* acknowledging NEWLEADER. A quorum of acknowledgements commits the
+//    whole initial history; UPTODATE starts service.
+// 3. Broadcast. The leader proposes each write with zxid (epoch << 32 | counter) to every synced
+//    follower, many in flight; a follower acknowledges (cumulatively) only what is durable; a
+//    quorum of acknowledgements commits, in zxid order, and COMMIT tells the followers.
+//
+// Heartbeats every tick keep both sides honest: a follower that hears nothing from its leader
+// for `syncLimit` ticks, or loses the connection to it, and a leader that no longer hears from a
+// quorum, go back to election. Followers that join an established leader go through the same
+// discovery and synchronisation and are added to the broadcast from the moment their plan is
+// sent, so nothing proposed later passes them by.
+
+extension Replica {
+    enum Role {
+        case looking(LeaderElection)
+        case following(FollowerState)
+        case leading(LeaderState)
+    }
+
+    struct FollowerState {
+        enum Phase { case discovery, synchronizing, awaitingUpToDate, broadcast }
+        var leader: Int64
+        var vote: Vote
+        var phase: Phase = .discovery
+        var epoch: Int64 = 0
+        var lastHeardMs: Int64
+        var deadlineMs: Int64
+        var newLeaderAcked = false
+        var ackedZxid: Zxid = 0
+        var touched: Set<Int64> = []
+    }
+
+    struct LeaderState {
+        var vote: Vote
+        /// The new epoch; 0 until a quorum of followers told their accepted epochs.
+        var epoch: Int64 = 0
+        var infos: [Int64: (acceptedEpoch: Int64, lastZxid: Zxid)] = [:]
+        var epochAcked: [Int64: (currentEpoch: Int64, lastZxid: Zxid)] = [:]
+        var syncStarted = false
+        /// End of the initial history, committed once a quorum acknowledged NEWLEADER.
+        var historyZxid: Zxid = 0
+        var newLeaderAcked: Set<Int64> = []
+        var established = false
+        /// Followers that receive proposals and commits (from their sync plan on).
+        var forwarding: Set<Int64> = []
+        /// Followers that were told UPTODATE.
+        var serving: Set<Int64> = []
+        /// Last zxid each follower (and the leader itself) holds durably.
+        var acked: [Int64: Zxid] = [:]
+        /// What a follower holds once its sync plan is durable.
+        var syncedTo: [Int64: Zxid] = [:]
+        var lastHeardMs: [Int64: Int64] = [:]
+        var counter: Int32 = 0
+        var barriers: Deque<(zxid: Zxid, peer: Int64, token: UInt64)> = []
+        var deadlineMs: Int64
+    }
+
+    // MARK: - Election
+
+    /// Leaves service (closing every client connection) and starts a new election round.
+    mutating func startElection(_ ready: inout Ready) {
+        closeAllConnections(reason: "replica is electing a leader", &ready)
+        sessions.removeAll()
+        prepared = tree
+        round += 1
+        var election = LeaderElection(
+            me: config.serverId, members: config.ensembleMembers, round: round,
+            vote: Vote(leader: config.serverId, zxid: lastLoggedZxid, epoch: hard.currentEpoch), nowMs: nowMs,
+            finalizeWaitMs: config.electionFinalizeWaitMs, resendMinMs: config.electionResendMinMs,
+            resendMaxMs: config.electionResendMaxMs)
+        let step = election.start(nowMs: nowMs)
+        role = .looking(election)
+        handle(step, &ready)
+    }
+
+    private mutating func handle(_ step: LeaderElection.Step, _ ready: inout Ready) {
+        if let broadcast = step.broadcast {
+            for peer in others { ready.send(.notification(broadcast), to: peer) }
+        }
+        for (peer, notification) in step.replies { ready.send(.notification(notification), to: peer) }
+        if let decision = step.decision {
+            if case .looking(let election) = role { round = election.round }
+            if decision.leader == config.serverId { becomeLeader(decision, &ready) } else { becomeFollower(decision, &ready) }
+        }
+    }
+
+    mutating func onElectionTick(_ ready: inout Ready) {
+        guard case .looking(var election) = role else { return }
+        let step = election.tick(nowMs: nowMs)
+        role = .looking(election)
+        handle(step, &ready)
+    }
+
+    private mutating func onNotification(from peer: Int64, _ notification: Notification, _ ready: inout Ready) {
+        switch role {
+        case .looking(var election):
+            let step = election.receive(from: peer, notification, nowMs: nowMs)
+            role = .looking(election)
+            handle(step, &ready)
+        case .following(let follower):
+            if notification.state == .looking {
+                ready.send(.notification(Notification(vote: follower.vote, round: round, state: .following)), to: peer)
+            }
+        case .leading(let leader):
+            if notification.state == .looking {
+                ready.send(.notification(Notification(vote: leader.vote, round: round, state: .leading)), to: peer)
+            }
+        }
+    }
+
+    // MARK: - Peers
+
+    mutating func onPeerMessage(from peer: Int64, _ message: PeerMessage, _ ready: inout Ready) {
+        guard config.ensembleMembers.contains(peer), peer != config.serverId else { return }
+        if case .notification(let notification) = message {
+            onNotification(from: peer, notification, &ready)
+            return
+        }
+        switch role {
+        case .looking:
+            // A follower that decided before this replica did may already ask for its epoch;
+            // keep its request for when (and if) this replica leads. Other Zab traffic belongs to
+            // an earlier term.
+            if case .followerInfo(let acceptedEpoch, let lastZxid) = message {
+                earlyFollowerInfo[peer] = (acceptedEpoch, lastZxid)
+            }
+            return
+        case .following(var follower):
+            guard peer == follower.leader else { return }
+            follower.lastHeardMs = nowMs
+            role = .following(follower)
+            onLeaderMessage(message, &ready)
+        case .leading(var leader):
+            leader.lastHeardMs[peer] = nowMs
+            role = .leading(leader)
+            onFollowerMessage(from: peer, message, &ready)
+        }
+    }
+
+    mutating func onPeerConnected(_ peer: Int64, _ ready: inout Ready) {
+        connectedPeers.insert(peer)
+        switch role {
+        case .looking(let election):
+            ready.send(.notification(election.notification), to: peer)
+        case .following(let follower):
+            if peer == follower.leader && follower.phase == .discovery {
+                ready.send(.followerInfo(acceptedEpoch: hard.acceptedEpoch, lastZxid: lastLoggedZxid), to: peer)
+            }
+        case .leading:
+            break
+        }
+    }
+
+    mutating func onPeerDisconnected(_ peer: Int64, _ ready: inout Ready) {
+        connectedPeers.remove(peer)
+        switch role {
+        case .following(let follower) where follower.leader == peer:
+            startElection(&ready)
+        case .leading(var leader):
+            dropFollower(peer, &leader)
+            role = .leading(leader)
+        default:
+            break
+        }
+    }
+
+    private mutating func dropFollower(_ peer: Int64, _ leader: inout LeaderState) {
+        leader.forwarding.remove(peer)
+        leader.serving.remove(peer)
+        leader.newLeaderAcked.remove(peer)
+        leader.acked[peer] = nil
+        leader.infos[peer] = nil
+        leader.epochAcked[peer] = nil
+        leader.lastHeardMs[peer] = nil
+    }
+
+    // MARK: - Leader
+
+    private mutating func becomeLeader(_ vote: Vote, _ ready: inout Ready) {
+        var leader = LeaderState(vote: vote, deadlineMs: nowMs + config.initLimitTicks * config.tickMs)
+        for (peer, info) in earlyFollowerInfo where connectedPeers.contains(peer) {
+            leader.infos[peer] = info
+            leader.lastHeardMs[peer] = nowMs
+        }
+        earlyFollowerInfo.removeAll()
+        leader.infos[config.serverId] = (hard.acceptedEpoch, lastLoggedZxid)
+        role = .leading(leader)
+        chooseEpochIfQuorum(&ready)
+    }
+
+    private mutating func chooseEpochIfQuorum(_ ready: inout Ready) {
+        guard case .leading(var leader) = role, leader.epoch == 0, leader.infos.count >= quorum else { return }
+        leader.epoch = max(leader.infos.values.map(\.acceptedEpoch).max() ?? 0, hard.currentEpoch) + 1
+        hard.acceptedEpoch = leader.epoch
+        role = .leading(leader)
+        store(.saveHardState(hard), &ready, then: .leaderEpochAccepted)
+        for peer in leader.infos.keys.sorted() where peer != config.serverId {
+            ready.send(.leaderInfo(epoch: leader.epoch), to: peer)
+        }
+    }
+
+    private mutating func onFollowerMessage(from peer: Int64, _ message: PeerMessage, _ ready: inout Ready) {
+        guard case .leading(var leader) = role else { return }
+        switch message {
+        case .followerInfo(let acceptedEpoch, let lastZxid):
+            dropFollower(peer, &leader)
+            leader.lastHeardMs[peer] = nowMs
+            leader.infos[peer] = (acceptedEpoch, lastZxid)
+            role = .leading(leader)
+            if leader.epoch > 0 {
+                ready.send(.leaderInfo(epoch: leader.epoch), to: peer)
+            } else {
+                chooseEpochIfQuorum(&ready)
+            }
+        case .ackEpoch(let currentEpoch, let lastZxid):
+            guard leader.epoch > 0, leader.infos[peer] != nil else { return }
+            if (currentEpoch, lastZxid) > (hard.currentEpoch, lastLoggedZxid) {
+                // A follower holds a newer history than this leader: someone else must lead.
+                startElection(&ready)
+                return
+            }
+            leader.epochAcked[peer] = (currentEpoch, lastZxid)
+            role = .leading(leader)
+            if leader.syncStarted { sendSyncPlan(to: peer, lastZxid: lastZxid, &ready) } else { startSyncIfQuorum(&ready) }
+        case .ackNewLeader(let epoch):
+            guard epoch == leader.epoch, leader.forwarding.contains(peer) else { return }
+            leader.newLeaderAcked.insert(peer)
+            leader.acked[peer] = max(leader.acked[peer] ?? 0, leader.syncedTo[peer] ?? 0)
+            if leader.established {
+                leader.serving.insert(peer)
+                role = .leading(leader)
+                ready.send(.upToDate(commitZxid: commitZxid), to: peer)
+                tryCommit(&ready)
+            } else {
+                role = .leading(leader)
+                establishIfQuorum(&ready)
+            }
+        case .ack(let zxid):
+            guard leader.newLeaderAcked.contains(peer) else { return }
+            leader.acked[peer] = max(leader.acked[peer] ?? 0, zxid)
+            role = .leading(leader)
+            tryCommit(&ready)
+        case .forward(let write):
+            guard leader.established, leader.serving.contains(peer) else { return }
+            switch write {
+            case .createSession(let sessionId, let timeoutMs):
+                sessions[sessionId] = SessionState(timeoutMs: timeoutMs, expiresAtMs: expiry(timeoutMs))
+                propose(.createSession(timeoutMs: timeoutMs), sessionId: sessionId, cxid: 0, &ready)
+            case .request(let sessionId, let header, let request, let authIds):
+                touched(sessionId)
+                if case .closeSession = request { sessions[sessionId]?.closing = true }
+                prepareAndPropose(sessionId: sessionId, header: header, request: request, authIds: authIds, &ready)
+            }
+        case .ping(let touchedSessions):
+            for sessionId in touchedSessions { touched(sessionId) }
+        case .barrier(let token):
+            if lastLoggedZxid > commitZxid {
+                leader.barriers.append((lastLoggedZxid, peer, token))
+                role = .leading(leader)
+            } else {
+                ready.send(.barrierDone(token: token), to: peer)
+            }
+        default:
+            return
+        }
+    }
+
+    private mutating func startSyncIfQuorum(_ ready: inout Ready) {
+        guard case .leading(var leader) = role, !leader.syncStarted, leader.epochAcked[config.serverId] != nil,
+            leader.epochAcked.count >= quorum
+        else { return }
+        leader.syncStarted = true
+        leader.historyZxid = lastLoggedZxid
+        hard.currentEpoch = leader.epoch
+        role = .leading(leader)
+        store(.saveHardState(hard), &ready, then: .leaderEpochCurrent)
+        for (peer, info) in leader.epochAcked.sorted(by: { $0.key < $1.key }) where peer != config.serverId {
+            sendSyncPlan(to: peer, lastZxid: info.lastZxid, &ready)
+        }
+    }
+
+    /// Chooses DIFF, TRUNC or SNAP for a follower whose log ends at `followerZxid`.
+    func syncPlan(for followerZxid: Zxid, epoch: Int64) -> SyncPlan {
+        let last = lastLoggedZxid
+        let history = Array(applied) + Array(unapplied)
+        if followerZxid == last { return SyncPlan(kind: .diff, transactions: [], epoch: epoch) }
+        if followerZxid > last { return SyncPlan(kind: .trunc(after: last), transactions: [], epoch: epoch) }
+        if followerZxid < logBase {
+            return SyncPlan(kind: .snap(tree), transactions: Array(unapplied), epoch: epoch)
+        }
+        // Index of the first transaction after the follower's last zxid.
+        var low = 0
+        var high = history.count
+        while low < high {
+            let mid = (low + high) / 2
+            if history[mid].zxid <= followerZxid { low = mid + 1 } else { high = mid }
+        }
+        let held = followerZxid == logBase || (low > 0 && history[low - 1].zxid == followerZxid)
+        if held { return SyncPlan(kind: .diff, transactions: Array(history[low...]), epoch: epoch) }
+        // The follower's last transaction is not in the leader's history: it belongs to a suffix
+        // that was never committed. Cut back to the last transaction both hold.
+        let common = low > 0 ? history[low - 1].zxid : logBase
+        return SyncPlan(kind: .trunc(after: common), transactions: Array(history[low...]), epoch: epoch)
+    }
+
+    private mutating func sendSyncPlan(to peer: Int64, lastZxid: Zxid, _ ready: inout Ready) {
+        guard case .leading(var leader) = role else { return }
+        let plan = syncPlan(for: lastZxid, epoch: leader.epoch)
+        leader.forwarding.insert(peer)
+        leader.syncedTo[peer] = lastLoggedZxid
+        role = .leading(leader)
+        ready.send(.sync(plan), to: peer)
+    }
+
+    private mutating func establishIfQuorum(_ ready: inout Ready) {
+        guard case .leading(var leader) = role, !leader.established, leader.newLeaderAcked.contains(config.serverId),
+            leader.newLeaderAcked.count >= quorum
+        else { return }
+        leader.established = true
+        leader.acked[config.serverId] = persistedZxid
+        commitZxid = max(commitZxid, leader.historyZxid)
+        applyCommitted(&ready)
+        prepared = tree
+        for txn in unapplied {
+            var ignored: [WatchTrigger] = []
+            prepared.apply(txn, triggers: &ignored)
+        }
+        sessions.removeAll()
+        for (id, timeoutMs) in tree.sessions {
+            sessions[id] = SessionState(timeoutMs: timeoutMs, expiresAtMs: expiry(timeoutMs))
+        }
+        for peer in leader.newLeaderAcked.sorted() where peer != config.serverId {
+            leader.serving.insert(peer)
+            ready.send(.upToDate(commitZxid: commitZxid), to: peer)
+        }
+        role = .leading(leader)
+    }
+
+    /// Leader: logs a transaction and sends it to every synced follower.
+    mutating func propose(_ body: TransactionBody, sessionId: Int64, cxid: Int32, _ ready: inout Ready) {
+        guard case .leading(var leader) = role, leader.established else {
+            preconditionFailure("propose while not an established leader: \(role)")
+        }
+        leader.counter &+= 1
+        precondition(leader.counter > 0, "zxid counter of epoch \(leader.epoch) exhausted")
+        let zxid = Zxid.make(epoch: Int32(truncatingIfNeeded: leader.epoch), counter: leader.counter)
+        role = .leading(leader)
+        let txn = Transaction(zxid: zxid, timeMs: nowMs, sessionId: sessionId, cxid: cxid, body: body)
+        var ignored: [WatchTrigger] = []
+        prepared.apply(txn, triggers: &ignored)
+        unapplied.append(txn)
+        store(.append([txn]), &ready)
+        for peer in leader.forwarding.sorted() { ready.send(.propose(txn), to: peer) }
+    }
+
+    /// Leader: commits up to the highest zxid a quorum holds durably.
+    private mutating func tryCommit(_ ready: inout Ready) {
+        guard case .leading(var leader) = role, leader.established else { return }
+        var holdings = [leader.acked[config.serverId] ?? 0]
+        for peer in leader.newLeaderAcked where peer != config.serverId { holdings.append(leader.acked[peer] ?? 0) }
+        holdings.sort(by: >)
+        guard holdings.count >= quorum else { return }
+        let candidate = min(holdings[quorum - 1], lastLoggedZxid)
+        guard candidate > commitZxid else { return }
+        commitZxid = candidate
+        for peer in leader.forwarding.sorted() { ready.send(.commit(candidate), to: peer) }
+        while let barrier = leader.barriers.first, barrier.zxid <= commitZxid {
+            leader.barriers.removeFirst()
+            ready.send(.barrierDone(token: barrier.token), to: barrier.peer)
+        }
+        role = .leading(leader)
+        applyCommitted(&ready)
+    }
+
+    // MARK: - Follower
+
+    private mutating func becomeFollower(_ vote: Vote, _ ready: inout Ready) {
+        earlyFollowerInfo.removeAll()
+        role = .following(
+            FollowerState(
+                leader: vote.leader, vote: vote, lastHeardMs: nowMs, deadlineMs: nowMs + config.initLimitTicks * config.tickMs))
+        ready.send(.followerInfo(acceptedEpoch: hard.acceptedEpoch, lastZxid: lastLoggedZxid), to: vote.leader)
+    }
+
+    private mutating func onLeaderMessage(_ message: PeerMessage, _ ready: inout Ready) {
+        guard case .following(var follower) = role else { return }
+        switch message {
+        case .leaderInfo(let epoch):
+            guard follower.phase == .discovery else { return }
+            if epoch < hard.acceptedEpoch {
+                startElection(&ready)
+                return
+            }
+            follower.phase = .synchronizing
+            follower.epoch = epoch
+            role = .following(follower)
+            if epoch > hard.acceptedEpoch {
+                hard.acceptedEpoch = epoch
+                store(.saveHardState(hard), &ready, then: .followerEpochAccepted(leader: follower.leader))
+            } else {
+                ready.send(.ackEpoch(currentEpoch: hard.currentEpoch, lastZxid: lastLoggedZxid), to: follower.leader)
+            }
+        case .sync(let plan):
+            guard follower.phase == .synchronizing, plan.epoch == follower.epoch else { return }
+            switch plan.kind {
+            case .diff:
+                break
+            case .trunc(let zxid):
+                precondition(tree.lastZxid <= zxid, "TRUNC to 0x\(String(zxid, radix: 16)) below the committed 0x\(String(tree.lastZxid, radix: 16))")
+                while let last = unapplied.last, last.zxid > zxid { unapplied.removeLast() }
+                store(.truncate(after: zxid), &ready)
+            case .snap(let snapshot):
+                tree = snapshot
+                prepared = snapshot
+                applied.removeAll()
+                unapplied.removeAll()
+                logBase = snapshot.lastZxid
+                commitZxid = max(commitZxid, snapshot.lastZxid)
+                store(.installSnapshot(snapshot), &ready)
+            }
+            if !plan.transactions.isEmpty {
+                guard let first = plan.transactions.first, lastLoggedZxid == 0 || isContiguousZxid(lastLoggedZxid, first.zxid) else {
+                    startElection(&ready)
+                    return
+                }
+                unapplied.append(contentsOf: plan.transactions)
+                store(.append(plan.transactions), &ready)
+            }
+            hard.currentEpoch = plan.epoch
+            follower.phase = .awaitingUpToDate
+            role = .following(follower)
+            store(.saveHardState(hard), &ready, then: .followerSynced(leader: follower.leader, epoch: plan.epoch))
+        case .upToDate(let zxid):
+            guard follower.phase == .awaitingUpToDate, follower.newLeaderAcked else { return }
+            follower.phase = .broadcast
+            role = .following(follower)
+            commitZxid = max(commitZxid, zxid)
+            applyCommitted(&ready)
+        case .propose(let txn):
+            guard follower.phase == .awaitingUpToDate || follower.phase == .broadcast else { return }
+            guard isContiguousZxid(lastLoggedZxid, txn.zxid) else {
+                startElection(&ready)
+                return
+            }
+            unapplied.append(txn)
+            store(.append([txn]), &ready)
+        case .commit(let zxid):
+            commitZxid = max(commitZxid, min(zxid, lastLoggedZxid))
+            if follower.phase == .broadcast || follower.newLeaderAcked { applyCommitted(&ready) }
+        case .ping:
+            ready.send(.ping(touchedSessions: follower.touched.sorted()), to: follower.leader)
+            follower.touched.removeAll()
+            role = .following(follower)
+        case .barrierDone(let token):
+            completeBarrier(token, &ready)
+        default:
+            return
+        }
+    }
+
+    private func isContiguousZxid(_ previous: Zxid, _ next: Zxid) -> Bool {
+        if next.epoch == previous.epoch { return next == previous + 1 }
+        return next.epoch > previous.epoch && next.counter == 1
+    }
+
+    mutating func forwardToLeader(_ write: ForwardedWrite, _ ready: inout Ready) {
+        guard case .following(let follower) = role else { return }
+        ready.send(.forward(write), to: follower.leader)
+    }
+
+    mutating func forwardBarrier(_ token: UInt64, _ ready: inout Ready) {
+        guard case .following(let follower) = role else { return }
+        ready.send(.barrier(token: token), to: follower.leader)
+    }
+
+    /// A follower's `sync` is answered once the leader's barrier came back: every write the
+    /// leader had proposed before is applied here.
+    private mutating func completeBarrier(_ token: UInt64, _ ready: inout Ready) {
+        for id in connections.keys.sorted() {
+            guard case .barrier(let header, let request, let waiting)? = connections[id]?.queue.first, waiting == token else { continue }
+            connections[id]!.queue.removeFirst()
+            answer(id, header, request, &ready)
+            drain(id, &ready)
+            return
+        }
+    }
+
+    // MARK: - Durability
+
+    mutating func onDurable(_ action: DurableAction, _ ready: inout Ready) {
+        switch action {
+        case .leaderEpochAccepted:
+            guard case .leading(var leader) = role else { return }
+            leader.epochAcked[config.serverId] = (hard.currentEpoch, lastLoggedZxid)
+            role = .leading(leader)
+            startSyncIfQuorum(&ready)
+        case .leaderEpochCurrent:
+            guard case .leading(var leader) = role else { return }
+            leader.newLeaderAcked.insert(config.serverId)
+            role = .leading(leader)
+            establishIfQuorum(&ready)
+        case .followerEpochAccepted(let leaderId):
+            guard case .following(let follower) = role, follower.leader == leaderId else { return }
+            ready.send(.ackEpoch(currentEpoch: hard.currentEpoch, lastZxid: lastLoggedZxid), to: leaderId)
+        case .followerSynced(let leaderId, let epoch):
+            guard case .following(var follower) = role, follower.leader == leaderId, follower.epoch == epoch else { return }
+            follower.newLeaderAcked = true
+            follower.ackedZxid = persistedZxid
+            role = .following(follower)
+            ready.send(.ackNewLeader(epoch: epoch), to: leaderId)
+        }
+    }
+
+    /// After a storage batch became durable: acknowledge (follower) or count (leader) it.
+    mutating func afterPersisted(_ ready: inout Ready) {
+        switch role {
+        case .following(var follower):
+            guard follower.newLeaderAcked, persistedZxid > follower.ackedZxid else { return }
+            follower.ackedZxid = persistedZxid
+            role = .following(follower)
+            ready.send(.ack(persistedZxid), to: follower.leader)
+        case .leading(var leader):
+            guard leader.established else { return }
+            leader.acked[config.serverId] = persistedZxid
+            role = .leading(leader)
+            tryCommit(&ready)
+        case .looking:
+            return
+        }
+    }
+
+    // MARK: - Heartbeats and limits
+
+    mutating func onZabTick(_ ready: inout Ready) {
+        let syncLimitMs = config.syncLimitTicks * config.tickMs
+        switch role {
+        case .looking:
+            return
+        case .following(let follower):
+            if follower.phase != .broadcast && nowMs > follower.deadlineMs {
+                startElection(&ready)
+            } else if follower.phase == .discovery {
+                // The leader may not have been leading yet when it first heard from us.
+                ready.send(.followerInfo(acceptedEpoch: hard.acceptedEpoch, lastZxid: lastLoggedZxid), to: follower.leader)
+            } else if nowMs - follower.lastHeardMs > syncLimitMs {
+                startElection(&ready)
+            }
+        case .leading(var leader):
+            if !leader.established {
+                if nowMs > leader.deadlineMs { startElection(&ready) }
+                return
+            }
+            for peer in leader.forwarding.sorted() {
+                if nowMs - (leader.lastHeardMs[peer] ?? nowMs) > syncLimitMs {
+                    dropFollower(peer, &leader)
+                } else {
+                    ready.send(.ping(touchedSessions: []), to: peer)
+                }
+            }
+            role = .leading(leader)
+            if leader.serving.count + 1 < quorum {
+                // Lost the quorum: stop serving rather than accept writes nobody can commit.
+                startElection(&ready)
+            }
+        }
+    }
+}
