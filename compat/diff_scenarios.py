@@ -828,6 +828,47 @@ def _handshake(t, session_timeout_ms=10000, **connect):
     return outcome
 
 
+def restart_keeps_state(t):
+    """A server restarted on its data directory keeps the tree, the sequence counters and the sessions."""
+    a = t.raw("a")
+    t.step("create /r", lambda: a.create("/r", b"before"))
+    t.step("set /r", lambda: a.set_data("/r", b"changed"))
+    t.step("ephemeral /r/e", lambda: a.create("/r/e", b"eph", flags=1))
+    t.step("sequential /r/s-", lambda: a.create("/r/s-", flags=2))
+    t.step("acl node", lambda: a.create("/r/ro", b"r", acl=[(1, "world", "anyone")]))
+    t.step("stat /r before restart", lambda: a.exists("/r"))
+    session, password, last_zxid = a.session_id, a.password, a.last_zxid
+    t.restart_server()
+    b = t.raw("b")
+    t.step("get /r after restart", lambda: b.get_data("/r"))
+    t.step("children /r after restart", lambda: b.get_children("/r"))
+    t.step("ephemeral kept while its session lives", lambda: b.exists("/r/e"))
+    t.step("acl kept", lambda: b.get_acl("/r/ro"))
+    t.step("sequence counter kept", lambda: b.create("/r/s-", flags=2))
+    t.step("stat /r after restart", lambda: b.exists("/r"))
+    t.step("resume the old session", lambda: _handshake(
+        t, session_id=session, password=password, last_zxid=last_zxid))
+    resumed = rawzk.RawClient(t.server.host, t.server.port)
+    t.step("resume and close the old session", lambda: _resume_and_close(
+        resumed, session, password, last_zxid))
+    t.step("ephemeral gone with its session", lambda: b.exists("/r/e"))
+    time.sleep(2 * 4.0 + 1.0)  # two session timeouts (20 ticks of 200 ms each)
+    t.step("ephemeral after two session timeouts", lambda: b.exists("/r/e"))
+    t.step("children /r at end", lambda: b.get_children("/r"))
+
+
+def _resume_and_close(client, session, password, last_zxid):
+    try:
+        client.connect(session_id=session, password=password, last_zxid=last_zxid)
+    except rawzk.Closed:
+        return "connection closed"
+    if client.negotiated_timeout_ms <= 0:
+        client.drop()
+        return "session expired"
+    client.close()
+    return "closed"
+
+
 SCENARIOS = [
     (function.__name__, function)
     for function in (
@@ -855,5 +896,6 @@ SCENARIOS = [
         check_remove_watches,
         unknown_and_odd_requests,
         session_handshake,
+        restart_keeps_state,
     )
 ]

@@ -164,6 +164,15 @@ class Recorder:
                 self.events[name].append((event.type, event.state, event.path))
         return watch
 
+    def restart_server(self):
+        """Stop the server (SIGTERM) and start it again on the same port and
+        data directory.  Raw connections die with it; kazoo clients reconnect
+        on their own."""
+        self.server.stop()
+        for client in self.raw_clients.values():
+            client.drop()
+        self.server.start()
+
     def close_all(self):
         for client in self.kazoo_clients.values():
             try:

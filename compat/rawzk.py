@@ -213,6 +213,7 @@ class RawClient:
         self.session_id = None
         self.negotiated_timeout_ms = None
         self.closed = False
+        self.last_zxid = 0  # highest zxid seen in a reply header, as clients track it
 
     # framing
     def _recv_exact(self, count):
@@ -286,8 +287,10 @@ class RawClient:
         while True:
             reader = Reader(self.read_frame())
             reply_xid = reader.int()
-            reader.long()  # zxid
+            zxid = reader.long()
             err = reader.int()
+            if zxid > self.last_zxid:
+                self.last_zxid = zxid
             if reply_xid == -1:
                 event = Reader(reader.data[reader.offset:])
                 self.events.append((event.int(), event.int(), event.string()))
