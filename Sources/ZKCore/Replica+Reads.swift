@@ -138,6 +138,8 @@ extension Replica {
             return .empty
         case .reconfig:
             throw .reconfigDisabled
+        case .nullPath:
+            throw .marshallingError
         default:
             throw .unimplemented
         }

@@ -99,11 +99,11 @@ final class ReplicaHost: @unchecked Sendable {
         self.wallClockMs = wallClockMs
         let now = wallClockMs()
         self.startedAtMs = now
-        // Ensemble members share `config.sessionSecret` (a session must check out on any member);
-        // a standalone replica draws its own.
-        var generator = SystemRandomNumberGenerator()
-        self.replica = Replica(config: config, startTimeMs: now, secret: config.isStandalone ? generator.next() : 0, recovered: recovered)
+        // Every member uses `config.sessionSecret`: a session must check out on any member of the
+        // ensemble and after a restart, as ZooKeeper's do.
+        self.replica = Replica(config: config, startTimeMs: now, secret: 0, recovered: recovered)
         self.environment = SystemFacts.environment()
+        var generator = SystemRandomNumberGenerator()
         let seed = options.snapshotSeed ?? generator.next()
         logger.debug("snapshot schedule", metadata: ["every": "\(options.snapshotEveryTransactions)", "seed": "\(seed)"])
         self.snapshotSchedule = SnapshotSchedule(everyTransactions: options.snapshotEveryTransactions, seed: seed)
