@@ -280,13 +280,28 @@ def run_scenario(kind, scenario):
     return entries, note
 
 
-def compare(first, second):
-    """Return a list of (index, step label, value in first, value in second)."""
+# Steps where MiniZK differs from ZooKeeper 3.8 on purpose, with the reason; they are reported
+# but do not fail the comparison. Keep docs/compatibility.md in step with this list.
+DOCUMENTED_DEVIATIONS = {
+    "unknown opcode 999":
+        "MiniZK answers UNIMPLEMENTED and keeps the connection; ZooKeeper answers, then closes it",
+    "connection open after unknown opcode": "see 'unknown opcode 999'",
+    "opcode 10": "see 'unknown opcode 999'",
+    "connection open after opcode 10": "see 'unknown opcode 999'",
+}
+
+
+def compare(first, second, deviations=None):
+    """Return a list of (index, step label, value in first, value in second); differences at
+    steps listed in DOCUMENTED_DEVIATIONS go to `deviations` instead, when given."""
     differences = []
     for index in range(max(len(first), len(second))):
         left = first[index] if index < len(first) else {"step": "(missing)", "value": None}
         right = second[index] if index < len(second) else {"step": "(missing)", "value": None}
-        if left != right:
+        if left != right and deviations is not None and left["step"] == right["step"] \
+                and left["step"] in DOCUMENTED_DEVIATIONS:
+            deviations.append((index, left["step"], left["value"], right["value"]))
+        elif left != right:
             label = left["step"] if left["step"] == right["step"] else (
                 "%s | %s" % (left["step"], right["step"]))
             differences.append((index, label, left["value"], right["value"]))
@@ -341,7 +356,10 @@ def main(argv):
             results[label] = run_scenario(kind, scenario)
             transcripts[label][name] = results[label][0]
         (first, note_a), (second, note_b) = results[label_a], results[label_b]
-        differences = compare(first, second)
+        deviations = []
+        differences = compare(first, second, deviations)
+        for index, label, left, right in deviations:
+            print("  documented deviation in %s, step %d: %s (%s)" % (name, index, label, DOCUMENTED_DEVIATIONS[label]))
         if differences or note_a or note_b:
             failed += 1
             print("FAIL %s (%d step(s), %d difference(s))" % (name, len(first), len(differences)))
