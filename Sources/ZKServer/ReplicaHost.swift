@@ -106,7 +106,8 @@ final class ReplicaHost: @unchecked Sendable {
         var generator = SystemRandomNumberGenerator()
         let seed = options.snapshotSeed ?? generator.next()
         logger.debug("snapshot schedule", metadata: ["every": "\(options.snapshotEveryTransactions)", "seed": "\(seed)"])
-        self.snapshotSchedule = SnapshotSchedule(everyTransactions: options.snapshotEveryTransactions, seed: seed)
+        self.snapshotSchedule = SnapshotSchedule(
+            everyTransactions: options.snapshotEveryTransactions, seed: seed, alreadyLogged: recovered.log.count)
         self.storageStatistics.lastSnapshotZxid = recovered.tree.lastZxid
         self.storage = StorageThread(store: store, limits: options.groupCommit)
     }
@@ -310,7 +311,7 @@ final class ReplicaHost: @unchecked Sendable {
             storageStatistics.recordBatch(steps: steps, transactions: transactions)
             guard !isFailed else { return }
             submit(.persisted(upTo: upTo, through: through))
-            if transactions > 0, snapshotSchedule.logged(transactions) {
+            if snapshotSchedule.logged(transactions) {
                 // The committed tree: a snapshot never holds a transaction that is not committed.
                 let tree = replica.tree
                 storageStatistics.snapshotsStarted += 1

@@ -130,6 +130,9 @@ final class StorageThread: @unchecked Sendable {
             return
         }
         snapshotZxid = nil
+        // The tree the snapshot held is gone, and with it every node the replica has replaced
+        // since: give that memory back to the system.
+        SystemFacts.releaseFreeMemory()
         deliver(.snapshotFinished(zxid: zxid, completed: progress == .completed, chunks: snapshotChunks))
     }
 }

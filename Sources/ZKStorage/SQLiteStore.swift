@@ -71,6 +71,27 @@ public final class SQLiteStore: ReplicaStore {
         public init() {}
     }
 
+    /// Where the time of the last `recover()` went, in seconds.
+    public struct RecoveryTiming: Sendable, Hashable, CustomStringConvertible {
+        /// Reading snapshot chunks and checking their CRCs.
+        public var readSeconds = 0.0
+        /// Decoding the snapshot's nodes.
+        public var decodeSeconds = 0.0
+        /// Building the tree from the decoded nodes (`DataTree(restoring:)`).
+        public var restoreSeconds = 0.0
+        /// Reading, checking and decoding the log after the snapshot.
+        public var logSeconds = 0.0
+        public var snapshotNodes = 0
+        public var logTransactions = 0
+        public init() {}
+
+        public var description: String {
+            String(
+                format: "snapshot of %d znodes read in %.2f s, decoded in %.2f s, restored in %.2f s; %d logged transactions read in %.2f s",
+                snapshotNodes, readSeconds, decodeSeconds, restoreSeconds, logTransactions, logSeconds)
+        }
+    }
+
     /// A snapshot being written a chunk at a time.
     private struct SnapshotInProgress {
         var encoder: SnapshotEncoder
@@ -85,6 +106,7 @@ public final class SQLiteStore: ReplicaStore {
     let db: SQLiteDatabase
     public private(set) var lastZxid: Zxid = 0
     public private(set) var statistics = Statistics()
+    public private(set) var recoveryTiming = RecoveryTiming()
     private var lastSnapshotZxid: Zxid = 0
     private var snapshotInProgress: SnapshotInProgress?
     private var synchronousIsFull: Bool
@@ -124,9 +146,6 @@ public final class SQLiteStore: ReplicaStore {
                 COMMIT;
                 """)
         }
-        // Blobs of a snapshot are read once, in order: a larger page cache than SQLite's 2 MB
-        // default does not help, memory-mapped reads of the database file do.
-        try db.execute("PRAGMA mmap_size=\(1 << 30)")
         let version = try meta("schema_version") ?? 0
         guard version == Self.schemaVersion else { throw .unsupportedSchema(file: path, version: version) }
     }
@@ -336,6 +355,7 @@ public final class SQLiteStore: ReplicaStore {
     // MARK: - Recovery
 
     public func recover() throws(StorageError) -> RecoveredState {
+        recoveryTiming = RecoveryTiming()
         let hard = try readHardState()
         if !options.readOnly {
             // Chunks of a snapshot a crash interrupted.
@@ -345,16 +365,25 @@ public final class SQLiteStore: ReplicaStore {
         var snapshotZxid: Zxid = 0
         if let newest = try snapshotList().last {
             snapshotZxid = newest.zxid
+            // The snapshot's blobs are read once, in order: memory-mapped reads of the database
+            // file beat SQLite's page cache there. The mapping is dropped right after, or its
+            // pages would count in the process's resident memory for as long as it runs.
+            try db.execute("PRAGMA mmap_size=\(1 << 30)")
+            defer { try? db.execute("PRAGMA mmap_size=0") }
             tree = try loadSnapshot(zxid: newest.zxid, chunks: newest.chunks)
         }
         lastSnapshotZxid = snapshotZxid
         var last = snapshotZxid
         var log: [Transaction] = []
+        let logStarted = ContinuousClock.now
         try forEachTransaction(after: snapshotZxid) { (txn) throws(StorageError) in
             guard last == 0 || isContiguous(last, txn.zxid) else { throw .logGap(file: path, expected: last + 1, found: txn.zxid) }
             log.append(txn)
             last = txn.zxid
         }
+        recoveryTiming.logSeconds = Self.seconds(since: logStarted)
+        recoveryTiming.logTransactions = log.count
+        recoveryTiming.snapshotNodes = tree.nodeCount
         lastZxid = last
         return RecoveredState(tree: tree, log: log, hardState: hard)
     }
@@ -385,6 +414,8 @@ public final class SQLiteStore: ReplicaStore {
         select.bind(1, zxid)
         var decoder = SnapshotDecoder()
         var expected: Int64 = 0
+        var decodeTime = Duration.zero
+        let started = ContinuousClock.now
         while try select.step() {
             guard select.int64(0) == expected else {
                 throw .corruptSnapshot(file: path, zxid: zxid, reason: "chunk \(expected) missing")
@@ -394,8 +425,11 @@ public final class SQLiteStore: ReplicaStore {
                 guard crc == CRC32C.checksum(data) else {
                     throw .corruptSnapshot(file: path, zxid: zxid, reason: "checksum mismatch in chunk \(expected)")
                 }
+                let chunk = ByteBuffer(bytes: data)
+                let decodeStarted = ContinuousClock.now
+                defer { decodeTime += ContinuousClock.now - decodeStarted }
                 do {
-                    try decoder.feed(ByteBuffer(bytes: data))
+                    try decoder.feed(chunk)
                 } catch {
                     throw .corruptSnapshot(file: path, zxid: zxid, reason: "chunk \(expected): \(error)")
                 }
@@ -403,6 +437,10 @@ public final class SQLiteStore: ReplicaStore {
             expected += 1
         }
         guard expected == chunks else { throw .corruptSnapshot(file: path, zxid: zxid, reason: "\(expected) of \(chunks) chunks present") }
+        recoveryTiming.decodeSeconds = Self.seconds(decodeTime)
+        recoveryTiming.readSeconds = Self.seconds(since: started) - recoveryTiming.decodeSeconds
+        let restoreStarted = ContinuousClock.now
+        defer { recoveryTiming.restoreSeconds = Self.seconds(since: restoreStarted) }
         do {
             let tree = try decoder.finish()
             guard tree.lastZxid == zxid else { throw SnapshotCodec.DecodeError.invalid("snapshot holds zxid 0x\(String(tree.lastZxid, radix: 16))") }
@@ -410,6 +448,14 @@ public final class SQLiteStore: ReplicaStore {
         } catch {
             throw .corruptSnapshot(file: path, zxid: zxid, reason: "\(error)")
         }
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    private static func seconds(since start: ContinuousClock.Instant) -> Double {
+        seconds(ContinuousClock.now - start)
     }
 
     // MARK: - Snapshots
