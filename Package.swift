@@ -61,7 +61,7 @@ let package = Package(
         .executableTarget(
             name: "minizk",
             dependencies: [
-                "ZKServer", "ZKCore", "ZKProtocol", "ZKStorage",
+                "ZKServer", "ZKCore", "ZKProtocol", "ZKStorage", "ZKSimulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),

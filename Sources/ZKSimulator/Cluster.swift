@@ -85,7 +85,8 @@ public final class Cluster {
     enum Event {
         case deliver(from: Int64, to: Int64, PeerMessage, generation: UInt64)
         case persisted(Int64, through: UInt64, incarnation: Int)
-        case tick(Int64, incarnation: Int)
+        /// A regular tick (`periodic`, which schedules the next one) or a wake-up the replica asked for.
+        case tick(Int64, incarnation: Int, periodic: Bool)
         case toReplica(ConnectionID, ReplicaInput)
         case toClient(ConnectionID, ClientDelivery)
         /// The replica hears that a client connection is gone.
@@ -99,7 +100,7 @@ public final class Cluster {
         var target: Int64? {
             switch self {
             case .deliver(_, let to, _, _): return to
-            case .persisted(let id, _, _), .tick(let id, _), .peerLost(let id, _, _): return id
+            case .persisted(let id, _, _), .tick(let id, _, _), .peerLost(let id, _, _): return id
             default: return nil
             }
         }
@@ -116,6 +117,8 @@ public final class Cluster {
         var clogUntilMs: Int64 = 0
         var pausedUntilMs: Int64 = 0
         var diskStallUntilMs: Int64 = 0
+        /// Wake-up ticks already scheduled, so that many steps asking for the same one add one.
+        var wakes: Set<Int64> = []
         init(id: Int64, replica: Replica, store: MemoryStore) {
             self.id = id
             self.replica = replica
@@ -157,6 +160,8 @@ public final class Cluster {
         var broken = false
         var clientKnowsClosed = false
         var replicaKnowsClosed = false
+        /// The replica closed it: what it sent before still arrives, then the close.
+        var replicaClosing = false
         var lastToReplicaMs: Int64 = 0
         var lastToClientMs: Int64 = 0
     }
@@ -187,6 +192,8 @@ public final class Cluster {
     public var traceSink: ((String) -> Void)?
     /// Set by a checker to stop the run at the first violation.
     public var halted = false
+    /// Per-message faults (drop, duplicate, reorder) apply while this is on.
+    public var messageFaultsEnabled = true
     /// Counters for the report.
     public private(set) var statistics = Statistics()
 
@@ -245,7 +252,7 @@ public final class Cluster {
     private func boot(_ id: Int64) {
         let node = nodes[id]!
         node.up = true
-        schedule(at: nowMs, .tick(id, incarnation: node.incarnation))
+        schedule(at: nowMs, .tick(id, incarnation: node.incarnation, periodic: true))
         for peer in members where peer != id && nodes[peer]!.up {
             let pair = Pair(id, peer)
             if links[pair]?.up != true && (links[pair]?.pendingNotices ?? 0) == 0 && !isCut(pair) {
@@ -310,6 +317,7 @@ public final class Cluster {
         node.incarnation += 1
         node.pausedUntilMs = 0
         node.clogUntilMs = 0
+        node.wakes.removeAll()
         node.store.crash(tearLastWrite: tearLastWrite)
         statistics.crashes += 1
         note("crash n\(id)\(tearLastWrite ? " (torn last write)" : "")")
@@ -348,6 +356,32 @@ public final class Cluster {
         guard let link = links[pair], link.up else { return }
         note("one-way cut \(from)->\(to)")
         schedule(at: nowMs + options.detectionDelay.sample(&random), .breakLink(pair, generation: link.generation))
+    }
+
+    /// Cuts the given directed pairs (a partition of any shape) and breaks the connections of
+    /// the pairs cut both ways at once; a pair cut one way breaks after a detection delay.
+    public func cut(_ pairs: [(from: Int64, to: Int64)]) {
+        for pair in pairs { cut.insert(PairKey(from: pair.from, to: pair.to)) }
+        for pair in pairs {
+            let link = Pair(pair.from, pair.to)
+            guard let state = links[link], state.up else { continue }
+            if cut.contains(PairKey(from: pair.to, to: pair.from)) {
+                breakLink(link, reason: "partition \(pair.from)|\(pair.to)")
+            } else {
+                note("one-way cut \(pair.from)->\(pair.to)")
+                schedule(at: nowMs + options.detectionDelay.sample(&random), .breakLink(link, generation: state.generation))
+            }
+        }
+    }
+
+    /// Removes the given cuts; pairs no longer cut either way reconnect after the reconnect delay.
+    public func uncut(_ pairs: [(from: Int64, to: Int64)]) {
+        for pair in pairs { cut.remove(PairKey(from: pair.from, to: pair.to)) }
+        for pair in pairs {
+            let link = Pair(pair.from, pair.to)
+            guard links[link]?.up != true, (links[link]?.pendingNotices ?? 0) == 0 else { continue }
+            scheduleReconnect(link)
+        }
     }
 
     /// Isolates a replica from every other.
@@ -469,11 +503,12 @@ public final class Cluster {
             node.store.sync()
             statistics.fsyncs += 1
             stepNode(id, .persisted(upTo: node.store.lastZxid, through: through))
-        case .tick(let id, let incarnation):
+        case .tick(let id, let incarnation, let periodic):
             let node = nodes[id]!
+            if !periodic { node.wakes.remove(nowMs) }
             guard node.up, node.incarnation == incarnation else { return }
             stepNode(id, .tick)
-            schedule(at: nowMs + options.tickMs, .tick(id, incarnation: incarnation))
+            if periodic { schedule(at: nowMs + options.tickMs, .tick(id, incarnation: incarnation, periodic: true)) }
         case .toReplica(let client, let input):
             guard let connection = clients[client], !connection.broken, !connection.replicaKnowsClosed else { return }
             let node = nodes[connection.node]!
@@ -553,9 +588,11 @@ public final class Cluster {
             sendPeer(from: id, to: outgoing.to, outgoing.message)
         }
         for frame in ready.frames { sendToClient(frame.connection, frame.frame) }
-        for client in ready.close { replicaClosed(client, by: id) }
-        if let wake = ready.wakeAtMs, wake > nowMs, wake < nowMs + options.tickMs {
-            schedule(at: wake, .tick(id, incarnation: node.incarnation))
+        for (index, client) in ready.close.enumerated() {
+            replicaClosed(client, by: id, reason: index < ready.closeReasons.count ? ready.closeReasons[index] : "")
+        }
+        if let wake = ready.wakeAtMs, wake > nowMs, wake < nowMs + options.tickMs, node.wakes.insert(wake).inserted {
+            schedule(at: wake, .tick(id, incarnation: node.incarnation, periodic: false))
         }
         for observer in observers { observer.cluster(self, stepped: id, input: input, ready: ready) }
     }
@@ -569,7 +606,7 @@ public final class Cluster {
             statistics.peerMessagesLost += 1
             return
         }
-        if random.chance(options.dropProbability) {
+        if messageFaultsEnabled && random.chance(options.dropProbability) {
             statistics.peerMessagesLost += 1
             breakLink(pair, reason: "message \(from)->\(to) dropped")
             return
@@ -577,9 +614,9 @@ public final class Cluster {
         var atMs = nowMs + linkLatency[PairKey(from: from, to: to)]!.sample(&random)
         atMs = max(atMs, nodes[from]!.clogUntilMs, nodes[to]!.clogUntilMs, link.lastDeliveryMs[from] ?? 0)
         var breakAfter = false
-        if random.chance(options.duplicateProbability) {
+        if messageFaultsEnabled && random.chance(options.duplicateProbability) {
             breakAfter = true
-        } else if random.chance(options.reorderProbability) {
+        } else if messageFaultsEnabled && random.chance(options.reorderProbability) {
             atMs += 1 + random.int(0...Int64(20))
             breakAfter = true
         }
@@ -666,7 +703,7 @@ public final class Cluster {
             clientFrames[client, default: []].append(frame)
             return
         }
-        guard !connection.broken, !connection.clientKnowsClosed else { return }
+        guard !connection.broken, !connection.clientKnowsClosed, !connection.replicaClosing else { return }
         let atMs = max(nowMs + clientLatency(), connection.lastToClientMs, nodes[connection.node]!.clogUntilMs)
         connection.lastToClientMs = atMs
         clients[client] = connection
@@ -675,16 +712,18 @@ public final class Cluster {
 
     /// The replica closed a connection: the client sees the close after the frames queued
     /// before it, and the replica is told the connection is gone, as the runtime shell does.
-    private func replicaClosed(_ client: ConnectionID, by id: Int64) {
-        guard var connection = clients[client] else { return }
+    private func replicaClosed(_ client: ConnectionID, by id: Int64, reason: String) {
+        guard var connection = clients[client], !connection.replicaClosing else { return }
+        emit { "c\(client) closed by n\(id): \(reason)" }
+        connection.replicaClosing = true
         if connection.handler == nil {
             closedClients.insert(client)
+            connection.broken = true
         } else if !connection.broken && !connection.clientKnowsClosed {
-            let atMs = max(nowMs + clientLatency(), connection.lastToClientMs)
+            let atMs = max(nowMs + clientLatency(), connection.lastToClientMs, nodes[connection.node]!.clogUntilMs)
             connection.lastToClientMs = atMs
             schedule(at: atMs, .toClient(client, .closed))
         }
-        connection.broken = true
         clients[client] = connection
         if !connection.replicaKnowsClosed {
             schedule(at: nowMs, .clientGone(client, incarnation: connection.incarnation))

@@ -46,14 +46,11 @@ public struct SimRandom: RandomNumberGenerator, Sendable {
     }
 
     /// A uniformly drawn integer in `range` (both ends included).
-    public mutating func int(_ range: ClosedRange<Int64>) -> Int64 {
-        let span = UInt64(bitPattern: range.upperBound &- range.lowerBound)
-        if span == .max { return Int64(bitPattern: next()) }
-        return range.lowerBound &+ Int64(bitPattern: below(span + 1))
-    }
-
-    public mutating func int(_ range: ClosedRange<Int>) -> Int {
-        Int(int(Int64(range.lowerBound)...Int64(range.upperBound)))
+    public mutating func int<T: FixedWidthInteger & SignedInteger>(_ range: ClosedRange<T>) -> T {
+        let low = Int64(range.lowerBound)
+        let span = UInt64(bitPattern: Int64(range.upperBound) &- low)
+        if span == .max { return T(truncatingIfNeeded: next()) }
+        return T(low &+ Int64(bitPattern: below(span + 1)))
     }
 
     /// Uniform in 0..<bound, without modulo bias (Lemire's method).

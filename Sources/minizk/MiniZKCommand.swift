@@ -22,7 +22,7 @@ struct MiniZKCommand: AsyncParsableCommand {
         commandName: "minizk",
         abstract: "MiniZK: a ZooKeeper-compatible coordination server.",
         version: MiniZKVersion.fullVersion,
-        subcommands: [ServerCommand.self, EnsembleCommand.self]
+        subcommands: [ServerCommand.self, EnsembleCommand.self, SimCommand.self]
     )
 }
 
