@@ -263,9 +263,16 @@ extension Replica {
                 sessions[sessionId] = SessionState(timeoutMs: timeoutMs, expiresAtMs: expiry(timeoutMs))
                 propose(.createSession(timeoutMs: timeoutMs), sessionId: sessionId, cxid: 0, &ready)
             case .request(let sessionId, let header, let request, let authIds):
-                touched(sessionId)
-                if case .closeSession = request { sessions[sessionId]?.closing = true }
-                prepareAndPropose(sessionId: sessionId, header: header, request: request, authIds: authIds, &ready)
+                if sessions[sessionId]?.closing == true {
+                    // The session is being closed (expired, or closed by its client): nothing
+                    // more of it may reach the tree, least of all an ephemeral that would
+                    // outlive it. The follower that forwarded it did not know yet.
+                    propose(.error(.sessionExpired), sessionId: sessionId, cxid: header.xid, &ready)
+                } else {
+                    touched(sessionId)
+                    if case .closeSession = request { sessions[sessionId]?.closing = true }
+                    prepareAndPropose(sessionId: sessionId, header: header, request: request, authIds: authIds, &ready)
+                }
             }
         case .ping(let touchedSessions):
             for sessionId in touchedSessions { touched(sessionId) }
