@@ -53,6 +53,9 @@ final class ReplicaChecker: ClusterObserver {
     /// The zxid applied after each zxid (0: the empty state).
     private var successor: [Zxid: Zxid] = [:]
     private var lastApplied: [Int64: Zxid] = [:]
+    /// What each replica logged and has not applied yet, from the storage of its Readys: lets
+    /// the checker follow transactions applied in one step beyond the replica's DIFF window.
+    private var logged: [Int64: [Transaction]] = [:]
     private var wasLeader: [Int64: Bool] = [:]
     private(set) var leaderOfEpoch: [Int64: Int64] = [:]
     private var digestAt: [Zxid: (digest: UInt64, node: Int64)] = [:]
@@ -67,6 +70,14 @@ final class ReplicaChecker: ClusterObserver {
     }
 
     func cluster(_ cluster: Cluster, stepped id: Int64, input: ReplicaInput, ready: Ready) {
+        for op in ready.storage {
+            switch op {
+            case .append(let txns): logged[id, default: []] += txns
+            case .truncate(let zxid): logged[id]?.removeAll { $0.zxid > zxid }
+            case .installSnapshot: logged[id] = []
+            case .saveHardState: break
+            }
+        }
         let replica = cluster.replica(id)
         let now = replica.tree.lastZxid
         let previous = lastApplied[id] ?? 0
@@ -75,7 +86,14 @@ final class ReplicaChecker: ClusterObserver {
                 verdict.fail("zab.applied-regressed", "n\(id) applied state went back from \(hex(previous)) to \(hex(now)) on \(describe(input))")
                 return
             }
-            if let txns = replica.appliedTransactions(after: previous), txns.last?.zxid == now, !txns.isEmpty {
+            var txns = replica.appliedTransactions(after: previous) ?? []
+            let fromLog = (logged[id] ?? []).filter { $0.zxid > previous && $0.zxid <= now }
+            if txns.last?.zxid != now || txns.first.map({ $0.zxid }) != fromLog.first?.zxid {
+                // Beyond the DIFF window: what the replica logged, if it covers the whole step.
+                txns = fromLog
+            }
+            logged[id]?.removeAll { $0.zxid <= now }
+            if let first = txns.first, txns.last?.zxid == now, previous == 0 || isContiguous(previous, first.zxid) {
                 var before = previous
                 for txn in txns {
                     applied(txn, after: before, by: id, cluster)
@@ -83,6 +101,7 @@ final class ReplicaChecker: ClusterObserver {
                     before = txn.zxid
                 }
             } else {
+                // A SNAP: the state jumped to a committed tree the replica did not apply itself.
                 unverifiedJumps += 1
                 if now > maxCommitted { maxCommitted = now }
             }
@@ -163,6 +182,7 @@ final class ReplicaChecker: ClusterObserver {
         }
         lastApplied[id] = restored
         wasLeader[id] = false
+        logged[id] = (try? cluster.store(id).transactions(after: restored, limit: .max)) ?? []
         checkLog(id, cluster)
     }
 
@@ -191,8 +211,12 @@ final class ReplicaChecker: ClusterObserver {
                 digestAt[tree.lastZxid] = (digest, id)
             }
             for (owner, paths) in tree.ephemerals where tree.sessions[owner] == nil {
+                let nodes = paths.sorted().map { path in
+                    "\(path): \(tree.node(path).map { "\($0.kind) czxid \(hex($0.czxid))" } ?? "missing")"
+                }
                 verdict.fail(
-                    "session.ephemerals", "n\(id) at \(hex(tree.lastZxid)) holds ephemerals \(paths.sorted()) of session \(hex(owner)), which is not live")
+                    "session.ephemerals", "n\(id) at \(hex(tree.lastZxid)) holds ephemerals \(paths.sorted()) of session \(hex(owner)), which is not live",
+                    context: nodes + ["live sessions: \(tree.sessions.keys.sorted().map(hex))"])
                 return
             }
         }
