@@ -59,6 +59,9 @@ final class ReplicaChecker: ClusterObserver {
     private var wasLeader: [Int64: Bool] = [:]
     private(set) var leaderOfEpoch: [Int64: Int64] = [:]
     private var digestAt: [Zxid: (digest: UInt64, node: Int64)] = [:]
+    /// The zxid each replica's tree was at when last digested: a digest walks the whole tree,
+    /// so a replica that did not move is not digested again.
+    private var digested: [Int64: Zxid] = [:]
     private(set) var maxCommitted: Zxid = 0
     /// Jumps that could not be followed transaction by transaction (a SNAP, or more applied in
     /// one step than the DIFF window holds).
@@ -174,6 +177,7 @@ final class ReplicaChecker: ClusterObserver {
     }
 
     func cluster(_ cluster: Cluster, restarted id: Int64) {
+        digested[id] = nil
         let replica = cluster.replica(id)
         let restored = replica.tree.lastZxid
         if restored != 0 && committed[restored] == nil && restored <= maxCommitted && unverifiedJumps == 0 {
@@ -195,11 +199,27 @@ final class ReplicaChecker: ClusterObserver {
         }
     }
 
-    /// Equal trees at equal zxids, and no ephemeral outliving its session.
+    /// Equal trees at equal zxids, and no ephemeral outliving its session. A digest walks the
+    /// whole tree, so only replicas that can be compared are digested: those at the zxid of
+    /// another replica now, or of a digest taken before.
     func checkpoint(_ cluster: Cluster) {
-        for id in cluster.upMembers {
+        let up = cluster.upMembers
+        var atZxid: [Zxid: Int] = [:]
+        for id in up { atZxid[cluster.replica(id).tree.lastZxid, default: 0] += 1 }
+        for id in up {
             let replica = cluster.replica(id)
             let tree = replica.tree
+            for (owner, paths) in tree.ephemerals where tree.sessions[owner] == nil {
+                let nodes = paths.sorted().map { path in
+                    "\(path): \(tree.node(path).map { "\($0.kind) czxid \(hex($0.czxid))" } ?? "missing")"
+                }
+                verdict.fail(
+                    "session.ephemerals", "n\(id) at \(hex(tree.lastZxid)) holds ephemerals \(paths.sorted()) of session \(hex(owner)), which is not live",
+                    context: nodes + ["live sessions: \(tree.sessions.keys.sorted().map(hex))"])
+                return
+            }
+            guard digested[id] != tree.lastZxid, atZxid[tree.lastZxid]! > 1 || digestAt[tree.lastZxid] != nil else { continue }
+            digested[id] = tree.lastZxid
             let digest = replica.digest
             if let known = digestAt[tree.lastZxid] {
                 if known.digest != digest {
@@ -209,15 +229,6 @@ final class ReplicaChecker: ClusterObserver {
                 }
             } else {
                 digestAt[tree.lastZxid] = (digest, id)
-            }
-            for (owner, paths) in tree.ephemerals where tree.sessions[owner] == nil {
-                let nodes = paths.sorted().map { path in
-                    "\(path): \(tree.node(path).map { "\($0.kind) czxid \(hex($0.czxid))" } ?? "missing")"
-                }
-                verdict.fail(
-                    "session.ephemerals", "n\(id) at \(hex(tree.lastZxid)) holds ephemerals \(paths.sorted()) of session \(hex(owner)), which is not live",
-                    context: nodes + ["live sessions: \(tree.sessions.keys.sorted().map(hex))"])
-                return
             }
         }
     }

@@ -210,6 +210,7 @@ private func emit(_ line: String) {
 
 /// A progress line on standard error, rewritten in place.
 private func progress(_ line: String) {
+    guard isatty(STDERR_FILENO) != 0 else { return }
     writeAll(STDERR_FILENO, "\r\u{1B}[2K" + line + (line.isEmpty ? "\r" : ""))
 }
 
