@@ -70,6 +70,11 @@ let package = Package(
         .testTarget(name: "ZKProtocolTests", dependencies: ["ZKProtocol"]),
         .testTarget(name: "ZKCoreTests", dependencies: ["ZKCore", "ZKProtocol"]),
         .testTarget(name: "ZKSimulatorTests", dependencies: ["ZKSimulator", "ZKCore", "ZKProtocol", "ZKStorage"]),
+        .testTarget(
+            name: "MiniZKSimulations",
+            dependencies: ["ZKSimulator", "ZKCore", "ZKProtocol", "ZKStorage"],
+            path: "Simulations/Tests"
+        ),
         .testTarget(name: "ZKStorageTests", dependencies: ["ZKStorage", "ZKCore", "ZKProtocol"]),
         .testTarget(
             name: "ZKServerTests",

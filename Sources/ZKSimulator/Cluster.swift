@@ -461,7 +461,7 @@ public final class Cluster {
     /// Runs events until virtual time reaches `nowMs + ms`.
     public func run(forMs ms: Int64) {
         let end = nowMs + ms
-        while !halted, let first = queue.first, first.atMs <= end {
+        while !halted, let first = queue.firstAtMs, first <= end {
             let entry = queue.pop()!
             nowMs = max(nowMs, entry.atMs)
             handle(entry.payload)
@@ -474,7 +474,7 @@ public final class Cluster {
     public func run(untilMs limitMs: Int64 = 10_000, _ condition: (Cluster) -> Bool) -> Bool {
         let end = nowMs + limitMs
         if condition(self) { return true }
-        while !halted, let first = queue.first, first.atMs <= end {
+        while !halted, let first = queue.firstAtMs, first <= end {
             let entry = queue.pop()!
             nowMs = max(nowMs, entry.atMs)
             handle(entry.payload)

@@ -1,5 +1,6 @@
 /// A priority queue of events ordered by (time, sequence): events at the same virtual time run in
-/// the order they were scheduled, which is what makes a run reproducible. A binary heap.
+/// the order they were scheduled, which is what makes a run reproducible. A binary heap of small
+/// keys; the payloads stay put in slots, so that sifting moves three words, not an event.
 struct EventQueue<Payload> {
     struct Entry {
         var atMs: Int64
@@ -7,16 +8,32 @@ struct EventQueue<Payload> {
         var payload: Payload
     }
 
-    private var heap: [Entry] = []
+    private struct Key {
+        var atMs: Int64
+        var sequence: UInt64
+        var slot: Int
+    }
+
+    private var heap: [Key] = []
+    private var slots: [Payload?] = []
+    private var freeSlots: [Int] = []
     private var nextSequence: UInt64 = 0
 
     var isEmpty: Bool { heap.isEmpty }
     var count: Int { heap.count }
-    var first: Entry? { heap.first }
+    var firstAtMs: Int64? { heap.first?.atMs }
 
     mutating func push(atMs: Int64, _ payload: Payload) {
         nextSequence += 1
-        heap.append(Entry(atMs: atMs, sequence: nextSequence, payload: payload))
+        let slot: Int
+        if let free = freeSlots.popLast() {
+            slot = free
+            slots[slot] = payload
+        } else {
+            slot = slots.count
+            slots.append(payload)
+        }
+        heap.append(Key(atMs: atMs, sequence: nextSequence, slot: slot))
         var child = heap.count - 1
         while child > 0 {
             let parent = (child - 1) / 2
@@ -41,10 +58,13 @@ struct EventQueue<Payload> {
             heap.swapAt(parent, smallest)
             parent = smallest
         }
-        return top
+        let payload = slots[top.slot]!
+        slots[top.slot] = nil
+        freeSlots.append(top.slot)
+        return Entry(atMs: top.atMs, sequence: top.sequence, payload: payload)
     }
 
-    private static func before(_ a: Entry, _ b: Entry) -> Bool {
+    private static func before(_ a: Key, _ b: Key) -> Bool {
         a.atMs != b.atMs ? a.atMs < b.atMs : a.sequence < b.sequence
     }
 }

@@ -64,9 +64,13 @@ final class SimClient {
     var probing = false
     /// A fixed list of operations instead of the workload (the setup client), each sent until
     /// it succeeds (or finds its node already there).
-    var script: [Operation]?
-    var scriptIndex = 0
-    var scriptDone: Bool { script.map { scriptIndex >= $0.count } ?? false }
+    var script: [Operation]? {
+        didSet { scriptLeft = script ?? [] }
+    }
+    /// Script operations not answered OK (or NODEEXISTS) yet. They are pipelined: FIFO order
+    /// makes a parent's create land before its children's.
+    var scriptLeft: [Operation] = []
+    var scriptDone: Bool { script != nil && scriptLeft.isEmpty }
     var closingSession = false
     /// Watches set on the current connection and not fired yet (indices into history.watches).
     var openWatches: [Int] = []
@@ -268,8 +272,8 @@ final class SimClient {
             ]
             return
         }
-        if let script {
-            if waiting.isEmpty && scriptIndex < script.count { _ = send(id, script[scriptIndex]) }
+        if script != nil {
+            if waiting.isEmpty { for operation in scriptLeft { _ = send(id, operation) } }
             return
         }
         guard issuing else { return }
@@ -334,9 +338,7 @@ final class SimClient {
         let outcome: Outcome = code == .ok ? .ok(response) : .failed(code)
         history.end(entry, outcome, zxid: header.zxid, atMs: cluster.nowMs)
         workload.observe(operation, outcome)
-        if let script, scriptIndex < script.count, script[scriptIndex] == operation, code == .ok || code == .nodeExists {
-            scriptIndex += 1
-        }
+        if script != nil, code == .ok || code == .nodeExists { scriptLeft.removeAll { $0 == operation } }
         noteWatch(id, operation, outcome, zxid: header.zxid)
         if case .closeSession = operation, code == .ok {
             history.sessions[sessionId]?.end = history.tick()

@@ -67,7 +67,8 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
     /// The replicas' DIFF window; small ones force SNAPs.
     public var logWindowMax: Int
     public var workload: WorkloadSpec
-    public var checkpointMs: Int64 = 250
+    /// How often replicas are compared (digests, ephemerals) during the run.
+    public var checkpointMs: Int64 = 500
     /// Steps the linearizability search may take per path before it says "unknown".
     public var linearizabilityBudget: Int = 200_000
 
@@ -109,13 +110,15 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
         let logWindowMax = random.chance(0.3) ? random.pick([3, 10, 50]) : 100_000
         let workload = WorkloadSpec.derive(&random)
         let livenessMs = 30_000 + 3 * sessionTimeoutMs.upperBound
-        return SimulationOptions(
+        var options = SimulationOptions(
             seed: seed, profile: profile, nodes: nodes, clients: clients, tickMs: tickMs, sessionTimeoutMs: sessionTimeoutMs,
             safetyMs: safetyMs, livenessMs: livenessMs, peerLatency: peerLatency, linkLatencySpread: spread,
             clientLatency: clientLatency, fsyncLatency: fsyncLatency, dropProbability: drop, duplicateProbability: duplicate,
             reorderProbability: reorder, detectionDelay: detectionDelay, reconnectDelay: reconnectDelay,
             faultIntervalMs: faultIntervalMs, faults: faults, tornWriteProbability: torn, logWindowMax: logWindowMax,
             workload: workload)
+        if profile == .quick { options.checkpointMs = 1_000 }
+        return options
     }
 
     public var description: String {
