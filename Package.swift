@@ -39,7 +39,11 @@ let package = Package(
         ),
         .target(
             name: "ZKStorage",
-            dependencies: ["ZKCore", "ZKProtocol", "CSQLite", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "ZKCore", "ZKProtocol", "CSQLite",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "HashTreeCollections", package: "swift-collections"),
+            ]
         ),
         .target(
             name: "ZKSimulator",
@@ -56,6 +60,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
         .executableTarget(

@@ -75,7 +75,7 @@ enum Prepare {
         case .createTTL(let create):
             return try self.create(create, opcode: .createTTL, tree: tree, context: context)
         case .delete(let path, let version):
-            guard path.contains("/"), !path.contains("\0"), !Paths.isSystemPath(path), let parentPath = Paths.parent(of: path) else {
+            guard Paths.hasSlashAndNoNul(path), !Paths.isSystemPath(path), let parentPath = Paths.parent(of: path) else {
                 throw .badArguments
             }
             guard let parent = tree.node(parentPath) else { throw .noNode }
@@ -124,11 +124,13 @@ enum Prepare {
         case .createContainer:
             kind = .container
         default:
-            guard !mode.isTTL, !mode.isContainer else { throw .badArguments }
+            // Flag 4 through create/create2 makes an ordinary persistent node, as in ZooKeeper:
+            // only the createContainer opcode makes containers.
+            guard !mode.isTTL else { throw .badArguments }
             kind = mode.isEphemeral ? .ephemeral(owner: context.sessionId) : .persistent
         }
         let path = request.path
-        guard path.contains("/"), !path.contains("\0"), let parentPath = Paths.parent(of: path) else { throw .badArguments }
+        guard Paths.hasSlashAndNoNul(path), let parentPath = Paths.parent(of: path) else { throw .badArguments }
         let acl = try ACLs.fixup(request.acl, authIds: context.authIds)
         guard let parent = tree.node(parentPath) else { throw .noNode }
         guard ACLs.check(parent.acl, .create, authIds: context.authIds) else { throw .noAuth }

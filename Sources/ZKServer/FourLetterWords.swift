@@ -15,7 +15,8 @@ import ZKProtocol
 //   ZooKeeper version whose protocol MiniZK speaks.
 // - `dump` lists connections plainly instead of ZooKeeper's connection-expiry sets: the shell has
 //   no connection expiry of its own (sessions expire inside the replica).
-// - `hash` reports that digests are not enabled; the replica's tree digest is not exposed yet.
+// - `hash` reports the digest of the committed tree with its zxid (`Digest history:` then
+//   `zxid-hex: digest`): equal on replicas that applied the same transactions.
 //
 // This file only formats. Everything it prints comes in a `FourLetterWordSnapshot`, so answers can
 // be checked in tests without sockets and without a clock.
@@ -51,6 +52,9 @@ public struct FourLetterWordSnapshot: Sendable {
     public var connections: [ConnectionStatistics]
     /// `envi` lines after `zookeeper.version`.
     public var environment: [EnvironmentEntry]
+    public var storage: StorageStatistics
+    /// Bytes of the files in the data directory (0 when storage is in memory).
+    public var dataDirectoryBytes: Int64
     public var nowMs: Int64
     public var startedAtMs: Int64
     /// -1 when the platform does not tell.
@@ -61,7 +65,8 @@ public struct FourLetterWordSnapshot: Sendable {
 
     public init(
         status: ReplicaStatus, config: ReplicaConfig, server: ServerStatistics = ServerStatistics(),
-        connections: [ConnectionStatistics] = [], environment: [EnvironmentEntry] = [], nowMs: Int64 = 0,
+        connections: [ConnectionStatistics] = [], environment: [EnvironmentEntry] = [],
+        storage: StorageStatistics = StorageStatistics(), dataDirectoryBytes: Int64 = 0, nowMs: Int64 = 0,
         startedAtMs: Int64 = 0, openFileDescriptorCount: Int = -1, maxFileDescriptorCount: Int = -1,
         traceMask: Int64 = FourLetterWordResponder.defaultTraceMask
     ) {
@@ -70,6 +75,8 @@ public struct FourLetterWordSnapshot: Sendable {
         self.server = server
         self.connections = connections
         self.environment = environment
+        self.storage = storage
+        self.dataDirectoryBytes = dataDirectoryBytes
         self.nowMs = nowMs
         self.startedAtMs = startedAtMs
         self.openFileDescriptorCount = openFileDescriptorCount
@@ -99,9 +106,9 @@ public enum FourLetterWordResponder {
         case .wchc: return watchesByConnection(s)
         case .wchp: return watchesByPath(s)
         case .envi: return environment(s)
-        case .dirs: return "datadir_size: 0\nlogdir_size: 0\n"
+        case .dirs: return "datadir_size: \(s.dataDirectoryBytes)\nlogdir_size: \(s.dataDirectoryBytes)\n"
         case .gtmk, .stmk: return String(s.traceMask)
-        case .hash: return "Digest not enabled.\n"
+        case .hash: return "Digest history:\n\(String(s.status.lastZxid, radix: 16)): \(s.status.digest)\n"
         }
     }
 
@@ -135,7 +142,7 @@ public enum FourLetterWordResponder {
 
     static func monitor(_ s: FourLetterWordSnapshot) -> String {
         let latency = s.server.latency
-        let lines: [(String, String)] = [
+        var lines: [(String, String)] = [
             ("version", MiniZKVersion.fullVersion),
             ("server_state", s.status.mode),
             ("avg_latency", javaDouble(latency.averageMs)),
@@ -154,7 +161,20 @@ public enum FourLetterWordResponder {
             ("uptime", String(max(0, s.nowMs - s.startedAtMs))),
             ("last_zxid", String(s.status.lastZxid)),
             ("global_sessions", String(s.status.sessions.count)),
+            ("current_epoch", String(s.status.currentEpoch)),
+            ("fsync_batches", String(s.storage.fsyncBatches)),
+            ("logged_transactions", String(s.storage.loggedTransactions)),
+            ("group_commit_steps", String(s.storage.persistedSteps)),
+            ("group_commit_max_transactions", String(s.storage.batchTransactionsMax)),
+            ("snapshots_written", String(s.storage.snapshotsWritten)),
+            ("last_snapshot_zxid", String(s.storage.lastSnapshotZxid)),
+            ("data_dir_size", String(s.dataDirectoryBytes)),
         ]
+        if s.status.mode == "leader" {
+            lines.append(("followers", String(s.status.followers)))
+            lines.append(("synced_followers", String(s.status.syncedFollowers)))
+            lines.append(("pending_syncs", String(s.status.pendingSyncs)))
+        }
         return lines.map { "zk_\($0.0)\t\($0.1)\n" }.joined()
     }
 
@@ -166,9 +186,9 @@ public enum FourLetterWordResponder {
             clientPort=\(c.clientPort)
             secureClientPort=-1
             dataDir=\(c.dataDir)
-            dataDirSize=0
+            dataDirSize=\(s.dataDirectoryBytes)
             dataLogDir=\(c.dataDir)
-            dataLogSize=0
+            dataLogSize=\(s.dataDirectoryBytes)
             tickTime=\(c.tickMs)
             maxClientCnxns=0
             minSessionTimeout=\(c.sessionTimeoutMsMin)

@@ -53,27 +53,50 @@ public final class MiniZKServer: Sendable {
         let recovered = try store.recover()
         let replicaHost = ReplicaHost(
             config: config, options: options, store: store, recovered: recovered, eventLoop: eventLoop, logger: logger)
-        let childLogger = logger
-        let serverChannel = try await bootstrap.childChannelInitializer { channel in
-            channel.eventLoop.makeCompletedFuture {
-                let handler = ClientConnectionHandler(host: replicaHost, logger: childLogger)
-                try channel.pipeline.syncOperations.addHandler(handler)
+        // A standalone replica serves as soon as its first epoch is durable: wait for that before
+        // opening the client port, so that no client is turned away as "not serving yet".
+        let standalone = config.isStandalone
+        if standalone {
+            do {
+                try await eventLoop.flatSubmit {
+                    replicaHost.start()
+                    return replicaHost.whenServing()
+                }.get()
+            } catch {
+                try? await eventLoop.flatSubmit { replicaHost.stop() }.get()
+                throw error
             }
-        }.bind(host: host, port: port).get()
+        }
+        let childLogger = logger
+        let serverChannel: any Channel
+        do {
+            serverChannel = try await bootstrap.childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let handler = ClientConnectionHandler(host: replicaHost, logger: childLogger)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }.bind(host: host, port: port).get()
+        } catch {
+            try? await eventLoop.flatSubmit { replicaHost.stop() }.get()
+            throw error
+        }
 
         guard let boundPort = serverChannel.localAddress?.port else {
             try? await serverChannel.close()
+            try? await eventLoop.flatSubmit { replicaHost.stop() }.get()
             throw MiniZKServerError.notBound(host: host, port: port)
         }
         // `conf` reports the bound port; the replica never reads `clientPort`.
         try await eventLoop.submit {
             replicaHost.config.clientPort = boundPort
             replicaHost.peerTransport = transport
-            replicaHost.start()
+            if !standalone { replicaHost.start() }
         }.get()
         if let transport {
-            transport.attach(serverId: config.serverId) { input in
-                replicaHost.eventLoop.execute { replicaHost.submit(input) }
+            transport.attach(serverId: config.serverId) { inputs in
+                replicaHost.eventLoop.execute {
+                    for input in inputs { replicaHost.submit(input) }
+                }
             }
         }
         logger.info("MiniZK serving", metadata: ["host": "\(host)", "port": "\(boundPort)"])
@@ -91,6 +114,13 @@ public final class MiniZKServer: Sendable {
     /// connections, nothing more is written.
     public func kill() async throws {
         try await shutdown()
+    }
+
+    /// Calls `callback` (on the replica's event loop) if the store fails and the replica stops
+    /// serving; at once if it already has.
+    public func whenStoreFails(_ callback: @escaping @Sendable (String) -> Void) {
+        let replicaHost = self.replicaHost
+        replicaHost.eventLoop.execute { replicaHost.whenFailed(callback) }
     }
 
     /// What the four-letter words would report now.

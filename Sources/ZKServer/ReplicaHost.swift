@@ -19,6 +19,13 @@ public struct ServerOptions: Sendable {
     /// How long a connection the replica closed may take to flush what was queued before it;
     /// after that it is closed regardless.
     public var closeFlushTimeoutMs: Int64 = 5_000
+    /// Bounds of one group-commit batch (one durable write of the log).
+    public var groupCommit = GroupCommitLimits()
+    /// A snapshot is taken after this many logged transactions, more exactly after a number drawn
+    /// each time in [N/2, N] (ZooKeeper's `snapCount`).
+    public var snapshotEveryTransactions: Int = 100_000
+    /// Seeds the draws of the snapshot schedule; nil draws a seed from the system.
+    public var snapshotSeed: UInt64? = nil
     public init() {}
 }
 
@@ -29,6 +36,11 @@ public struct ServerOptions: Sendable {
 /// The client connections of this replica live on the same loop, so a request is decoded, stepped
 /// through the replica and answered without any hop between threads; a replica is single-threaded
 /// by design, so giving its connections other loops would only add hops.
+///
+/// Storage runs on a thread of its own (`StorageThread`): `apply` queues each `Ready`'s storage
+/// operations there and goes on; the thread makes whatever piled up durable as one batch (group
+/// commit) and reports back, and only then is `.persisted` stepped. The event loop never waits for
+/// a disk.
 ///
 /// The type is `@unchecked Sendable` because it is shared with NIO's `@Sendable` callbacks, but all
 /// of its state is touched only on `eventLoop`, which every entry point checks.
@@ -48,10 +60,14 @@ final class ReplicaHost: @unchecked Sendable {
     let startedAtMs: Int64
 
     private var replica: Replica
-    private let store: any ReplicaStore
+    private let storage: StorageThread
+    private var storageStopped: EventLoopFuture<Void>?
+    private var storageStatistics = StorageStatistics()
+    private var snapshotSchedule: SnapshotSchedule
     /// Where peer messages go; nil for a standalone replica.
     var peerTransport: (any PeerTransport)?
     private var wakeTask: Scheduled<Void>?
+    private var isPeerFlushScheduled = false
     private var wakeAtMs: Int64 = .max
     private let wallClockMs: @Sendable () -> Int64
     private var state = State.running
@@ -66,6 +82,9 @@ final class ReplicaHost: @unchecked Sendable {
     /// `Ready` are all handed out before those of the next.
     private var deferredInputs: [ReplicaInput] = []
     private var isStepping = false
+    /// Waiting for the replica to serve clients (a standalone one does once its epoch is durable).
+    private var servingWaiters: [EventLoopPromise<Void>] = []
+    private var failureCallbacks: [@Sendable (String) -> Void] = []
 
     init(
         config: ReplicaConfig, options: ServerOptions, store: any ReplicaStore, recovered: RecoveredState,
@@ -75,22 +94,32 @@ final class ReplicaHost: @unchecked Sendable {
         precondition(config.tickMs > 0, "tickMs must be positive, is \(config.tickMs)")
         self.config = config
         self.options = options
-        self.store = store
         self.eventLoop = eventLoop
         self.logger = logger
         self.wallClockMs = wallClockMs
         let now = wallClockMs()
         self.startedAtMs = now
-        var generator = SystemRandomNumberGenerator()
-        self.replica = Replica(config: config, startTimeMs: now, secret: generator.next(), recovered: recovered)
+        // Every member uses `config.sessionSecret`: a session must check out on any member of the
+        // ensemble and after a restart, as ZooKeeper's do.
+        self.replica = Replica(config: config, startTimeMs: now, secret: 0, recovered: recovered)
         self.environment = SystemFacts.environment()
+        var generator = SystemRandomNumberGenerator()
+        let seed = options.snapshotSeed ?? generator.next()
+        logger.debug("snapshot schedule", metadata: ["every": "\(options.snapshotEveryTransactions)", "seed": "\(seed)"])
+        self.snapshotSchedule = SnapshotSchedule(everyTransactions: options.snapshotEveryTransactions, seed: seed)
+        self.storageStatistics.lastSnapshotZxid = recovered.tree.lastZxid
+        self.storage = StorageThread(store: store, limits: options.groupCommit)
     }
 
     // MARK: - Life cycle
 
-    /// Starts the tick timer. Call on the event loop.
+    /// Starts the storage thread and the tick timer. Call on the event loop.
     func start() {
         eventLoop.preconditionInEventLoop()
+        storageStopped = storage.start(on: eventLoop) { [weak self, eventLoop] event in
+            guard let host = self else { return }
+            eventLoop.execute { host.storageEvent(event) }
+        }
         let tick = TimeAmount.milliseconds(config.tickMs)
         tickTask = eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [self] _ in
             self.submit(.tick)
@@ -99,7 +128,8 @@ final class ReplicaHost: @unchecked Sendable {
         submit(.tick)
     }
 
-    /// Stops the timer and closes every connection; the future completes once all are closed.
+    /// Stops the timer and closes every connection; the storage thread writes what is queued and
+    /// stops. The future completes once all connections are closed and the storage thread is done.
     func stop() -> EventLoopFuture<Void> {
         eventLoop.preconditionInEventLoop()
         if case .running = state { state = .stopping }
@@ -108,7 +138,8 @@ final class ReplicaHost: @unchecked Sendable {
         let closed = connections.values.map { handler in
             handler.closeNow(reason: "server shutting down")
         }
-        return EventLoopFuture.andAllComplete(closed, on: eventLoop)
+        storage.stop()
+        return EventLoopFuture.andAllComplete(closed + [storageStopped].compactMap { $0 }, on: eventLoop)
     }
 
     // MARK: - Inputs from connections
@@ -156,7 +187,10 @@ final class ReplicaHost: @unchecked Sendable {
         default:
             break
         }
-        return FourLetterWordResponder.respond(to: word, snapshot: snapshot())
+        var snapshot = snapshot()
+        // The digest walks the whole tree: only `hash` pays for it.
+        if word == .hash { snapshot.status.digest = replica.digest }
+        return FourLetterWordResponder.respond(to: word, snapshot: snapshot)
     }
 
     /// Everything the four-letter words report, as of now.
@@ -168,6 +202,8 @@ final class ReplicaHost: @unchecked Sendable {
             server: statistics,
             connections: connections.keys.sorted().map { connections[$0]!.statistics },
             environment: environment,
+            storage: storageStatistics,
+            dataDirectoryBytes: SystemFacts.directoryBytes(config.dataDir),
             nowMs: wallClockMs(),
             startedAtMs: startedAtMs,
             openFileDescriptorCount: SystemFacts.openFileDescriptorCount(),
@@ -202,52 +238,100 @@ final class ReplicaHost: @unchecked Sendable {
             apply(ready)
         }
         deferredInputs.removeAll(keepingCapacity: true)
+        if !servingWaiters.isEmpty, replica.isServing {
+            let waiters = servingWaiters
+            servingWaiters = []
+            for waiter in waiters { waiter.succeed() }
+        }
+    }
+
+    /// Calls `callback` with the reason once the replica stops serving because its store failed.
+    func whenFailed(_ callback: @escaping @Sendable (String) -> Void) {
+        eventLoop.preconditionInEventLoop()
+        if case .failed(let reason) = state {
+            callback(reason)
+        } else {
+            failureCallbacks.append(callback)
+        }
+    }
+
+    /// Completes once the replica serves clients; fails if the store fails first.
+    func whenServing() -> EventLoopFuture<Void> {
+        eventLoop.preconditionInEventLoop()
+        if case .failed(let reason) = state {
+            return eventLoop.makeFailedFuture(ReplicaHostError.storeFailed(reason))
+        }
+        if replica.isServing { return eventLoop.makeSucceededVoidFuture() }
+        let promise = eventLoop.makePromise(of: Void.self)
+        servingWaiters.append(promise)
+        return promise.futureResult
     }
 
     /// Carries out one `Ready`, in the order its contract requires:
     ///
-    /// 1. persist `persist` and wait until it is durable;
-    /// 2. send `frames`, in order: all frames of one connection are encoded into one buffer, written
-    ///    and flushed once;
-    /// 3. close the connections in `close` once what was queued for them is flushed;
-    /// 4. tell the replica `.persisted(upTo:)` the last durable zxid, and carry out its answer the
-    ///    same way.
+    /// 1. queue `storage` for the storage thread, which makes it durable in order (batched with
+    ///    the storage of neighbouring steps) and reports back with `storageEvent`; only then is
+    ///    `.persisted` stepped, so nothing that depends on it can leave earlier;
+    /// 2. send `messages` to peers and `frames` to clients, in order: all frames of one connection
+    ///    are encoded into one buffer, written and flushed once;
+    /// 3. close the connections in `close` once what was queued for them is flushed.
     ///
-    /// Step 4 comes after 2 and 3 rather than straight after 1: the frames of this `Ready` never
-    /// depend on its own `persist` (the contract says so), and handing them out first keeps them
-    /// ahead of the replies the `.persisted` step releases. It is also the order an asynchronous
-    /// store will produce, where durability is reported later as its own input.
-    private func apply(_ first: Ready) {
-        var ready = first
-        while true {
-            if !ready.storage.isEmpty {
-                do {
-                    for op in ready.storage {
-                        switch op {
-                        case .append(let transactions): try store.append(transactions)
-                        case .truncate(let zxid): try store.truncate(after: zxid)
-                        case .installSnapshot(let tree): try store.installSnapshot(tree)
-                        case .saveHardState(let hardState): try store.saveHardState(hardState)
-                        }
-                    }
-                } catch {
-                    fail(reason: "transaction store failed: \(error)")
-                    return
+    /// Messages and frames leave before the storage of their own `Ready` is durable, which the
+    /// contract allows: nothing in them depends on it.
+    private func apply(_ ready: Ready) {
+        if ready.storageSequence > 0 {
+            storage.enqueue(.ready(ops: ready.storage, sequence: ready.storageSequence))
+        }
+        if let peerTransport, !ready.messages.isEmpty {
+            for message in ready.messages { peerTransport.send(message, from: config.serverId) }
+            // One flush per event-loop iteration: the messages of every step taken in this
+            // iteration leave together.
+            if !isPeerFlushScheduled {
+                isPeerFlushScheduled = true
+                eventLoop.execute { [self] in
+                    self.isPeerFlushScheduled = false
+                    peerTransport.flush(from: self.config.serverId)
                 }
             }
-            if let peerTransport, !ready.messages.isEmpty {
-                for message in ready.messages { peerTransport.send(message, from: config.serverId) }
-                peerTransport.flush(from: config.serverId)
-            }
-            send(ready.frames)
-            for (index, id) in ready.close.enumerated() {
-                let reason = index < ready.closeReasons.count ? ready.closeReasons[index] : "closed by the replica"
-                connections[id]?.closeAfterFlush(reason: reason)
-            }
-            if let wake = ready.wakeAtMs { scheduleWake(at: wake) }
-            guard ready.storageSequence > 0 else { return }
-            ready = replica.step(.persisted(upTo: store.lastZxid, through: ready.storageSequence), nowMs: wallClockMs())
         }
+        send(ready.frames)
+        for (index, id) in ready.close.enumerated() {
+            let reason = index < ready.closeReasons.count ? ready.closeReasons[index] : "closed by the replica"
+            connections[id]?.closeAfterFlush(reason: reason)
+        }
+        if let wake = ready.wakeAtMs { scheduleWake(at: wake) }
+    }
+
+    /// A result of the storage thread, on the event loop.
+    private func storageEvent(_ event: StorageEvent) {
+        eventLoop.preconditionInEventLoop()
+        switch event {
+        case .persisted(let upTo, let through, let steps, let transactions):
+            storageStatistics.recordBatch(steps: steps, transactions: transactions)
+            guard !isFailed else { return }
+            submit(.persisted(upTo: upTo, through: through))
+            if transactions > 0, snapshotSchedule.logged(transactions) {
+                // The committed tree: a snapshot never holds a transaction that is not committed.
+                let tree = replica.tree
+                storageStatistics.snapshotsStarted += 1
+                logger.info("taking a snapshot", metadata: ["zxid": "0x\(String(tree.lastZxid, radix: 16))", "nodes": "\(tree.nodeCount)"])
+                storage.enqueue(.snapshot(tree))
+            }
+        case .snapshotFinished(let zxid, let completed, let chunks):
+            snapshotSchedule.snapshotWritten()
+            if completed {
+                storageStatistics.snapshotsWritten += 1
+                storageStatistics.lastSnapshotZxid = zxid
+                logger.info("snapshot written", metadata: ["zxid": "0x\(String(zxid, radix: 16))", "chunks": "\(chunks)"])
+            }
+        case .failed(let error):
+            fail(reason: "transaction store failed: \(error)")
+        }
+    }
+
+    private var isFailed: Bool {
+        if case .failed = state { return true }
+        return false
     }
 
     /// Asks for a tick at `atMs` when that is earlier than the regular tick and any wake already
@@ -298,8 +382,24 @@ final class ReplicaHost: @unchecked Sendable {
         state = .failed(reason: reason)
         tickTask?.cancel()
         tickTask = nil
+        let waiters = servingWaiters
+        servingWaiters = []
+        for waiter in waiters { waiter.fail(ReplicaHostError.storeFailed(reason)) }
+        let callbacks = failureCallbacks
+        failureCallbacks = []
+        for callback in callbacks { callback(reason) }
         for handler in connections.values {
             _ = handler.closeNow(reason: reason)
+        }
+    }
+}
+
+enum ReplicaHostError: Error, CustomStringConvertible {
+    case storeFailed(String)
+
+    var description: String {
+        switch self {
+        case .storeFailed(let reason): return "the replica stopped serving: \(reason)"
         }
     }
 }

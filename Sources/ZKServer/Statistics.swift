@@ -114,3 +114,27 @@ enum OperationAbbreviation {
         }
     }
 }
+
+/// What the storage thread did, as `mntr` reports it.
+public struct StorageStatistics: Sendable, Hashable {
+    /// Durable writes of the log (group-commit batches); with forceSync each is one fsync.
+    public var fsyncBatches: Int64 = 0
+    /// Transactions made durable.
+    public var loggedTransactions: Int64 = 0
+    /// Steps (Readys) whose storage was made durable.
+    public var persistedSteps: Int64 = 0
+    /// The most transactions one batch carried.
+    public var batchTransactionsMax: Int64 = 0
+    public var snapshotsStarted: Int64 = 0
+    public var snapshotsWritten: Int64 = 0
+    /// The zxid of the newest complete snapshot (the one recovered from, until a new one is written).
+    public var lastSnapshotZxid: Int64 = 0
+    public init() {}
+
+    mutating func recordBatch(steps: Int, transactions: Int) {
+        fsyncBatches += 1
+        persistedSteps += Int64(steps)
+        loggedTransactions += Int64(transactions)
+        batchTransactionsMax = max(batchTransactionsMax, Int64(transactions))
+    }
+}

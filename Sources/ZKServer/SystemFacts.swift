@@ -61,6 +61,25 @@ enum SystemFacts {
         return max(0, count - 1)
     }
 
+    /// Bytes of the regular files directly inside `path` (the store's database, WAL and shared
+    /// memory file); 0 for "" or a directory that cannot be read.
+    static func directoryBytes(_ path: String) -> Int64 {
+        guard !path.isEmpty, let directory = opendir(path) else { return 0 }
+        defer { closedir(directory) }
+        var total: Int64 = 0
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard name != ".", name != ".." else { continue }
+            var info = stat()
+            if stat(path + "/" + name, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG {
+                total += Int64(info.st_size)
+            }
+        }
+        return total
+    }
+
     /// The soft limit on open file descriptors; -1 when unknown or unlimited.
     static func maxFileDescriptorCount() -> Int {
         var limit = rlimit()

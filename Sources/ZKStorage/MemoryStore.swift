@@ -23,6 +23,7 @@ public final class MemoryStore: ReplicaStore {
     private var hardState = HardState()
     /// A hard state saved since the last sync: lost in a crash, like the log's volatile tail.
     private var volatileHardState: HardState?
+    private var pendingSnapshot: DataTree?
     public private(set) var lastZxid: Zxid = 0
     /// Number of syncs, for group-commit accounting.
     public private(set) var syncCount = 0
@@ -110,13 +111,28 @@ public final class MemoryStore: ReplicaStore {
         durable.removeAll { $0.zxid <= tree.lastZxid }
     }
 
+    public func startSnapshot(_ tree: DataTree) throws(StorageError) {
+        guard tree.lastZxid > (snapshot?.zxid ?? 0) else { return }
+        pendingSnapshot = tree
+    }
+
+    /// Writes the whole snapshot started by `startSnapshot` in one piece.
+    public func continueSnapshot() throws(StorageError) -> SnapshotProgress {
+        guard let tree = pendingSnapshot else { return .idle }
+        pendingSnapshot = nil
+        try saveSnapshot(tree)
+        return .completed
+    }
+
     public func truncate(after zxid: Zxid) throws(StorageError) {
+        if let pending = pendingSnapshot, pending.lastZxid > zxid { pendingSnapshot = nil }
         sync()
         durable.removeAll { $0.zxid > zxid }
         lastZxid = min(lastZxid, zxid)
     }
 
     public func installSnapshot(_ tree: DataTree) throws(StorageError) {
+        pendingSnapshot = nil
         volatile.removeAll()
         durable.removeAll()
         try saveSnapshot(tree)

@@ -8,6 +8,8 @@ public enum StorageError: Error, Sendable, CustomStringConvertible, Equatable {
     case corruptSnapshot(file: String, zxid: Int64, reason: String)
     case logGap(file: String, expected: Int64, found: Int64)
     case unsupportedSchema(file: String, version: Int64)
+    /// Another process holds the store's lock file.
+    case inUse(file: String)
 
     public var description: String {
         switch self {
@@ -19,6 +21,17 @@ public enum StorageError: Error, Sendable, CustomStringConvertible, Equatable {
         case .logGap(let file, let expected, let found):
             return "\(file): log is not contiguous: expected zxid 0x\(String(expected, radix: 16)), found 0x\(String(found, radix: 16))"
         case .unsupportedSchema(let file, let version): return "\(file): unsupported schema version \(version)"
+        case .inUse(let file): return "\(file): the store is in use by another MiniZK process"
+        }
+    }
+
+    /// Whether the error says that stored state is damaged (as opposed to unreadable for
+    /// another reason: a lock, a permission, a full disk).
+    public var isDamage: Bool {
+        switch self {
+        case .corruptLogRecord, .corruptSnapshot, .logGap: return true
+        case .sqlite(_, let code, _): return code == SQLITE_CORRUPT || code == SQLITE_NOTADB
+        case .unsupportedSchema, .inUse: return false
         }
     }
 }
@@ -28,10 +41,10 @@ final class SQLiteDatabase {
     let path: String
     private(set) var handle: OpaquePointer?
 
-    init(path: String) throws(StorageError) {
+    init(path: String, readOnly: Bool = false) throws(StorageError) {
         self.path = path
         var db: OpaquePointer?
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        let flags = (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &db, flags, nil)
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
@@ -95,6 +108,13 @@ final class SQLiteStatement {
         bytes.withUnsafeBytes { bind(index, $0) }
     }
 
+    func bind(_ index: Int32, _ text: String) {
+        _ = text.withCString { pointer in
+            // SQLITE_TRANSIENT: SQLite copies the text before returning.
+            sqlite3_bind_text(statement, index, pointer, -1, unsafeBitCast(-1, to: sqlite3_destructor_type.self))
+        }
+    }
+
     /// Steps once: true when a row is available.
     func step() throws(StorageError) -> Bool {
         let rc = sqlite3_step(statement)
@@ -120,6 +140,13 @@ final class SQLiteStatement {
 
     func isNull(_ column: Int32) -> Bool { sqlite3_column_type(statement, column) == SQLITE_NULL }
 
+    /// Lends the bytes of a blob column without copying them; valid only inside `body`.
+    func withBlob<Result>(_ column: Int32, _ body: (UnsafeRawBufferPointer) throws(StorageError) -> Result) throws(StorageError) -> Result {
+        let base = sqlite3_column_blob(statement, column)
+        let count = Int(sqlite3_column_bytes(statement, column))
+        return try body(UnsafeRawBufferPointer(start: count > 0 ? base : nil, count: count))
+    }
+
     func blob(_ column: Int32) -> [UInt8] {
         let count = Int(sqlite3_column_bytes(statement, column))
         guard count > 0, let base = sqlite3_column_blob(statement, column) else { return [] }
@@ -128,22 +155,58 @@ final class SQLiteStatement {
 }
 
 /// CRC-32C (Castagnoli), the checksum of every log record and snapshot chunk.
+///
+/// Computed eight bytes at a time with eight tables ("slicing by 8"): recovery checks every byte
+/// of the newest snapshot, and this is several times faster than a byte at a time.
 public enum CRC32C {
-    private static let table: [UInt32] = (0..<256).map { index in
-        var crc = UInt32(index)
-        for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
-        return crc
-    }
+    private static let tables: [UInt32] = {
+        var tables = [UInt32](repeating: 0, count: 8 * 256)
+        for index in 0..<256 {
+            var crc = UInt32(index)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
+            tables[index] = crc
+        }
+        for index in 0..<256 {
+            for slice in 1..<8 {
+                let previous = tables[(slice - 1) * 256 + index]
+                tables[slice * 256 + index] = tables[Int(previous & 0xFF)] ^ (previous >> 8)
+            }
+        }
+        return tables
+    }()
 
     public static func checksum<Bytes: Sequence>(_ bytes: Bytes, seed: UInt32 = 0) -> UInt32 where Bytes.Element == UInt8 {
-        var crc = ~seed
-        for byte in bytes { crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8) }
-        return ~crc
+        let contiguous = bytes.withContiguousStorageIfAvailable { update(~seed, UnsafeRawBufferPointer($0)) }
+        if let contiguous { return ~contiguous }
+        let array = Array(bytes)
+        return ~array.withUnsafeBytes { update(~seed, $0) }
     }
 
     public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-        var crc: UInt32 = ~0
-        for byte in bytes { crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8) }
-        return ~crc
+        ~update(~0, bytes)
+    }
+
+    /// Continues a CRC over more bytes (`crc` is the running, inverted value).
+    static func update(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        var crc = crc
+        guard let base = bytes.baseAddress else { return crc }
+        let count = bytes.count
+        var offset = 0
+        tables.withUnsafeBufferPointer { table in
+            while count - offset >= 8 {
+                let low = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) ^ crc
+                let high = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self))
+                crc = table[7 * 256 + Int(low & 0xFF)] ^ table[6 * 256 + Int((low >> 8) & 0xFF)]
+                    ^ table[5 * 256 + Int((low >> 16) & 0xFF)] ^ table[4 * 256 + Int(low >> 24)]
+                    ^ table[3 * 256 + Int(high & 0xFF)] ^ table[2 * 256 + Int((high >> 8) & 0xFF)]
+                    ^ table[1 * 256 + Int((high >> 16) & 0xFF)] ^ table[Int(high >> 24)]
+                offset += 8
+            }
+            while offset < count {
+                crc = table[Int((crc ^ UInt32(base.load(fromByteOffset: offset, as: UInt8.self))) & 0xFF)] ^ (crc >> 8)
+                offset += 1
+            }
+        }
+        return crc
     }
 }

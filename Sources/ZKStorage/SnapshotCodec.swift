@@ -1,3 +1,4 @@
+import HashTreeCollections
 import NIOCore
 import ZKCore
 import ZKProtocol
@@ -12,106 +13,326 @@ import ZKProtocol
 //                 childCreates:int pzxid:long kind
 //     kind     := 0 | 1 owner:long | 2 | 3 ttlMs:long      (as in the transaction grammar)
 //
-// Children are not stored: they follow from the paths. Equal ACL lists are shared again on load,
-// so a million nodes with the same ACL hold one copy of it.
+// Integers are big-endian, as everywhere in jute. Children are not stored: they follow from the
+// paths. Nodes come in no particular order (the map's), so a parent may follow its children.
+//
+// The encoder cuts the stream after a whole node once a chunk holds at least `chunkBytes`, so
+// chunks written by MiniZK end on node boundaries; the decoder does not rely on it and carries a
+// node cut in two over to the next chunk. Both are incremental: the encoder hands out one chunk
+// at a time, so the storage thread can write log batches between the chunks of a large
+// snapshot, and the decoder takes one chunk at a time, so recovery never holds the whole encoded
+// snapshot in memory.
+//
+// Equal ACL lists are shared again on load (consecutive nodes with byte-identical ACLs get the
+// same array), so a million nodes with the same ACL hold one copy of it.
 
 public enum SnapshotCodec {
     static let magic: Int32 = 0x4D5A_4B53
     static let version: Int32 = 1
+    /// The smallest encoding of one node: empty path length, null data, null ACL, eight fixed
+    /// fields and a kind.
+    static let nodeBytesMin = 4 + 4 + 4 + 5 * 8 + 3 * 4 + 4
+    /// No single path, datum or ACL text in a snapshot is longer; a longer length is damage.
+    static let fieldBytesMax = 64 << 20
 
-    /// Encodes the tree, calling `emit` with each full chunk of about `chunkBytes` bytes.
+    /// Encodes the tree, calling `emit` with each chunk of about `chunkBytes` bytes.
     public static func encode(_ tree: DataTree, chunkBytes: Int = 1 << 20, emit: (ByteBuffer) throws -> Void) rethrows {
-        var buffer = ByteBuffer()
-        buffer.reserveCapacity(chunkBytes + 4096)
-        buffer.writeJuteInt(magic)
-        buffer.writeJuteInt(version)
-        buffer.writeJuteLong(tree.lastZxid)
-        buffer.writeJuteInt(Int32(tree.sessions.count))
-        for (id, timeout) in tree.sessions.sorted(by: { $0.key < $1.key }) {
-            buffer.writeJuteLong(id)
-            buffer.writeJuteLong(timeout)
-        }
-        buffer.writeJuteLong(Int64(tree.nodes.count))
-        for (path, node) in tree.nodes {
-            buffer.writeJuteString(path)
-            buffer.writeJuteBuffer(node.data)
-            buffer.writeJuteACLs(node.acl)
-            buffer.writeJuteLong(node.czxid)
-            buffer.writeJuteLong(node.mzxid)
-            buffer.writeJuteLong(node.ctime)
-            buffer.writeJuteLong(node.mtime)
-            buffer.writeJuteInt(node.version)
-            buffer.writeJuteInt(node.aversion)
-            buffer.writeJuteInt(node.childCreates)
-            buffer.writeJuteLong(node.pzxid)
-            switch node.kind {
-            case .persistent: buffer.writeJuteInt(0)
-            case .ephemeral(let owner):
-                buffer.writeJuteInt(1)
-                buffer.writeJuteLong(owner)
-            case .container: buffer.writeJuteInt(2)
-            case .ttl(let ms):
-                buffer.writeJuteInt(3)
-                buffer.writeJuteLong(ms)
-            }
-            if buffer.readableBytes >= chunkBytes {
-                try emit(buffer)
-                buffer.clear()
-            }
-        }
-        if buffer.readableBytes > 0 { try emit(buffer) }
+        var encoder = SnapshotEncoder(tree, chunkBytes: chunkBytes)
+        while let chunk = encoder.nextChunk() { try emit(chunk) }
     }
 
-    public enum DecodeError: Error { case invalid(String) }
+    public enum DecodeError: Error, Sendable, CustomStringConvertible {
+        case invalid(String)
+        public var description: String {
+            switch self {
+            case .invalid(let reason): return reason
+            }
+        }
+    }
 
     /// Decodes a snapshot from its concatenated chunks.
     public static func decode(_ buffer: inout ByteBuffer) throws -> DataTree {
-        guard try buffer.readJuteInt("magic") == magic else { throw DecodeError.invalid("not a MiniZK snapshot") }
-        let version = try buffer.readJuteInt("version")
-        guard version == Self.version else { throw DecodeError.invalid("snapshot version \(version)") }
-        let zxid = try buffer.readJuteLong("zxid")
-        let sessionCount = try buffer.readJuteInt("session count")
-        guard sessionCount >= 0, Int(sessionCount) <= buffer.readableBytes / 16 else { throw DecodeError.invalid("session count \(sessionCount)") }
-        var sessions: [(id: Int64, timeoutMs: Int64)] = []
-        for _ in 0..<sessionCount {
-            sessions.append((try buffer.readJuteLong("session id"), try buffer.readJuteLong("session timeout")))
-        }
-        let nodeCount = try buffer.readJuteLong("node count")
-        guard nodeCount >= 1, nodeCount <= Int64(buffer.readableBytes / 50) else { throw DecodeError.invalid("node count \(nodeCount)") }
-        var nodes: [(path: String, node: DataNode)] = []
-        nodes.reserveCapacity(Int(nodeCount))
-        var aclCache: [[ACL]: [ACL]] = [:]
-        for _ in 0..<nodeCount {
-            guard let path = try buffer.readJuteString("path") else { throw DecodeError.invalid("null path") }
-            let data = try buffer.readJuteBuffer("data")
-            let readACL = try buffer.readJuteACLs("acl") ?? []
-            let acl: [ACL]
-            if let shared = aclCache[readACL] { acl = shared } else { aclCache[readACL] = readACL; acl = readACL }
-            let czxid = try buffer.readJuteLong("czxid")
-            let mzxid = try buffer.readJuteLong("mzxid")
-            let ctime = try buffer.readJuteLong("ctime")
-            let mtime = try buffer.readJuteLong("mtime")
-            let version = try buffer.readJuteInt("version")
-            let aversion = try buffer.readJuteInt("aversion")
-            let childCreates = try buffer.readJuteInt("childCreates")
-            let pzxid = try buffer.readJuteLong("pzxid")
-            let kind: NodeKind
-            switch try buffer.readJuteInt("kind") {
-            case 0: kind = .persistent
-            case 1: kind = .ephemeral(owner: try buffer.readJuteLong("owner"))
-            case 2: kind = .container
-            case 3: kind = .ttl(ms: try buffer.readJuteLong("ttl"))
-            case let other: throw DecodeError.invalid("node kind \(other)")
+        var decoder = SnapshotDecoder()
+        try decoder.feed(buffer)
+        buffer.moveReaderIndex(to: buffer.writerIndex)
+        return try decoder.finish()
+    }
+}
+
+/// Encodes a tree one chunk at a time. Holding the encoder holds the tree, an immutable value:
+/// the replica goes on changing its own copy meanwhile.
+public struct SnapshotEncoder {
+    public let zxid: Zxid
+    public let nodeCount: Int
+    private let tree: DataTree
+    private var iterator: TreeDictionary<String, DataNode>.Iterator
+    private let chunkBytes: Int
+    private var headerWritten = false
+    private var finished = false
+    private var lastACL: [ACL] = []
+    private var lastACLBytes = ByteBuffer()
+
+    public init(_ tree: DataTree, chunkBytes: Int = 1 << 20) {
+        precondition(chunkBytes > 0, "chunkBytes must be positive, is \(chunkBytes)")
+        self.tree = tree
+        self.zxid = tree.lastZxid
+        self.nodeCount = tree.nodes.count
+        self.iterator = tree.nodes.makeIterator()
+        self.chunkBytes = chunkBytes
+        lastACLBytes.writeJuteACLs(lastACL)
+    }
+
+    /// The next chunk, or nil once the whole snapshot was handed out.
+    public mutating func nextChunk() -> ByteBuffer? {
+        guard !finished else { return nil }
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(chunkBytes + 4096)
+        if !headerWritten {
+            headerWritten = true
+            buffer.writeJuteInt(SnapshotCodec.magic)
+            buffer.writeJuteInt(SnapshotCodec.version)
+            buffer.writeJuteLong(tree.lastZxid)
+            buffer.writeJuteInt(Int32(tree.sessions.count))
+            for (id, timeout) in tree.sessions.sorted(by: { $0.key < $1.key }) {
+                buffer.writeJuteLong(id)
+                buffer.writeJuteLong(timeout)
             }
-            nodes.append(
-                (path, DataNode(
-                    data: data, acl: acl, czxid: czxid, mzxid: mzxid, ctime: ctime, mtime: mtime, version: version,
-                    aversion: aversion, childCreates: childCreates, pzxid: pzxid, kind: kind, children: [])))
+            buffer.writeJuteLong(Int64(nodeCount))
         }
-        guard buffer.readableBytes == 0 else { throw DecodeError.invalid("\(buffer.readableBytes) bytes after the last node") }
-        guard let tree = DataTree(restoring: nodes, sessions: sessions, lastZxid: zxid) else {
-            throw DecodeError.invalid("nodes do not form a tree")
+        while buffer.readableBytes < chunkBytes {
+            guard let (path, node) = iterator.next() else {
+                finished = true
+                break
+            }
+            write(path, node, into: &buffer)
         }
+        return buffer
+    }
+
+    private mutating func write(_ path: String, _ node: DataNode, into buffer: inout ByteBuffer) {
+        buffer.writeJuteString(path)
+        buffer.writeJuteBuffer(node.data)
+        if node.acl != lastACL {
+            lastACL = node.acl
+            lastACLBytes.clear()
+            lastACLBytes.writeJuteACLs(node.acl)
+        }
+        buffer.writeImmutableBuffer(lastACLBytes)
+        buffer.writeJuteLong(node.czxid)
+        buffer.writeJuteLong(node.mzxid)
+        buffer.writeJuteLong(node.ctime)
+        buffer.writeJuteLong(node.mtime)
+        buffer.writeJuteInt(node.version)
+        buffer.writeJuteInt(node.aversion)
+        buffer.writeJuteInt(node.childCreates)
+        buffer.writeJuteLong(node.pzxid)
+        switch node.kind {
+        case .persistent: buffer.writeJuteInt(0)
+        case .ephemeral(let owner):
+            buffer.writeJuteInt(1)
+            buffer.writeJuteLong(owner)
+        case .container: buffer.writeJuteInt(2)
+        case .ttl(let ms):
+            buffer.writeJuteInt(3)
+            buffer.writeJuteLong(ms)
+        }
+    }
+}
+
+/// Decodes a snapshot fed one chunk at a time; `finish` builds the tree.
+public struct SnapshotDecoder {
+    private enum Failure: Error {
+        /// The rest of the item is in the next chunk.
+        case short
+        case invalid(String)
+    }
+
+    private enum Phase {
+        case header
+        case nodes(remaining: Int64)
+    }
+
+    private var phase = Phase.header
+    /// Bytes fed and not decoded yet: the start of a node cut by a chunk boundary.
+    private var pending = ByteBuffer()
+    private var zxid: Zxid = 0
+    private var sessions: [(id: Int64, timeoutMs: Int64)] = []
+    private var nodes: [(path: String, node: DataNode)] = []
+    /// Distinct ACL lists seen, most recently used first, with their encoding.
+    private var aclCache: [(bytes: [UInt8], acl: [ACL])] = []
+    private static let aclCacheMax = 32
+
+    public init() {}
+
+    /// Decodes every whole item in `chunk` (and what an earlier chunk left over).
+    public mutating func feed(_ chunk: ByteBuffer) throws {
+        if pending.readableBytes == 0 {
+            pending = chunk
+        } else {
+            var chunk = chunk
+            pending.writeBuffer(&chunk)
+        }
+        do {
+            try decodeAvailable()
+        } catch .invalid(let reason) {
+            throw SnapshotCodec.DecodeError.invalid(reason)
+        } catch {
+            preconditionFailure("a short read escaped the snapshot decoder")
+        }
+        if pending.readableBytes == 0 {
+            pending = ByteBuffer()
+        } else {
+            pending.discardReadBytes()
+        }
+    }
+
+    /// The tree, once every chunk was fed.
+    public mutating func finish() throws -> DataTree {
+        guard case .nodes(let remaining) = phase else { throw SnapshotCodec.DecodeError.invalid("truncated in the header") }
+        guard remaining == 0 else { throw SnapshotCodec.DecodeError.invalid("truncated: \(remaining) nodes missing") }
+        guard pending.readableBytes == 0 else {
+            throw SnapshotCodec.DecodeError.invalid("\(pending.readableBytes) bytes after the last node")
+        }
+        let restored = DataTree(restoring: nodes, sessions: sessions, lastZxid: zxid)
+        nodes = []
+        guard let tree = restored else { throw SnapshotCodec.DecodeError.invalid("nodes do not form a tree") }
         return tree
+    }
+
+    private mutating func decodeAvailable() throws(Failure) {
+        if case .header = phase {
+            var cursor = pending
+            do {
+                try decodeHeader(&cursor)
+            } catch .short {
+                return
+            }
+            pending = cursor
+        }
+        guard case .nodes(var remaining) = phase else { return }
+        defer { phase = .nodes(remaining: remaining) }
+        while remaining > 0, pending.readableBytes > 0 {
+            var cursor = pending
+            let node: (String, DataNode)
+            do {
+                node = try decodeNode(&cursor)
+            } catch .short {
+                return
+            }
+            nodes.append(node)
+            pending = cursor
+            remaining -= 1
+        }
+        if remaining == 0, pending.readableBytes > 0 {
+            throw .invalid("\(pending.readableBytes) bytes after the last node")
+        }
+    }
+
+    private mutating func decodeHeader(_ buffer: inout ByteBuffer) throws(Failure) {
+        guard try int(&buffer) == SnapshotCodec.magic else { throw .invalid("not a MiniZK snapshot") }
+        let version = try int(&buffer)
+        guard version == SnapshotCodec.version else { throw .invalid("snapshot version \(version)") }
+        let zxid = try long(&buffer)
+        let sessionCount = try int(&buffer)
+        guard sessionCount >= 0 else { throw .invalid("session count \(sessionCount)") }
+        guard buffer.readableBytes >= Int(sessionCount) * 16 + 8 else { throw .short }
+        var sessions: [(id: Int64, timeoutMs: Int64)] = []
+        sessions.reserveCapacity(Int(sessionCount))
+        for _ in 0..<sessionCount {
+            sessions.append((try long(&buffer), try long(&buffer)))
+        }
+        let nodeCount = try long(&buffer)
+        guard nodeCount >= 1, nodeCount <= Int64(Int32.max) else { throw .invalid("node count \(nodeCount)") }
+        self.zxid = zxid
+        self.sessions = sessions
+        // Reserve for what the first chunk suggests, not for what a damaged count claims.
+        nodes.reserveCapacity(Int(min(nodeCount, 1 << 24)))
+        phase = .nodes(remaining: nodeCount)
+    }
+
+    private mutating func decodeNode(_ buffer: inout ByteBuffer) throws(Failure) -> (String, DataNode) {
+        guard let path = try string(&buffer) else { throw .invalid("null path") }
+        let data = try bytes(&buffer)
+        let acl = try acls(&buffer)
+
+        guard buffer.readableBytes >= 5 * 8 + 3 * 4 + 4 else { throw .short }
+        let czxid = try long(&buffer)
+        let mzxid = try long(&buffer)
+        let ctime = try long(&buffer)
+        let mtime = try long(&buffer)
+        let version = try int(&buffer)
+        let aversion = try int(&buffer)
+        let childCreates = try int(&buffer)
+        let pzxid = try long(&buffer)
+        let kind: NodeKind
+        switch try int(&buffer) {
+        case 0: kind = .persistent
+        case 1: kind = .ephemeral(owner: try long(&buffer))
+        case 2: kind = .container
+        case 3: kind = .ttl(ms: try long(&buffer))
+        case let other: throw .invalid("node \(path): kind \(other)")
+        }
+        let node = DataNode(
+            data: data, acl: acl, czxid: czxid, mzxid: mzxid, ctime: ctime, mtime: mtime, version: version,
+            aversion: aversion, childCreates: childCreates, pzxid: pzxid, kind: kind, children: [])
+        return (path, node)
+    }
+
+    // MARK: Fields: nil from a reader is jute's null, a short buffer throws `.short`.
+
+    private func int(_ buffer: inout ByteBuffer) throws(Failure) -> Int32 {
+        guard let value = buffer.readInteger(endianness: .big, as: Int32.self) else { throw .short }
+        return value
+    }
+
+    private func long(_ buffer: inout ByteBuffer) throws(Failure) -> Int64 {
+        guard let value = buffer.readInteger(endianness: .big, as: Int64.self) else { throw .short }
+        return value
+    }
+
+    private func length(_ buffer: inout ByteBuffer) throws(Failure) -> Int? {
+        let count = try int(&buffer)
+        if count == -1 { return nil }
+        guard count >= 0, Int(count) <= SnapshotCodec.fieldBytesMax else { throw .invalid("length \(count)") }
+        guard buffer.readableBytes >= Int(count) else { throw .short }
+        return Int(count)
+    }
+
+    private func string(_ buffer: inout ByteBuffer) throws(Failure) -> String? {
+        guard let count = try length(&buffer) else { return nil }
+        return buffer.readString(length: count)
+    }
+
+    private func bytes(_ buffer: inout ByteBuffer) throws(Failure) -> [UInt8]? {
+        guard let count = try length(&buffer) else { return nil }
+        return buffer.readBytes(length: count)
+    }
+
+    /// Reads an ACL list, handing back an array read before when the bytes are the same: the
+    /// ACL lists of a tree are few, and each node then holds a reference to a shared one.
+    private mutating func acls(_ buffer: inout ByteBuffer) throws(Failure) -> [ACL] {
+        for (index, cached) in aclCache.enumerated()
+        where buffer.readableBytes >= cached.bytes.count && buffer.readableBytesView.prefix(cached.bytes.count).elementsEqual(cached.bytes) {
+            buffer.moveReaderIndex(forwardBy: cached.bytes.count)
+            if index > 0 { aclCache.swapAt(0, index) }
+            return cached.acl
+        }
+        let before = buffer
+        let count = try int(&buffer)
+        var list: [ACL] = []
+        if count != -1 {
+            guard count >= 0, count <= 1 << 20 else { throw .invalid("ACL count \(count)") }
+            list.reserveCapacity(min(Int(count), buffer.readableBytes / 12))
+            for _ in 0..<count {
+                let perms = try int(&buffer)
+                let scheme = try string(&buffer) ?? ""
+                let id = try string(&buffer) ?? ""
+                list.append(ACL(perms: Perms(rawValue: perms), id: Id(scheme: scheme, id: id)))
+            }
+        }
+        let bytes = before.getBytes(at: before.readerIndex, length: buffer.readerIndex - before.readerIndex)!
+        if aclCache.count >= Self.aclCacheMax { aclCache.removeLast() }
+        aclCache.insert((bytes, list), at: 0)
+        return list
     }
 }

@@ -22,7 +22,7 @@ struct MiniZKCommand: AsyncParsableCommand {
         commandName: "minizk",
         abstract: "MiniZK: a ZooKeeper-compatible coordination server.",
         version: MiniZKVersion.fullVersion,
-        subcommands: [ServerCommand.self, EnsembleCommand.self, SimCommand.self]
+        subcommands: [ServerCommand.self, EnsembleCommand.self, InspectCommand.self, BenchCommand.self, SimCommand.self]
     )
 }
 
@@ -55,6 +55,21 @@ struct ReplicaArguments: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    @Flag(inversion: .prefixedNo, help: "fsync every group-commit batch of the SQLite log (ZooKeeper's forceSync).")
+    var forceSync = true
+
+    @Option(help: "Take a snapshot after about this many logged transactions (drawn in [N/2, N]; ZooKeeper's snapCount).")
+    var snapshotEvery: Int = 100_000
+
+    @Option(help: "Snapshots kept in the store; the log older than the oldest kept one is removed.")
+    var snapshotsKept: Int = 3
+
+    @Option(help: "Most transactions made durable in one group-commit batch (one fsync).")
+    var groupCommitMaxTransactions: Int = GroupCommitLimits().transactionsMax
+
+    @Option(help: "Most bytes (estimated) made durable in one group-commit batch.")
+    var groupCommitMaxBytes: Int = GroupCommitLimits().bytesMax
+
     func validate() throws {
         guard tickMs > 0 else { throw ValidationError("--tick-ms must be positive") }
         guard maxFrameBytes > 0 else { throw ValidationError("--max-frame-bytes must be positive") }
@@ -64,6 +79,19 @@ struct ReplicaArguments: ParsableArguments {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("unknown --log-level \(logLevel)")
         }
+        guard snapshotEvery > 0 else { throw ValidationError("--snapshot-every must be positive") }
+        guard snapshotsKept > 0 else { throw ValidationError("--snapshots-kept must be positive") }
+        guard groupCommitMaxTransactions > 0, groupCommitMaxBytes > 0 else {
+            throw ValidationError("--group-commit-max-transactions and --group-commit-max-bytes must be positive")
+        }
+    }
+
+    /// The SQLite store under `directory` with these arguments' settings.
+    func makeStore(directory: String) throws -> SQLiteStore {
+        var options = SQLiteStore.Options()
+        options.forceSync = forceSync
+        options.snapshotsKept = snapshotsKept
+        return try SQLiteStore(directory: directory, options: options)
     }
 
     func replicaConfig(clientPort: Int) -> ReplicaConfig {
@@ -81,6 +109,8 @@ struct ReplicaArguments: ParsableArguments {
     var serverOptions: ServerOptions {
         var options = ServerOptions()
         options.frameBytesMax = maxFrameBytes
+        options.snapshotEveryTransactions = snapshotEvery
+        options.groupCommit = GroupCommitLimits(transactionsMax: groupCommitMaxTransactions, bytesMax: groupCommitMaxBytes)
         return options
     }
 
@@ -116,6 +146,12 @@ struct ServerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        try await refusingDamagedState {
+            try await runServer()
+        }
+    }
+
+    private func runServer() async throws {
         guard let path = config, let id else {
             try await serve(replica: replica, port: port, inMemory: inMemory) { server in
                 printLine("MiniZK serving on \(server.host):\(server.localPort)")
@@ -137,7 +173,7 @@ struct ServerCommand: AsyncParsableCommand {
         replicaConfig.sessionSecret = hash
         let dataDir = replica.dataDir ?? zooConfig.dataDir ?? "minizk-data/node-\(id)"
         let store: any ReplicaStore
-        if inMemory { store = MemoryStore() } else { store = try SQLiteStore(directory: dataDir) }
+        if inMemory { store = MemoryStore() } else { store = try replica.makeStore(directory: dataDir) }
         let peers = zooConfig.servers.map { TCPPeerTransport.Peer(id: $0.id, host: $0.host, port: $0.peerPort) }
         let transport = TCPPeerTransport(serverId: id, peers: peers, group: group, logger: logger)
         try await transport.listen(host: me.host, port: me.peerPort)
@@ -145,10 +181,11 @@ struct ServerCommand: AsyncParsableCommand {
             config: replicaConfig, host: me.clientHost, port: me.clientPort, group: group, logger: logger,
             options: replica.serverOptions, store: store, transport: transport)
         printLine("MiniZK replica \(id) of \(zooConfig.servers.count) serving on \(server.host):\(server.localPort)")
-        let signal = await signals.wait()
-        logger.info("shutting down", metadata: ["signal": "\(signal)"])
+        server.whenStoreFails { reason in signals.storeFailed(reason) }
+        let stop = await signals.wait()
         try await server.shutdown()
         try await group.shutdownGracefully()
+        try stop.exit(logger: logger)
     }
 }
 
@@ -174,11 +211,18 @@ struct EnsembleCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        try await refusingDamagedState {
+            try await runEnsemble()
+        }
+    }
+
+    private func runEnsemble() async throws {
         let logger = replica.makeLogger()
         let signals = TerminationSignals()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: min(2, System.coreCount))
         let dataDir = replica.dataDir ?? "minizk-data"
         let inMemory = self.inMemory
+        let replica = self.replica
         let started = ContinuousClock.now
         let ensemble: Ensemble
         do {
@@ -187,7 +231,7 @@ struct EnsembleCommand: AsyncParsableCommand {
                 group: group, logger: logger, options: replica.serverOptions
             ) { id -> any ReplicaStore in
                 if inMemory { return MemoryStore() }
-                return try SQLiteStore(directory: "\(dataDir)/node-\(id)")
+                return try replica.makeStore(directory: "\(dataDir)/node-\(id)")
             }
         } catch {
             try? await group.shutdownGracefully()
@@ -198,10 +242,13 @@ struct EnsembleCommand: AsyncParsableCommand {
         let storage = inMemory ? "in memory" : "SQLite under \(dataDir)"
         printLine("MiniZK ensemble of \(nodes) replicas (\(storage)), \(serving ? "serving" : "not serving yet") after \(elapsed)")
         printLine(ensemble.connectString)
-        let signal = await signals.wait()
-        logger.info("shutting down", metadata: ["signal": "\(signal)"])
+        for server in ensemble.servers {
+            server.whenStoreFails { reason in signals.storeFailed(reason) }
+        }
+        let stop = await signals.wait()
         try await ensemble.shutdown()
         try await group.shutdownGracefully()
+        try stop.exit(logger: logger)
     }
 }
 
@@ -218,7 +265,7 @@ private func serve(
         if inMemory || arguments.dataDir == nil {
             store = MemoryStore()
         } else {
-            store = try SQLiteStore(directory: arguments.dataDir!)
+            store = try arguments.makeStore(directory: arguments.dataDir!)
         }
         server = try await MiniZKServer.start(
             config: arguments.replicaConfig(clientPort: port), host: arguments.host, port: port, group: group,
@@ -228,10 +275,36 @@ private func serve(
         throw error
     }
     announce(server)
-    let signal = await signals.wait()
-    logger.info("shutting down", metadata: ["signal": "\(signal)"])
+    server.whenStoreFails { reason in signals.storeFailed(reason) }
+    let stop = await signals.wait()
     try await server.shutdown()
     try await group.shutdownGracefully()
+    try stop.exit(logger: logger)
+}
+
+/// Runs a command that opens stores; a store that cannot be used ends the command with a message
+/// on standard error and exit status 1, rather than a server that serves from damaged state.
+func refusingDamagedState(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as StorageError {
+        printError("minizk: \(error.isDamage ? "refuses to serve from damaged state" : "cannot use the store"): \(error)")
+        throw ExitCode.failure
+    }
+}
+
+/// Writes a line to standard error.
+func printError(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let written = bytes.withUnsafeBytes { raw in
+            write(STDERR_FILENO, raw.baseAddress! + offset, raw.count - offset)
+        }
+        if written < 0, errno == EINTR { continue }
+        if written <= 0 { return }
+        offset += written
+    }
 }
 
 /// Writes a line to standard output at once, unbuffered, so that a parent process waiting for it
@@ -249,13 +322,31 @@ func printLine(_ line: String) {
     }
 }
 
-/// SIGINT and SIGTERM, delivered through Dispatch instead of their default (fatal) action.
+/// Why a server command stops.
+enum StopReason: Sendable {
+    case signal(Int32)
+    /// A replica's store failed; the process exits with status 1 so that a supervisor notices.
+    case storeFailed(String)
+
+    func exit(logger: Logger) throws {
+        switch self {
+        case .signal(let number):
+            logger.info("stopped", metadata: ["signal": "\(number)"])
+        case .storeFailed(let reason):
+            printError("minizk: stopped serving: \(reason)")
+            throw ExitCode.failure
+        }
+    }
+}
+
+/// SIGINT and SIGTERM, delivered through Dispatch instead of their default (fatal) action, and
+/// store failures, which stop a server command too.
 final class TerminationSignals: @unchecked Sendable {
     private let queue = DispatchQueue(label: "minizk.signals")
     // Touched only on `queue`.
     private var sources: [any DispatchSourceSignal] = []
-    private var received: Int32?
-    private var waiter: CheckedContinuation<Int32, Never>?
+    private var received: StopReason?
+    private var waiter: CheckedContinuation<StopReason, Never>?
 
     init() {
         for signalNumber in [SIGINT, SIGTERM] {
@@ -267,8 +358,8 @@ final class TerminationSignals: @unchecked Sendable {
         }
     }
 
-    /// Returns the first termination signal received.
-    func wait() async -> Int32 {
+    /// Returns the first reason to stop: a termination signal or a store failure.
+    func wait() async -> StopReason {
         await withCheckedContinuation { continuation in
             queue.async {
                 if let received = self.received {
@@ -280,10 +371,18 @@ final class TerminationSignals: @unchecked Sendable {
         }
     }
 
+    func storeFailed(_ reason: String) {
+        queue.async { self.deliver(.storeFailed(reason)) }
+    }
+
     private func deliver(_ signalNumber: Int32) {
+        deliver(.signal(signalNumber))
+    }
+
+    private func deliver(_ reason: StopReason) {
         guard received == nil else { return }
-        received = signalNumber
-        waiter?.resume(returning: signalNumber)
+        received = reason
+        waiter?.resume(returning: reason)
         waiter = nil
     }
 }

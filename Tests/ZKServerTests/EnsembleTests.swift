@@ -55,6 +55,21 @@ final class EnsembleTests: XCTestCase {
             XCTAssertTrue(String(decoding: config ?? [], as: UTF8.self).contains("server.3="))
             await client.close()
         }
+        // A session opened on one member resumes on another (the members share the session secret).
+        let first = try await RawClient.connect(port: ensemble.servers[0].localPort, group: group)
+        let session = try await first.handshake()
+        let second = try await RawClient.connect(port: ensemble.servers[1].localPort, group: group)
+        var resume = ByteBuffer()
+        ClientMessageEncoder.encode(
+            ConnectRequest(timeoutMs: 10_000, sessionId: session.sessionId, password: session.password), into: &resume)
+        try await second.send(resume)
+        guard var payload = try await second.nextFrame() else { return XCTFail("resume refused") }
+        let resumed = try ServerMessageDecoder.decodeConnectResponse(&payload)
+        XCTAssertEqual(resumed.sessionId, session.sessionId)
+        XCTAssertGreaterThan(resumed.timeoutMs, 0, "session reported expired on another member")
+        await first.close()
+        await second.close()
+
         var digests: Set<UInt64> = []
         for server in ensemble.servers { digests.insert(try await server.status().digest) }
         XCTAssertEqual(digests.count, 1, "replica trees differ")

@@ -263,4 +263,29 @@ final class ZabTests: XCTestCase {
         cluster.run(forMs: 3000)
         for id in cluster.members { XCTAssertNil(cluster.replica(id).tree.node("/e"), "ephemeral outlived its session on \(id)") }
     }
+
+    func testSessionSurvivesALeaderChange() {
+        let cluster = Cluster(members: [1, 2, 3])
+        cluster.start()
+        XCTAssertTrue(cluster.awaitStable())
+        let leader = cluster.leaders[0]
+        let follower = cluster.members.first { $0 != leader }!
+        let c = cluster.connectClient(to: follower, timeoutMs: 2000)
+        cluster.run(untilMs: 1000) { $0.session(c) != nil }
+        let session = cluster.session(c)!
+        XCTAssertEqual(call(cluster, c, .create(CreateRequest(path: "/eph", data: nil, acl: ACL.openUnsafe, flags: 1)))?.0, .ok)
+        cluster.crash(leader)
+        XCTAssertTrue(cluster.run(untilMs: 5000) { $0.leaders.count == 1 && $0.servingCount == 2 })
+        let again = cluster.connectClient(to: follower, sessionId: session.sessionId, password: session.password, timeoutMs: 2000)
+        XCTAssertTrue(cluster.run(untilMs: 1000) { $0.session(again) != nil })
+        XCTAssertEqual(cluster.session(again)?.sessionId, session.sessionId, "session expired across the leader change")
+        // Keep it alive past its timeout with pings; it must not expire.
+        for _ in 0..<10 {
+            cluster.send(again, .ping)
+            cluster.run(forMs: 300)
+        }
+        for id in cluster.members where cluster.isUp(id) {
+            XCTAssertNotNil(cluster.replica(id).tree.node("/eph"), "ephemeral of a live session gone on \(id)")
+        }
+    }
 }

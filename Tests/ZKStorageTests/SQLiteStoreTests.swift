@@ -116,6 +116,93 @@ final class SQLiteStoreTests: XCTestCase {
         XCTAssertEqual(try SQLiteStore(directory: directory).recover().hardState, hard)
     }
 
+    func testOneWriteCarriesAppendsHardStateAndTruncateInOrder() throws {
+        let store = try SQLiteStore(directory: directory)
+        var hard = HardState()
+        hard.currentEpoch = 5
+        let txns = makeTransactions(1...8)
+        try store.write([.append(Array(txns[0..<6])), .saveHardState(hard), .truncate(after: 4), .append(Array(txns[4..<8]))])
+        XCTAssertEqual(store.statistics.durableWrites, 1, "one SQLite transaction")
+        XCTAssertEqual(store.lastZxid, 8)
+        let recovered = try SQLiteStore(directory: directory).recover()
+        XCTAssertEqual(recovered.hardState, hard)
+        XCTAssertEqual(recovered.log.map(\.zxid), Array(1...8))
+        XCTAssertEqual(applied(recovered).nodes, reference(txns).nodes)
+    }
+
+    /// A snapshot written a chunk at a time, with log appends between the chunks, recovers to the
+    /// same tree; until its last chunk it does not count.
+    func testSnapshotChunksInterleaveWithAppends() throws {
+        var options = SQLiteStore.Options()
+        options.snapshotChunkBytes = 40
+        options.snapshotsKept = 1
+        let store = try SQLiteStore(directory: directory, options: options)
+        let txns = makeTransactions(1...40)
+        try store.append(Array(txns[0..<20]))
+        try store.startSnapshot(reference(Array(txns[0..<20])))
+        var next = 20
+        var progress = SnapshotProgress.writing
+        var chunks = 0
+        while progress == .writing {
+            if next < 40 {
+                try store.append([txns[next]])
+                next += 1
+            }
+            if chunks == 2 {
+                XCTAssertEqual(try SQLiteStore(directory: directory).summary().snapshots.count, 0, "not complete yet")
+            }
+            progress = try store.continueSnapshot()
+            chunks += 1
+        }
+        XCTAssertEqual(progress, .completed)
+        XCTAssertGreaterThan(chunks, 3)
+        if next < 40 { try store.append(Array(txns[next...])) }
+        let summary = try store.summary()
+        XCTAssertEqual(summary.snapshots.map(\.zxid), [20])
+        XCTAssertEqual(summary.logFirst, 21, "the log the snapshot covers is gone")
+        let recovered = try SQLiteStore(directory: directory).recover()
+        XCTAssertEqual(recovered.tree.lastZxid, 20)
+        XCTAssertEqual(applied(recovered).nodes, reference(txns).nodes)
+    }
+
+    func testAnInterruptedSnapshotIsIgnoredThenCleanedUp() throws {
+        var options = SQLiteStore.Options()
+        options.snapshotChunkBytes = 40
+        let txns = makeTransactions(1...10)
+        do {
+            let store = try SQLiteStore(directory: directory, options: options)
+            try store.append(txns)
+            try store.startSnapshot(reference(txns))
+            XCTAssertEqual(try store.continueSnapshot(), .writing)
+            XCTAssertEqual(try store.continueSnapshot(), .writing)
+        }
+        let store = try SQLiteStore(directory: directory, options: options)
+        let recovered = try store.recover()
+        XCTAssertEqual(recovered.tree.lastZxid, 0, "the incomplete snapshot is not used")
+        XCTAssertEqual(recovered.log.count, 10)
+        let db = try SQLiteDatabase(path: directory + "/" + SQLiteStore.fileName)
+        let count = try db.prepare("SELECT COUNT(*) FROM snapshot_chunks")
+        XCTAssertTrue(try count.step())
+        XCTAssertEqual(count.int64(0), 0, "its chunks are removed on open")
+    }
+
+    func testTruncateBelowASnapshotBeingWrittenAbandonsIt() throws {
+        let store = try SQLiteStore(directory: directory)
+        let txns = makeTransactions(1...10)
+        try store.append(txns)
+        try store.startSnapshot(reference(txns))
+        try store.truncate(after: 6)
+        XCTAssertEqual(try store.continueSnapshot(), .idle)
+        XCTAssertTrue(try store.summary().snapshots.isEmpty)
+    }
+
+    func testReadOnlyStoreRefusesAMissingDirectory() {
+        var options = SQLiteStore.Options()
+        options.readOnly = true
+        XCTAssertThrowsError(try SQLiteStore(directory: directory + "/missing", options: options))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/missing"))
+    }
+
     // MARK: - Damage
 
     func rawExecute(_ sql: String) throws {

@@ -1,0 +1,135 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ZKCore
+import ZKProtocol
+import ZKStorage
+
+/// What the storage thread reports back to the replica's event loop.
+enum StorageEvent: Sendable {
+    /// A batch is durable: every step up to storage sequence `through`; the log ends at `upTo`.
+    case persisted(upTo: Zxid, through: UInt64, steps: Int, transactions: Int)
+    /// A snapshot was written completely, or abandoned because the log it covered was replaced.
+    case snapshotFinished(zxid: Zxid, completed: Bool, chunks: Int)
+    /// The store failed; nothing more is written.
+    case failed(StorageError)
+}
+
+/// The one thread that touches a replica's store.
+///
+/// The event loop must never wait for a disk, so the shell hands every storage job to this
+/// thread through a queue guarded by a condition lock, and the thread hands its results back with
+/// `deliver` (which hops to the event loop). Jobs are carried out strictly in the order they were
+/// queued (see `GroupCommitQueue` for how steps are batched). Between two batches the thread
+/// writes one chunk of the snapshot under way, if any, so a snapshot of a large tree proceeds
+/// while the log keeps being written.
+///
+/// After a store failure the thread reports it once and stops: what follows in the queue depends
+/// on what failed, and a replica that cannot make its log durable must stop serving.
+final class StorageThread: @unchecked Sendable {
+    private static let idle = 0
+    private static let workWaiting = 1
+
+    private let store: any ReplicaStore
+    private let limits: GroupCommitLimits
+    private let pool = NIOThreadPool(numberOfThreads: 1)
+
+    // Guarded by `condition`.
+    private let condition = ConditionLock(value: StorageThread.idle)
+    private var queue = GroupCommitQueue()
+    private var stopRequested = false
+
+    // Touched only on the storage thread.
+    private var snapshotZxid: Zxid?
+    private var snapshotChunks = 0
+
+    init(store: any ReplicaStore, limits: GroupCommitLimits) {
+        self.store = store
+        self.limits = limits
+    }
+
+    /// Starts the thread; the future completes once it has stopped (after `stop`, or a failure).
+    ///
+    /// - Parameter deliver: called on the storage thread with each result, in order; it must hand
+    ///   the event over to the replica's event loop.
+    func start(on eventLoop: any EventLoop, deliver: @escaping @Sendable (StorageEvent) -> Void) -> EventLoopFuture<Void> {
+        pool.start()
+        let finished = pool.runIfActive(eventLoop: eventLoop) { [self] in
+            self.run(deliver: deliver)
+        }
+        return finished.always { [pool] _ in
+            pool.shutdownGracefully { _ in }
+        }
+    }
+
+    /// Queues a job. Returns at once.
+    func enqueue(_ job: StorageJob) {
+        condition.lock()
+        queue.enqueue(job)
+        condition.unlock(withValue: Self.workWaiting)
+    }
+
+    /// Asks the thread to finish what is queued and stop; a snapshot under way is abandoned (it
+    /// is not marked complete, so recovery ignores it).
+    func stop() {
+        condition.lock()
+        stopRequested = true
+        condition.unlock(withValue: Self.workWaiting)
+    }
+
+    /// Jobs waiting and their estimated bytes, for metrics.
+    var backlog: (jobs: Int, bytes: Int) {
+        condition.lock()
+        defer { condition.unlock() }
+        return (queue.count, queue.bytesQueued)
+    }
+
+    private func run(deliver: @Sendable (StorageEvent) -> Void) {
+        while true {
+            // While a snapshot is being written there is always something to do; otherwise sleep
+            // until a job or a stop arrives.
+            if snapshotZxid == nil {
+                condition.lock(whenValue: Self.workWaiting)
+            } else {
+                condition.lock()
+            }
+            let work = queue.next(limits: limits)
+            let stopping = stopRequested && work == nil
+            condition.unlock(withValue: queue.isEmpty && !stopRequested ? Self.idle : Self.workWaiting)
+            if stopping { return }
+            do {
+                switch work {
+                case .batch(let batch):
+                    try store.write(batch.ops)
+                    deliver(.persisted(upTo: store.lastZxid, through: batch.through, steps: batch.steps, transactions: batch.transactions))
+                case .snapshot(let tree):
+                    try startSnapshot(tree)
+                case nil:
+                    break
+                }
+                if snapshotZxid != nil { try continueSnapshot(deliver: deliver) }
+            } catch {
+                deliver(.failed(error))
+                return
+            }
+        }
+    }
+
+    private func startSnapshot(_ tree: DataTree) throws(StorageError) {
+        precondition(snapshotZxid == nil, "a snapshot was queued while one at 0x\(String(snapshotZxid ?? 0, radix: 16)) is being written")
+        try store.startSnapshot(tree)
+        snapshotZxid = tree.lastZxid
+        snapshotChunks = 0
+    }
+
+    private func continueSnapshot(deliver: @Sendable (StorageEvent) -> Void) throws(StorageError) {
+        guard let zxid = snapshotZxid else { return }
+        let progress = try store.continueSnapshot()
+        if progress == .writing {
+            snapshotChunks += 1
+            return
+        }
+        snapshotZxid = nil
+        deliver(.snapshotFinished(zxid: zxid, completed: progress == .completed, chunks: snapshotChunks))
+    }
+}
