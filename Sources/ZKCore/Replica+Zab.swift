@@ -263,7 +263,7 @@ extension Replica {
                 sessions[sessionId] = SessionState(timeoutMs: timeoutMs, expiresAtMs: expiry(timeoutMs))
                 propose(.createSession(timeoutMs: timeoutMs), sessionId: sessionId, cxid: 0, &ready)
             case .request(let sessionId, let header, let request, let authIds):
-                if sessions[sessionId]?.closing == true {
+                if sessions[sessionId]?.closing == true && !plantedBugPreparesWritesOfClosingSessions {
                     // The session is being closed (expired, or closed by its client): nothing
                     // more of it may reach the tree, least of all an ephemeral that would
                     // outlive it. The follower that forwarded it did not know yet.
@@ -307,7 +307,11 @@ extension Replica {
         let last = lastLoggedZxid
         let history = Array(applied) + Array(unapplied)
         if followerZxid == last { return SyncPlan(kind: .diff, transactions: [], epoch: epoch) }
+        #if MINIZK_BUG_DIFF_INSTEAD_OF_TRUNC
+        if followerZxid > last { return SyncPlan(kind: .diff, transactions: [], epoch: epoch) }  // Planted bug.
+        #else
         if followerZxid > last { return SyncPlan(kind: .trunc(after: last), transactions: [], epoch: epoch) }
+        #endif
         if followerZxid < logBase {
             return SyncPlan(kind: .snap(tree), transactions: Array(unapplied), epoch: epoch)
         }
@@ -323,7 +327,12 @@ extension Replica {
         // The follower's last transaction is not in the leader's history: it belongs to a suffix
         // that was never committed. Cut back to the last transaction both hold.
         let common = low > 0 ? history[low - 1].zxid : logBase
+        #if MINIZK_BUG_DIFF_INSTEAD_OF_TRUNC
+        _ = common
+        return SyncPlan(kind: .diff, transactions: Array(history[low...]), epoch: epoch)  // Planted bug: keeps the suffix.
+        #else
         return SyncPlan(kind: .trunc(after: common), transactions: Array(history[low...]), epoch: epoch)
+        #endif
     }
 
     private mutating func sendSyncPlan(to peer: Int64, lastZxid: Zxid, _ ready: inout Ready) {
@@ -383,7 +392,11 @@ extension Replica {
         for peer in leader.newLeaderAcked where peer != config.serverId { holdings.append(leader.acked[peer] ?? 0) }
         holdings.sort(by: >)
         guard holdings.count >= quorum else { return }
+        #if MINIZK_BUG_COMMIT_WITHOUT_QUORUM
+        let candidate = min(holdings[0], lastLoggedZxid)  // Planted bug: the best holder, not a quorum.
+        #else
         let candidate = min(holdings[quorum - 1], lastLoggedZxid)
+        #endif
         guard candidate > commitZxid else { return }
         commitZxid = candidate
         for peer in leader.forwarding.sorted() { ready.send(.commit(candidate), to: peer) }
@@ -452,7 +465,12 @@ extension Replica {
             hard.currentEpoch = plan.epoch
             follower.phase = .awaitingUpToDate
             role = .following(follower)
+            #if MINIZK_BUG_NEWLEADER_ACK_BEFORE_DURABLE
+            store(.saveHardState(hard), &ready)  // Planted bug: NEWLEADER acknowledged before the sync is durable.
+            onDurable(.followerSynced(leader: follower.leader, epoch: plan.epoch), &ready)
+            #else
             store(.saveHardState(hard), &ready, then: .followerSynced(leader: follower.leader, epoch: plan.epoch))
+            #endif
         case .upToDate(let zxid):
             guard follower.phase == .awaitingUpToDate, follower.newLeaderAcked else { return }
             follower.phase = .broadcast
@@ -467,6 +485,9 @@ extension Replica {
             }
             unapplied.append(txn)
             store(.append([txn]), &ready)
+            #if MINIZK_BUG_ACK_BEFORE_FSYNC
+            ready.send(.ack(txn.zxid), to: follower.leader)  // Planted bug: acknowledges what is not durable yet.
+            #endif
         case .commit(let zxid):
             commitZxid = max(commitZxid, min(zxid, lastLoggedZxid))
             if follower.phase == .broadcast || follower.newLeaderAcked { applyCommitted(&ready) }
@@ -479,6 +500,16 @@ extension Replica {
         default:
             return
         }
+    }
+
+    /// Planted bug MINIZK_BUG_WRITE_OF_CLOSING_SESSION: the leader prepares a forwarded write of a
+    /// session it is closing (the bug the simulator found with seed 133).
+    private var plantedBugPreparesWritesOfClosingSessions: Bool {
+        #if MINIZK_BUG_WRITE_OF_CLOSING_SESSION
+        return true
+        #else
+        return false
+        #endif
     }
 
     private func isContiguousZxid(_ previous: Zxid, _ next: Zxid) -> Bool {

@@ -353,7 +353,7 @@ public struct Replica: Sendable {
             nextBarrierToken += 1
             connections[id]!.queue.append(.barrier(header, request, token: token))
             forwardBarrier(token, &ready)
-        } else if connection.queue.isEmpty {
+        } else if connection.queue.isEmpty || plantedBugReadsPastOwnWrites {
             answer(id, header, request, &ready)
         } else {
             connections[id]!.queue.append(.read(header, request))
@@ -379,6 +379,16 @@ public struct Replica: Sendable {
         propose(body, sessionId: sessionId, cxid: header.xid, &ready)
     }
 
+    /// Planted bug MINIZK_BUG_FOLLOWER_READ_BEFORE_OWN_WRITE: a follower answers a read at once,
+    /// ahead of the session's earlier writes still on their way.
+    private var plantedBugReadsPastOwnWrites: Bool {
+        #if MINIZK_BUG_FOLLOWER_READ_BEFORE_OWN_WRITE
+        return !isLeader
+        #else
+        return false
+        #endif
+    }
+
     private func isPendingSession(_ sessionId: Int64) -> Bool { prepared.sessions[sessionId] != nil }
 
     // MARK: - Commit
@@ -398,6 +408,11 @@ public struct Replica: Sendable {
     /// Applies a committed transaction: watches fire first, then the local client that asked
     /// for it, if any, gets its reply.
     private mutating func apply(_ txn: Transaction, _ ready: inout Ready) {
+        #if MINIZK_BUG_SKIP_SESSION_CLOSE
+        // Planted bug: the highest replica applies a session's close as a no-op.
+        var txn = txn
+        if case .closeSession = txn.body, config.serverId == config.ensembleMembers.last { txn.body = .check(path: "/") }
+        #endif
         var triggers: [WatchTrigger] = []
         let outcome = tree.apply(txn, triggers: &triggers)
         for trigger in triggers {

@@ -178,6 +178,7 @@ struct SimCommand: ParsableCommand {
         let elapsed = seconds(wall)
         emit("\(format(wall: wall, simulatedMs: simulatedMs)); \(elapsed > 0 ? Int(Double(done) / elapsed * 60) : 0) seeds/min")
         if let first = failures.first {
+            emit("first failure: seed \(first.seed) property \(first.property)")
             emit("replay the first failure: swift run minizk sim --seed \(first.seed)\(overrides.arguments.isEmpty ? "" : " " + overrides.arguments.joined(separator: " "))")
             throw ExitCode(1)
         }
