@@ -57,7 +57,7 @@ for bug in "${BUGS[@]}"; do
         seed=$(sed -n 's/^first failure: seed \([0-9]*\) property \(.*\)$/\1/p' "$WORK/out")
         property=$(sed -n 's/^first failure: seed \([0-9]*\) property \(.*\)$/\2/p' "$WORK/out")
         rows+=("| $bug | yes | $seed | $property |")
-        echo "   caught by $property at seed $seed (${elapsed}s): swift run minizk sim --seed $seed" >&2
+        echo "   caught by $property at seed $seed (${elapsed}s): MINIZK_PLANTED_BUGS=$bug swift run minizk sim --seed $seed" >&2
     else
         # The process died: a replica stopped on one of its own preconditions.
         seed=$(cat "$WORK/seed" 2>/dev/null || echo "?")

@@ -204,6 +204,7 @@ final class SimClient {
     }
 
     private func newSession() {
+        reprobeIfLost()
         sessionId = 0
         password = [UInt8](repeating: 0, count: 16)
         lastZxidSeen = 0
@@ -216,16 +217,18 @@ final class SimClient {
         cluster.clientClose(id)
         waiting.removeAll()
         openWatches.removeAll()
-        if probeEntries.contains(where: { history.entries[$0].response == nil }) {
-            // A probe lost with its connection is sent again on the next one.
-            probeWanted = true
-        }
+        reprobeIfLost()
         if closingSession {
             // Whether the close went through, the next connect tells (expired, or resumed).
             closingSession = false
             issuing = !probing
         }
         phase = .idle(retryAtMs: cluster.nowMs + random.int(5...100))
+    }
+
+    /// A probe lost with its connection (or its session) is sent again on the next one.
+    private func reprobeIfLost() {
+        if probing && probeEntries.contains(where: { history.entries[$0].response == nil }) { probeWanted = true }
     }
 
     /// After going silent or closing: a brand-new session, as a restarted application would.
@@ -262,7 +265,8 @@ final class SimClient {
 
     /// Sends workload operations while the pipeline has room.
     private func issue() {
-        guard case .connected(let id) = phase else { return }
+        // Nothing may follow a closeSession on its connection.
+        guard case .connected(let id) = phase, !closingSession else { return }
         if probeWanted {
             probeWanted = false
             let path = WorkloadSpec.probe(index)
