@@ -44,6 +44,8 @@ extension Replica {
         var newLeaderAcked = false
         var ackedZxid: Zxid = 0
         var touched: Set<Int64> = []
+        /// Names this discovery (see `DurableAction`).
+        var discovery: UInt64 = 0
     }
 
     struct LeaderState {
@@ -412,9 +414,11 @@ extension Replica {
 
     private mutating func becomeFollower(_ vote: Vote, _ ready: inout Ready) {
         earlyFollowerInfo.removeAll()
+        discoveries += 1
         role = .following(
             FollowerState(
-                leader: vote.leader, vote: vote, lastHeardMs: nowMs, deadlineMs: nowMs + config.initLimitTicks * config.tickMs))
+                leader: vote.leader, vote: vote, lastHeardMs: nowMs, deadlineMs: nowMs + config.initLimitTicks * config.tickMs,
+                discovery: discoveries))
         ready.send(.followerInfo(acceptedEpoch: hard.acceptedEpoch, lastZxid: lastLoggedZxid), to: vote.leader)
     }
 
@@ -430,12 +434,10 @@ extension Replica {
             follower.phase = .synchronizing
             follower.epoch = epoch
             role = .following(follower)
-            if epoch > hard.acceptedEpoch {
-                hard.acceptedEpoch = epoch
-                store(.saveHardState(hard), &ready, then: .followerEpochAccepted(leader: follower.leader))
-            } else {
-                ready.send(.ackEpoch(currentEpoch: hard.currentEpoch, lastZxid: lastLoggedZxid), to: follower.leader)
-            }
+            // The epoch is acknowledged once it is durable, also when it was accepted before: an
+            // earlier discovery may have recorded it in a write that is not durable yet.
+            hard.acceptedEpoch = max(hard.acceptedEpoch, epoch)
+            store(.saveHardState(hard), &ready, then: .followerEpochAccepted(leader: follower.leader, discovery: follower.discovery))
         case .sync(let plan):
             guard follower.phase == .synchronizing, plan.epoch == follower.epoch else { return }
             switch plan.kind {
@@ -467,9 +469,9 @@ extension Replica {
             role = .following(follower)
             #if MINIZK_BUG_NEWLEADER_ACK_BEFORE_DURABLE
             store(.saveHardState(hard), &ready)  // Planted bug: NEWLEADER acknowledged before the sync is durable.
-            onDurable(.followerSynced(leader: follower.leader, epoch: plan.epoch), &ready)
+            onDurable(.followerSynced(leader: follower.leader, epoch: plan.epoch, discovery: follower.discovery), &ready)
             #else
-            store(.saveHardState(hard), &ready, then: .followerSynced(leader: follower.leader, epoch: plan.epoch))
+            store(.saveHardState(hard), &ready, then: .followerSynced(leader: follower.leader, epoch: plan.epoch, discovery: follower.discovery))
             #endif
         case .upToDate(let zxid):
             guard follower.phase == .awaitingUpToDate, follower.newLeaderAcked else { return }
@@ -553,11 +555,15 @@ extension Replica {
             leader.newLeaderAcked.insert(config.serverId)
             role = .leading(leader)
             establishIfQuorum(&ready)
-        case .followerEpochAccepted(let leaderId):
-            guard case .following(let follower) = role, follower.leader == leaderId else { return }
+        case .followerEpochAccepted(let leaderId, let discovery):
+            guard case .following(let follower) = role, follower.leader == leaderId, follower.discovery == discovery,
+                follower.phase == .synchronizing
+            else { return }
             ready.send(.ackEpoch(currentEpoch: hard.currentEpoch, lastZxid: lastLoggedZxid), to: leaderId)
-        case .followerSynced(let leaderId, let epoch):
-            guard case .following(var follower) = role, follower.leader == leaderId, follower.epoch == epoch else { return }
+        case .followerSynced(let leaderId, let epoch, let discovery):
+            guard case .following(var follower) = role, follower.leader == leaderId, follower.epoch == epoch,
+                follower.discovery == discovery
+            else { return }
             follower.newLeaderAcked = true
             follower.ackedZxid = persistedZxid
             role = .following(follower)

@@ -41,6 +41,8 @@ public struct Replica: Sendable {
     var role: Role
     var booted = false
     var round: Int64 = 0
+    /// Counts the times this replica became a follower; names each discovery.
+    var discoveries: UInt64 = 0
     var watches = WatchTable()
     var connections: [ConnectionID: Connection] = [:]
     var sessions: [Int64: SessionState] = [:]
@@ -90,8 +92,10 @@ public struct Replica: Sendable {
     enum DurableAction {
         case leaderEpochAccepted
         case leaderEpochCurrent
-        case followerEpochAccepted(leader: Int64)
-        case followerSynced(leader: Int64, epoch: Int64)
+        /// `discovery` names the follower's discovery, so that a write that outlives it (the
+        /// follower timed out and started again) acknowledges nothing of the next one.
+        case followerEpochAccepted(leader: Int64, discovery: UInt64)
+        case followerSynced(leader: Int64, epoch: Int64, discovery: UInt64)
     }
 
     /// cxid of transactions the replica starts itself (session expiry, container reaping); no
