@@ -15,7 +15,11 @@ public struct Vote: Sendable, Hashable, Comparable, CustomStringConvertible {
         self.epoch = epoch
     }
     public static func < (a: Vote, b: Vote) -> Bool {
-        (a.epoch, a.zxid, a.leader) < (b.epoch, b.zxid, b.leader)
+        #if MINIZK_BUG_VOTE_ORDER_NOT_TOTAL
+        return (a.epoch, a.zxid) < (b.epoch, b.zxid)  // Planted bug: equal histories do not compare.
+        #else
+        return (a.epoch, a.zxid, a.leader) < (b.epoch, b.zxid, b.leader)
+        #endif
     }
     public var description: String { "vote(\(leader), 0x\(String(zxid, radix: 16)), e\(epoch))" }
 }

@@ -134,7 +134,12 @@ enum Prepare {
         let acl = try ACLs.fixup(request.acl, authIds: context.authIds)
         guard let parent = tree.node(parentPath) else { throw .noNode }
         guard ACLs.check(parent.acl, .create, authIds: context.authIds) else { throw .noAuth }
-        let fullPath = mode.isSequential ? path + Paths.sequenceSuffix(parent.childCreates) : path
+        #if MINIZK_BUG_SEQUENCE_FROM_WRONG_COUNTER
+        let counter = Int32(parent.children.count)  // Planted bug: children now, not children ever created.
+        #else
+        let counter = parent.childCreates
+        #endif
+        let fullPath = mode.isSequential ? path + Paths.sequenceSuffix(counter) : path
         guard Paths.isValid(fullPath) else { throw .badArguments }
         guard tree.node(fullPath) == nil else { throw .nodeExists }
         if case .ephemeral = parent.kind { throw .noChildrenForEphemerals }

@@ -1,0 +1,104 @@
+import XCTest
+import ZKCore
+import ZKProtocol
+import ZKSimulator
+
+/// Bugs the simulator found in the replica, each pinned down as a deterministic scenario.
+final class RegressionTests: XCTestCase {
+    /// Found by `minizk sim --seed 133`: a follower forwards a client's ephemeral create for a
+    /// session that the leader has meanwhile started to expire. The leader prepared it anyway,
+    /// so the create was committed after the session's closeSession, and the ephemeral outlived
+    /// its session on every replica, forever. A leader must refuse (SESSIONEXPIRED) any write of
+    /// a session it is closing, as ZooKeeper's PrepRequestProcessor does.
+    ///
+    /// Before the fix: the create is answered OK and /eph stays on all three replicas, owned by
+    /// a session that no longer exists.
+    func testWriteForwardedForAClosingSessionDoesNotOutliveIt() {
+        // Slow fsyncs keep the leader's closeSession uncommitted for a while: the window in
+        // which the forwarded create arrives.
+        var options = Cluster.Options()
+        options.fsyncMs = 200
+        let cluster = Cluster(members: [1, 2, 3], options: options)
+        cluster.start()
+        XCTAssertTrue(cluster.awaitStable())
+        let leader = cluster.leaders[0]
+        let follower = cluster.members.first { $0 != leader }!
+        let client = cluster.connectClient(to: follower, timeoutMs: 200)
+        XCTAssertTrue(cluster.run(untilMs: 2000) { $0.session(client) != nil })
+        // The client stays silent, so the leader expires its session; the moment the leader has
+        // logged the closeSession (still uncommitted, its fsync is slow), the client writes.
+        let logged = cluster.store(leader).lastZxid
+        func closing(_ cluster: Cluster) -> Bool {
+            let txns = (try? cluster.store(leader).transactions(after: logged, limit: 10)) ?? []
+            return txns.contains { if case .closeSession = $0.body { return true } else { return false } }
+        }
+        XCTAssertTrue(cluster.run(untilMs: 2000, closing), "the leader never expired the silent session")
+        XCTAssertNotNil(cluster.replica(follower).tree.sessions[cluster.session(client)!.sessionId], "the follower must still know the session")
+        let xid = cluster.send(client, .create(CreateRequest(path: "/eph", data: nil, acl: ACL.openUnsafe, flags: 1)))
+        cluster.run(forMs: 2000)
+        let reply = cluster.reply(client, xid: xid)?.0
+        XCTAssertNotEqual(reply, .ok, "the create of a session being expired succeeded")
+        for id in cluster.members {
+            let tree = cluster.replica(id).tree
+            XCTAssertNil(tree.node("/eph"), "n\(id) holds an ephemeral of an expired session")
+            for (owner, paths) in tree.ephemerals where tree.sessions[owner] == nil {
+                XCTFail("n\(id) holds ephemerals \(paths.sorted()) of the dead session \(owner)")
+            }
+        }
+    }
+}
+
+extension RegressionTests {
+    /// Found by `minizk sim --seed 1952` (five replicas, a stalled disk): a follower whose disk
+    /// stalls while it records the new leader's epoch times out of discovery and starts again
+    /// with the same leader. Then (a) it acknowledged the epoch at once (ACKEPOCH), although the
+    /// accepted epoch was not durable yet, and (b) when the disk came back, the first round's
+    /// pending action sent a second ACKEPOCH. The leader answered that with a second sync plan and
+    /// credited the follower's NEWLEADER acknowledgement of the first plan with everything up to
+    /// the second plan's end: it committed a proposal only a minority held durably.
+    ///
+    /// Before the fix: two ACKEPOCHs after the follower's last FOLLOWERINFO, the first sent while
+    /// its accepted epoch was still in the volatile tail.
+    func testAFollowerAcknowledgesEachDiscoveryOnceAndOnlyWhenTheEpochIsDurable() {
+        let cluster = Cluster(members: [1, 2, 3])
+        cluster.start()
+        XCTAssertTrue(cluster.awaitStable())
+        XCTAssertEqual(cluster.leaders, [3])
+        // Replica 1 is cut off with a stalled disk while 2 and 3 move to a new epoch.
+        cluster.isolate(1)
+        cluster.stallDisk(1, forMs: 4_000)
+        cluster.crash(3)
+        cluster.restart(3)
+        XCTAssertTrue(cluster.run(untilMs: 3_000) { $0.leaders == [3] && $0.replica(2).isServing })
+        let writer = cluster.connectClient(to: 3)
+        XCTAssertTrue(cluster.run(untilMs: 1_000) { $0.session(writer) != nil })
+        let mark = cluster.trace.count
+        cluster.heal()
+        // Replica 1 rejoins: its accepted-epoch write waits for the disk, so discovery times out
+        // (init limit) and starts again with the same leader while writes go on.
+        for n in 0..<30 {
+            cluster.send(writer, .create(CreateRequest(path: "/w\(n)", data: nil, acl: ACL.openUnsafe, flags: 0)))
+            cluster.run(forMs: 150)
+        }
+        XCTAssertTrue(cluster.awaitStable(limitMs: 10_000))
+        let fromOne = cluster.trace[mark...].filter { $0.from == 1 && $0.to == 3 }.map(\.message)
+        var ackEpochsSinceFollowerInfo = 0
+        var followerInfos = 0
+        for message in fromOne {
+            switch message {
+            case .followerInfo:
+                followerInfos += 1
+                ackEpochsSinceFollowerInfo = 0
+            case .ackEpoch:
+                ackEpochsSinceFollowerInfo += 1
+            default:
+                break
+            }
+        }
+        XCTAssertGreaterThan(followerInfos, 1, "the scenario needs replica 1 to start discovery again")
+        XCTAssertEqual(ackEpochsSinceFollowerInfo, 1, "replica 1 acknowledged its last discovery \(ackEpochsSinceFollowerInfo) times")
+        cluster.run(forMs: 200)
+        let digests = Set(cluster.members.map { cluster.replica($0).digest })
+        XCTAssertEqual(digests.count, 1)
+    }
+}
