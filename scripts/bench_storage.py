@@ -138,15 +138,15 @@ class Server:
                     % (self.data, self.port))
         return ["java", "-Xmx" + ZK_HEAP, "-cp", ZK_CLASSPATH, "org.apache.zookeeper.server.ZooKeeperServerMain", config]
 
-    def start(self, probe_path=None, timeout=300):
-        """Starts the server; returns the seconds until `ruok` says imok and (if given) a getData
-        of `probe_path` succeeds."""
+    def start(self, probe_path="/zookeeper", timeout=300):
+        """Starts the server; returns the seconds until `ruok` says imok and a getData of
+        `probe_path` succeeds (ZooKeeper answers imok before it serves)."""
         started = time.monotonic()
         self.process = subprocess.Popen(self.command(), stdout=self.log, stderr=self.log, cwd=self.work)
         while time.monotonic() - started < timeout:
             if self.process.poll() is not None:
                 raise RuntimeError("%s exited with %s (log: %s)" % (self.kind, self.process.returncode, self.log.name))
-            if four_letter(self.port, "ruok", timeout=0.5) == "imok" and (probe_path is None or get_data(self.port, probe_path)):
+            if four_letter(self.port, "ruok", timeout=0.5) == "imok" and get_data(self.port, probe_path):
                 return time.monotonic() - started
             time.sleep(0.005)
         raise RuntimeError("%s did not serve within %d s" % (self.kind, timeout))
@@ -160,6 +160,17 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    def wipe(self):
+        shutil.rmtree(self.data, ignore_errors=True)
+        os.makedirs(self.data)
+
+    def recovery_line(self):
+        """MiniZK's log line that breaks its last recovery down."""
+        self.log.flush()
+        with open(self.log.name) as f:
+            lines = [line.strip() for line in f if "recovered" in line and "timing=" in line]
+        return lines[-1] if lines else ""
 
     def fsyncs(self):
         values = mntr(self.port)
@@ -175,7 +186,11 @@ def bench(minizk, port, op, connections, outstanding, seconds=None, count=None):
     else:
         command += ["--seconds", str(seconds)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    out, _ = process.communicate()
+    try:
+        out, _ = process.communicate(timeout=1800 if count is not None else seconds + 120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise RuntimeError("minizk bench did not finish: %s" % " ".join(command))
     if process.returncode != 0:
         raise RuntimeError("minizk bench failed: %s" % out)
     result = json.loads(out.strip().splitlines()[-1])
@@ -214,7 +229,11 @@ def measure(kind, args, work):
                 print("  %-9s %-6s outstanding %3d: %8.0f ops/s  %8.0f fsyncs/s  p50 %.3f ms  (runs %s)" % (
                     kind, op, outstanding, figures[key], figures[key + "_fsyncs_per_s"], figures[key + "_p50_ms"],
                     figures[key + "_runs"]), flush=True)
-        # Load the znodes: 6 connections x 64 outstanding, pipelined creates of 100 bytes.
+        # Load the znodes into a fresh data directory: 6 connections x 64 outstanding, pipelined
+        # creates of 100 bytes.
+        server.stop()
+        server.wipe()
+        server.start()
         load_started = time.monotonic()
         loaded = bench(args.minizk, server.port, "create", 6, 64, count=args.znodes)
         figures["load_seconds"] = time.monotonic() - load_started
@@ -232,6 +251,8 @@ def measure(kind, args, work):
             time.sleep(1)
             rss_after.append(rss_bytes(server.process.pid))
             print("  %-9s restart until serving: %.2f s; RSS %.0f MiB" % (kind, restarts[-1], rss_after[-1] / 2**20), flush=True)
+            if kind == "minizk":
+                print("            " + server.recovery_line().split("minizk: ", 1)[-1], flush=True)
         figures["restart_s"] = median(restarts)
         figures["restart_runs"] = [round(r, 2) for r in restarts]
         figures["rss_restarted"] = median(rss_after)
@@ -254,6 +275,7 @@ def main():
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
+    args.minizk = os.path.abspath(args.minizk)
     work = tempfile.mkdtemp(prefix="minizk-bench-storage-")
     print("work directory %s; %d runs of %.0f s; %d znodes" % (work, args.runs, args.seconds, args.znodes), flush=True)
     results = {}

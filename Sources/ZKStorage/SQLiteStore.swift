@@ -109,6 +109,8 @@ public final class SQLiteStore: ReplicaStore {
     public private(set) var recoveryTiming = RecoveryTiming()
     private var lastSnapshotZxid: Zxid = 0
     private var snapshotInProgress: SnapshotInProgress?
+    /// After a snapshot: what older than this zxid is still to be removed.
+    private var compactionBelow: Zxid?
     private var synchronousIsFull: Bool
     private var encodeBuffer = ByteBuffer()
     private var statements: [String: SQLiteStatement] = [:]
@@ -135,6 +137,12 @@ public final class SQLiteStore: ReplicaStore {
         if !options.readOnly {
             try db.execute("PRAGMA journal_mode=WAL")
             try db.execute("PRAGMA synchronous=\(options.forceSync ? "FULL" : "OFF")")
+            // Some distributions (Debian's libsqlite3) build SQLite with secure_delete on, which
+            // overwrites every freed page: dropping an old snapshot would then rewrite all of it
+            // through the WAL, for seconds, in the transaction that completes the new one.
+            try db.execute("PRAGMA secure_delete=OFF")
+            // The WAL file keeps the size of its largest transaction; cut it back after checkpoints.
+            try db.execute("PRAGMA journal_size_limit=\(64 << 20)")
             try db.execute(
                 """
                 BEGIN;
@@ -466,7 +474,9 @@ public final class SQLiteStore: ReplicaStore {
     }
 
     public func startSnapshot(_ tree: DataTree) throws(StorageError) {
-        precondition(snapshotInProgress == nil, "a snapshot at 0x\(String(snapshotInProgress?.zxid ?? 0, radix: 16)) is still being written")
+        precondition(
+            snapshotInProgress == nil && compactionBelow == nil,
+            "a snapshot at 0x\(String(snapshotInProgress?.zxid ?? 0, radix: 16)) is still being written")
         let zxid = tree.lastZxid
         guard zxid > lastSnapshotZxid else { return }
         let clear = try statement("DELETE FROM snapshot_chunks WHERE zxid = ?")
@@ -476,6 +486,9 @@ public final class SQLiteStore: ReplicaStore {
     }
 
     public func continueSnapshot() throws(StorageError) -> SnapshotProgress {
+        if let below = compactionBelow {
+            return try compactStep(below: below)
+        }
         guard var running = snapshotInProgress else { return .idle }
         if let chunk = running.encoder.nextChunk() {
             try inTransaction(durable: false) { () throws(StorageError) in
@@ -487,20 +500,23 @@ public final class SQLiteStore: ReplicaStore {
             snapshotInProgress = running
             return .writing
         }
+        var oldestKept: Zxid?
         try inTransaction { () throws(StorageError) in
             try markComplete(zxid: running.zxid, chunks: running.chunks, bytes: running.bytes)
-            try compact()
+            oldestKept = try dropOldSnapshots()
         }
         snapshotInProgress = nil
         lastSnapshotZxid = running.zxid
         statistics.snapshotsCompleted += 1
         statistics.lastSnapshotZxid = running.zxid
         statistics.lastSnapshotBytes = running.bytes
-        return .completed
+        guard let oldestKept else { return .completed }
+        compactionBelow = oldestKept
+        return .writing
     }
 
     /// Whether a snapshot is being written.
-    public var isWritingSnapshot: Bool { snapshotInProgress != nil }
+    public var isWritingSnapshot: Bool { snapshotInProgress != nil || compactionBelow != nil }
 
     private func insertChunk(zxid: Zxid, seq: Int64, _ chunk: ByteBuffer) throws(StorageError) {
         let insert = try statement("INSERT INTO snapshot_chunks(zxid, seq, data, crc) VALUES(?, ?, ?, ?)")
@@ -522,16 +538,49 @@ public final class SQLiteStore: ReplicaStore {
     }
 
     /// Drops snapshots beyond the number kept, and the log records the oldest kept one covers.
-    private func compact() throws(StorageError) {
+    /// Drops the `snapshots` rows beyond the number kept, so that they no longer count; returns
+    /// the zxid of the oldest snapshot kept when there was something to drop. Their chunks and the
+    /// log the oldest kept snapshot covers are removed afterwards, a piece at a time.
+    private func dropOldSnapshots() throws(StorageError) -> Zxid? {
         let kept = try statement("SELECT zxid FROM snapshots WHERE complete = 1 ORDER BY zxid DESC LIMIT 1 OFFSET ?")
         kept.bind(1, Int64(max(options.snapshotsKept, 1) - 1))
-        guard try kept.step() else { return kept.reset() }
+        guard try kept.step() else {
+            kept.reset()
+            return nil
+        }
         let oldest = kept.int64(0)
         kept.reset()
-        try db.execute(
-            "DELETE FROM snapshot_chunks WHERE zxid < \(oldest); DELETE FROM snapshots WHERE zxid < \(oldest); DELETE FROM log WHERE zxid <= \(oldest)"
-        )
+        let drop = try statement("DELETE FROM snapshots WHERE zxid < ?")
+        drop.bind(1, oldest)
+        try drop.run()
+        return oldest
     }
+
+    /// One piece of compaction after a snapshot: some chunks of dropped snapshots, or some log
+    /// records the oldest kept snapshot covers. Each piece is a small transaction without an
+    /// fsync of its own, so that log batches go between them; what a crash leaves undone is
+    /// redone by the next compaction (orphaned chunks are also removed on open).
+    private func compactStep(below oldest: Zxid) throws(StorageError) -> SnapshotProgress {
+        var removed: Int32 = 0
+        try inTransaction(durable: false) { () throws(StorageError) in
+            let chunks = try statement(
+                "DELETE FROM snapshot_chunks WHERE (zxid, seq) IN (SELECT zxid, seq FROM snapshot_chunks WHERE zxid < ? LIMIT \(Self.compactionChunksPerStep))")
+            chunks.bind(1, oldest)
+            try chunks.run()
+            removed = db.changes
+            guard removed == 0 else { return }
+            let log = try statement("DELETE FROM log WHERE zxid IN (SELECT zxid FROM log WHERE zxid <= ? ORDER BY zxid LIMIT \(Self.compactionRecordsPerStep))")
+            log.bind(1, oldest)
+            try log.run()
+            removed = db.changes
+        }
+        guard removed == 0 else { return .writing }
+        compactionBelow = nil
+        return .completed
+    }
+
+    static let compactionChunksPerStep = 16
+    static let compactionRecordsPerStep = 20_000
 
     /// Writes a whole snapshot inside the caller's transaction (an installed one).
     private func writeWholeSnapshot(_ tree: DataTree) throws(StorageError) {
