@@ -401,10 +401,21 @@ extension Replica {
         #endif
         guard candidate > commitZxid else { return }
         commitZxid = candidate
-        for peer in leader.forwarding.sorted() { ready.send(.commit(candidate), to: peer) }
+        // A barrier is answered right after the commit of what was proposed before it, and
+        // before the commit of anything later: a write its client sent after the sync must not
+        // be applied on the follower (and seen by the reads queued behind the sync) before the
+        // sync is answered.
+        var committedTo = Zxid(0)
         while let barrier = leader.barriers.first, barrier.zxid <= commitZxid {
             leader.barriers.removeFirst()
+            if barrier.zxid > committedTo {
+                committedTo = barrier.zxid
+                for peer in leader.forwarding.sorted() { ready.send(.commit(committedTo), to: peer) }
+            }
             ready.send(.barrierDone(token: barrier.token), to: barrier.peer)
+        }
+        if candidate > committedTo {
+            for peer in leader.forwarding.sorted() { ready.send(.commit(candidate), to: peer) }
         }
         role = .leading(leader)
         applyCommitted(&ready)

@@ -102,3 +102,33 @@ extension RegressionTests {
         XCTAssertEqual(digests.count, 1)
     }
 }
+
+extension RegressionTests {
+    /// Found by `minizk sim --seed 2031`: a client of a follower pipelines sync, a read and a
+    /// create. The follower forwards the barrier and then the create; the leader proposes the
+    /// create after the barrier but, committing both at once, sent COMMIT (covering the create)
+    /// before BARRIERDONE. The follower applied the create while the sync still headed the
+    /// connection's queue, so the create's reply was dropped (its client waited until it gave
+    /// the connection up), and the read behind the sync saw the create sent after it.
+    func testAWriteSentAfterASyncIsAppliedAfterTheSyncIsAnswered() {
+        var options = Cluster.Options()
+        options.fsyncMs = 20
+        let cluster = Cluster(members: [1, 2, 3], options: options)
+        cluster.start()
+        XCTAssertTrue(cluster.awaitStable())
+        let leader = cluster.leaders[0]
+        let follower = cluster.members.first { $0 != leader }!
+        let onLeader = cluster.connectClient(to: leader)
+        let onFollower = cluster.connectClient(to: follower)
+        XCTAssertTrue(cluster.run(untilMs: 2_000) { $0.session(onLeader) != nil && $0.session(onFollower) != nil })
+        // A proposal in flight on the leader, so that the follower's barrier has to wait for it.
+        cluster.send(onLeader, .create(CreateRequest(path: "/a", data: nil, acl: ACL.openUnsafe, flags: 0)))
+        let syncXid = cluster.send(onFollower, .sync(path: "/b"))
+        let readXid = cluster.send(onFollower, .exists(path: "/b", watch: false))
+        let createXid = cluster.send(onFollower, .create(CreateRequest(path: "/b", data: nil, acl: ACL.openUnsafe, flags: 0)))
+        cluster.run(forMs: 2_000)
+        XCTAssertEqual(cluster.reply(onFollower, xid: syncXid)?.0, .ok)
+        XCTAssertEqual(cluster.reply(onFollower, xid: readXid)?.0, .noNode, "the read sent before the create saw it")
+        XCTAssertEqual(cluster.reply(onFollower, xid: createXid)?.0, .ok, "the create sent after the sync was never answered")
+    }
+}
