@@ -101,6 +101,8 @@ struct LeaderElection: Sendable {
         guard members.contains(sender) else { return step }
         switch n.state {
         case .looking:
+            // A replica that looks again no longer follows or leads.
+            settled[sender] = nil
             if n.round > round {
                 round = n.round
                 votes = [:]
@@ -128,8 +130,11 @@ struct LeaderElection: Sendable {
                 }
             }
             settled[sender] = n
-            let settledVotes = settled.mapValues(\.vote)
-            if supporters(of: n.vote, in: settledVotes) >= quorum && leaderClaims(n.vote, round: nil) {
+            // Replicas that joined the leader at different times settled on votes that differ in
+            // zxid and epoch: out of election only the leader counts (as in ZooKeeper, whose votes
+            // out of election compare the leader alone).
+            let following = settled.values.filter { $0.vote.leader == n.vote.leader }.count
+            if following >= quorum && leaderClaims(n.vote, round: nil) {
                 round = n.round
                 step.decision = n.vote
             }
