@@ -144,8 +144,12 @@ struct LeaderElection: Sendable {
 
     /// The leader of `vote` must itself say it leads (or be this replica), else a quorum may be
     /// following a leader that has gone.
+    ///
+    /// Replicas that still follow this one from an earlier round do not make it lead again: it
+    /// looks because it gave up leading (maybe for a follower with a newer history), and only
+    /// votes of its current round may elect it (as in ZooKeeper's `checkLeader`).
     private func leaderClaims(_ vote: Vote, round: Int64?) -> Bool {
-        if vote.leader == me { return true }
+        if vote.leader == me { return round == self.round }
         guard let claim = settled[vote.leader] else { return false }
         return claim.state == .leading && claim.vote.leader == vote.leader
     }

@@ -154,3 +154,30 @@ extension RegressionTests {
         XCTAssertEqual(decision?.leader, 4, "three of five follow or lead replica 4, which says it leads")
     }
 }
+
+extension RegressionTests {
+    /// Found by `minizk sim --seed 2982` (a standalone replica, a stalled disk): a leader whose
+    /// epoch writes were slow gave up (init limit) and led again with a new epoch; when the disk
+    /// came back, the first leadership's "epoch is current" action established the second one
+    /// before it had even started synchronising: with an empty committed history, so the
+    /// sessions of the log were never tracked and never expired.
+    func testALeadershipIsNotEstablishedByTheDurableWritesOfAnEarlierOne() {
+        let cluster = Cluster(members: [1])
+        cluster.start()
+        XCTAssertTrue(cluster.awaitStable())
+        let client = cluster.connectClient(to: 1, timeoutMs: 400)
+        XCTAssertTrue(cluster.run(untilMs: 1_000) { $0.session(client) != nil })
+        let sessionId = cluster.session(client)!.sessionId
+        cluster.crash(1)
+        cluster.restart(1)
+        // The restarted replica's first epoch write completes after 500 ms; its second (the
+        // epoch becomes current) waits for the disk beyond the init limit (1 s), so it leads
+        // again, with a new epoch, before the second write of its first leadership completes.
+        cluster.stallDisk(1, forMs: 500)
+        cluster.run(forMs: 499)
+        cluster.stallDisk(1, forMs: 2_600)
+        cluster.run(forMs: 6_000)
+        XCTAssertTrue(cluster.replica(1).isLeader)
+        XCTAssertNil(cluster.replica(1).tree.sessions[sessionId], "the silent client's session never expired")
+    }
+}
