@@ -181,3 +181,22 @@ extension RegressionTests {
         XCTAssertNil(cluster.replica(1).tree.sessions[sessionId], "the silent client's session never expired")
     }
 }
+
+extension RegressionTests {
+    /// Found by `minizk sim --seed 2180` (five replicas): a leader that gave up for a follower
+    /// with a newer history looked again, and the notifications of replicas still following it
+    /// from the previous round made it lead again at once; with the same follower it gave up
+    /// again, and so on: epochs climbed past 100 and nobody served. A replica is elected by
+    /// itself only with votes of its current round.
+    func testALookerIsNotReelectedByFollowersOfItsPreviousRound() {
+        var election = LeaderElection(
+            me: 5, members: [1, 2, 3, 4, 5], round: 13, vote: Vote(leader: 5, zxid: 0xA_0000_0050, epoch: 10), nowMs: 0,
+            finalizeWaitMs: 50, resendMinMs: 50, resendMaxMs: 2000)
+        _ = election.start(nowMs: 0)
+        let previous = Vote(leader: 5, zxid: 0xA_0000_0050, epoch: 10)
+        for peer in [2, 3, 4] as [Int64] {
+            let step = election.receive(from: peer, Notification(vote: previous, round: 12, state: .following), nowMs: peer)
+            XCTAssertNil(step.decision, "followers of round 12 elected replica 5 in round 13")
+        }
+    }
+}
