@@ -211,7 +211,7 @@ extension Replica {
         leader.epoch = max(leader.infos.values.map(\.acceptedEpoch).max() ?? 0, hard.currentEpoch) + 1
         hard.acceptedEpoch = leader.epoch
         role = .leading(leader)
-        store(.saveHardState(hard), &ready, then: .leaderEpochAccepted)
+        store(.saveHardState(hard), &ready, then: .leaderEpochAccepted(epoch: leader.epoch))
         for peer in leader.infos.keys.sorted() where peer != config.serverId {
             ready.send(.leaderInfo(epoch: leader.epoch), to: peer)
         }
@@ -225,7 +225,12 @@ extension Replica {
             leader.lastHeardMs[peer] = nowMs
             leader.infos[peer] = (acceptedEpoch, lastZxid)
             role = .leading(leader)
-            if leader.epoch > 0 {
+            if leader.epoch > 0 && acceptedEpoch > leader.epoch {
+                // The follower promised a later epoch (to a leader that never established
+                // itself): it can never join this epoch. Step down, so that the next discovery
+                // picks an epoch above its promise.
+                startElection(&ready)
+            } else if leader.epoch > 0 {
                 ready.send(.leaderInfo(epoch: leader.epoch), to: peer)
             } else {
                 chooseEpochIfQuorum(&ready)
@@ -298,7 +303,7 @@ extension Replica {
         leader.historyZxid = lastLoggedZxid
         hard.currentEpoch = leader.epoch
         role = .leading(leader)
-        store(.saveHardState(hard), &ready, then: .leaderEpochCurrent)
+        store(.saveHardState(hard), &ready, then: .leaderEpochCurrent(epoch: leader.epoch))
         for (peer, info) in leader.epochAcked.sorted(by: { $0.key < $1.key }) where peer != config.serverId {
             sendSyncPlan(to: peer, lastZxid: info.lastZxid, &ready)
         }
@@ -401,10 +406,21 @@ extension Replica {
         #endif
         guard candidate > commitZxid else { return }
         commitZxid = candidate
-        for peer in leader.forwarding.sorted() { ready.send(.commit(candidate), to: peer) }
+        // A barrier is answered right after the commit of what was proposed before it, and
+        // before the commit of anything later: a write its client sent after the sync must not
+        // be applied on the follower (and seen by the reads queued behind the sync) before the
+        // sync is answered.
+        var committedTo = Zxid(0)
         while let barrier = leader.barriers.first, barrier.zxid <= commitZxid {
             leader.barriers.removeFirst()
+            if barrier.zxid > committedTo {
+                committedTo = barrier.zxid
+                for peer in leader.forwarding.sorted() { ready.send(.commit(committedTo), to: peer) }
+            }
             ready.send(.barrierDone(token: barrier.token), to: barrier.peer)
+        }
+        if candidate > committedTo {
+            for peer in leader.forwarding.sorted() { ready.send(.commit(candidate), to: peer) }
         }
         role = .leading(leader)
         applyCommitted(&ready)
@@ -545,13 +561,13 @@ extension Replica {
 
     mutating func onDurable(_ action: DurableAction, _ ready: inout Ready) {
         switch action {
-        case .leaderEpochAccepted:
-            guard case .leading(var leader) = role else { return }
+        case .leaderEpochAccepted(let epoch):
+            guard case .leading(var leader) = role, leader.epoch == epoch else { return }
             leader.epochAcked[config.serverId] = (hard.currentEpoch, lastLoggedZxid)
             role = .leading(leader)
             startSyncIfQuorum(&ready)
-        case .leaderEpochCurrent:
-            guard case .leading(var leader) = role else { return }
+        case .leaderEpochCurrent(let epoch):
+            guard case .leading(var leader) = role, leader.epoch == epoch else { return }
             leader.newLeaderAcked.insert(config.serverId)
             role = .leading(leader)
             establishIfQuorum(&ready)

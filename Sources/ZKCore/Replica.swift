@@ -90,10 +90,11 @@ public struct Replica: Sendable {
 
     /// Something to do once a storage batch is durable.
     enum DurableAction {
-        case leaderEpochAccepted
-        case leaderEpochCurrent
-        /// `discovery` names the follower's discovery, so that a write that outlives it (the
-        /// follower timed out and started again) acknowledges nothing of the next one.
+        /// Each action names the leadership (by its epoch) or the follower's discovery it
+        /// belongs to, so that a write that outlives it (the replica timed out and started
+        /// again) does nothing to the next one.
+        case leaderEpochAccepted(epoch: Int64)
+        case leaderEpochCurrent(epoch: Int64)
         case followerEpochAccepted(leader: Int64, discovery: UInt64)
         case followerSynced(leader: Int64, epoch: Int64, discovery: UInt64)
     }

@@ -192,7 +192,13 @@ struct HistoryChecker {
                 for index in prefix.suffix(8) { context.append("  \(ops[index].label)") }
                 context.append("  -> state: \(state.line)")
                 context.append("none of these can follow it:")
-                for index in stuck { context.append("  \(ops[index].label)") }
+                for index in stuck {
+                    context.append("  \(ops[index].label)")
+                    let after = ops[index].predecessors.filter { !prefix.contains($0) }
+                    if !after.isEmpty {
+                        context.append("    (must follow, same session: " + after.map { "[\(ops[$0].invoke)] conn \(ops[$0].connection)" }.joined(separator: ", ") + "; this one on conn \(ops[index].connection))")
+                    }
+                }
                 context.append("all operations on the path, by invocation:")
                 let first = max(0, (stuck.first ?? 0) - 12)
                 for op in ops[first..<min(ops.count, first + 30)] { context.append("  \(op.label)") }

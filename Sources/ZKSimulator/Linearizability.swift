@@ -26,7 +26,8 @@ import ZKProtocol
 ///   and those sent before it on the same connection (FIFO client order);
 /// - a write also comes after the earlier writes of its connection (FIFO client order);
 /// - an operation whose reply never came may have taken effect at any time after it was sent,
-///   or not at all;
+///   or not at all — and not at all, on this path, once an operation that must follow it has
+///   taken effect (a multi may have failed on another path);
 /// - an ephemeral also goes away when its owner's session ends: a synthetic operation from the
 ///   session's start to the moment its client learned it was closed (or never, if unknown).
 enum Linearizability {
@@ -166,7 +167,9 @@ enum Linearizability {
                     let bound = index == firstIndex ? second : first
                     if op.invoke > bound { continue }
                 }
-                if op.predecessors.allSatisfy({ isDone(bits, $0) }) { result.append(index) }
+                // An unanswered predecessor not linearized yet is one that never took effect (or
+                // none on this path: a multi may have failed on another): it is skipped.
+                if op.predecessors.allSatisfy({ isDone(bits, $0) || ops[$0].expected == nil }) { result.append(index) }
             }
             return result
         }
@@ -189,6 +192,7 @@ enum Linearizability {
             if let expected = op.expected, expected != .any, expected != result { continue }
             var bits = stack[top].bits
             bits[index >> 6] |= 1 << UInt64(index & 63)
+            for skipped in op.predecessors where ops[skipped].expected == nil { bits[skipped >> 6] |= 1 << UInt64(skipped & 63) }
             let doneKnown = stack[top].doneKnown + (op.expected != nil ? 1 : 0)
             if doneKnown == knownCount { return .linearizable }
             guard seen.insert(Key(bits: bits, state: state)).inserted else { continue }

@@ -101,9 +101,10 @@ final class SimClient {
         }
     }
 
-    /// The probe was answered and nothing is outstanding: the ensemble serves this client.
+    /// The probe was answered and nothing but a ping is outstanding: the ensemble serves this
+    /// client.
     var isSettled: Bool {
-        isConnected && waiting.isEmpty && !probeWanted && !probeEntries.isEmpty
+        isConnected && waiting.allSatisfy({ $0.entry == nil }) && !probeWanted && !probeEntries.isEmpty
             && probeEntries.allSatisfy { history.entries[$0].response != nil }
     }
 

@@ -166,11 +166,21 @@ public final class Simulation {
             )
         }
         for client in clients where !client.isSettled {
-            lines.append("client \(client.index): \(client.phase) session \(hex(client.sessionId)) waiting \(client.waiting.count)")
+            let waiting = client.waiting.map { waiting in waiting.operation.map { "xid \(waiting.xid) \($0)" } ?? "ping" }
+            lines.append("client \(client.index): \(client.phase) session \(hex(client.sessionId)) waiting for \(waiting)")
         }
         if let leader = cluster.leaders.first {
             let lingering = lingeringSessions(cluster.replica(leader).tree)
-            if !lingering.isEmpty { lines.append("sessions not expired: \(lingering.map(hex))") }
+            if !lingering.isEmpty {
+                let status = cluster.replica(leader).status()
+                for id in lingering {
+                    let record = history.sessions[id]
+                    let expiresAt = status.sessions.first { $0.id == id }?.expiresAtMs ?? 0
+                    lines.append(
+                        "session \(hex(id)) not expired: \(record?.closedByClient == true ? "closed by its client" : "abandoned at \(record?.abandonedAtMs ?? 0)"), timeout \(record?.timeoutMs ?? 0)ms, the leader expires it at \(expiresAt == 0 ? "never (not tracked)" : "\(expiresAt)")"
+                    )
+                }
+            }
         }
         return lines
     }

@@ -1,5 +1,5 @@
 import XCTest
-import ZKCore
+@testable import ZKCore
 import ZKProtocol
 import ZKSimulator
 
@@ -100,5 +100,103 @@ extension RegressionTests {
         cluster.run(forMs: 200)
         let digests = Set(cluster.members.map { cluster.replica($0).digest })
         XCTAssertEqual(digests.count, 1)
+    }
+}
+
+extension RegressionTests {
+    /// Found by `minizk sim --seed 2031`: a client of a follower pipelines sync, a read and a
+    /// create. The follower forwards the barrier and then the create; the leader proposes the
+    /// create after the barrier but, committing both at once, sent COMMIT (covering the create)
+    /// before BARRIERDONE. The follower applied the create while the sync still headed the
+    /// connection's queue, so the create's reply was dropped (its client waited until it gave
+    /// the connection up), and the read behind the sync saw the create sent after it.
+    func testAWriteSentAfterASyncIsAppliedAfterTheSyncIsAnswered() {
+        var options = Cluster.Options()
+        options.fsyncMs = 20
+        let cluster = Cluster(members: [1, 2, 3], options: options)
+        cluster.start()
+        XCTAssertTrue(cluster.awaitStable())
+        let leader = cluster.leaders[0]
+        let follower = cluster.members.first { $0 != leader }!
+        let onLeader = cluster.connectClient(to: leader)
+        let onFollower = cluster.connectClient(to: follower)
+        XCTAssertTrue(cluster.run(untilMs: 2_000) { $0.session(onLeader) != nil && $0.session(onFollower) != nil })
+        // A proposal in flight on the leader, so that the follower's barrier has to wait for it.
+        cluster.send(onLeader, .create(CreateRequest(path: "/a", data: nil, acl: ACL.openUnsafe, flags: 0)))
+        let syncXid = cluster.send(onFollower, .sync(path: "/b"))
+        let readXid = cluster.send(onFollower, .exists(path: "/b", watch: false))
+        let createXid = cluster.send(onFollower, .create(CreateRequest(path: "/b", data: nil, acl: ACL.openUnsafe, flags: 0)))
+        cluster.run(forMs: 2_000)
+        XCTAssertEqual(cluster.reply(onFollower, xid: syncXid)?.0, .ok)
+        XCTAssertEqual(cluster.reply(onFollower, xid: readXid)?.0, .noNode, "the read sent before the create saw it")
+        XCTAssertEqual(cluster.reply(onFollower, xid: createXid)?.0, .ok, "the create sent after the sync was never answered")
+    }
+}
+
+extension RegressionTests {
+    /// Found by `minizk sim --seed 328` (five replicas): two replicas looked for a leader forever
+    /// while three others served. The leader and one follower answered with one vote, a follower
+    /// that had joined in an earlier round with another (same leader, older zxid); the lookers
+    /// required a quorum of identical votes, so they never joined. Out of election only the
+    /// leader counts.
+    func testALookerJoinsAnEstablishedLeaderWhoseFollowersJoinedAtDifferentTimes() {
+        var election = LeaderElection(
+            me: 1, members: [1, 2, 3, 4, 5], round: 4, vote: Vote(leader: 3, zxid: 0x3_0000_000A, epoch: 3), nowMs: 0,
+            finalizeWaitMs: 50, resendMinMs: 50, resendMaxMs: 2000)
+        _ = election.start(nowMs: 0)
+        let current = Vote(leader: 4, zxid: 0x3_0000_000A, epoch: 3)
+        var decision = election.receive(from: 4, Notification(vote: current, round: 4, state: .leading), nowMs: 1).decision
+        XCTAssertNil(decision)
+        decision = election.receive(from: 2, Notification(vote: current, round: 4, state: .following), nowMs: 2).decision
+        XCTAssertNil(decision)
+        let older = Vote(leader: 4, zxid: 0x2_0000_0011, epoch: 2)
+        decision = election.receive(from: 5, Notification(vote: older, round: 3, state: .following), nowMs: 3).decision
+        XCTAssertEqual(decision?.leader, 4, "three of five follow or lead replica 4, which says it leads")
+    }
+}
+
+extension RegressionTests {
+    /// Found by `minizk sim --seed 2982` (a standalone replica, a stalled disk): a leader whose
+    /// epoch writes were slow gave up (init limit) and led again with a new epoch; when the disk
+    /// came back, the first leadership's "epoch is current" action established the second one
+    /// before it had even started synchronising: with an empty committed history, so the
+    /// sessions of the log were never tracked and never expired.
+    func testALeadershipIsNotEstablishedByTheDurableWritesOfAnEarlierOne() {
+        let cluster = Cluster(members: [1])
+        cluster.start()
+        XCTAssertTrue(cluster.awaitStable())
+        let client = cluster.connectClient(to: 1, timeoutMs: 400)
+        XCTAssertTrue(cluster.run(untilMs: 1_000) { $0.session(client) != nil })
+        let sessionId = cluster.session(client)!.sessionId
+        cluster.crash(1)
+        cluster.restart(1)
+        // The restarted replica's first epoch write completes after 500 ms; its second (the
+        // epoch becomes current) waits for the disk beyond the init limit (1 s), so it leads
+        // again, with a new epoch, before the second write of its first leadership completes.
+        cluster.stallDisk(1, forMs: 500)
+        cluster.run(forMs: 499)
+        cluster.stallDisk(1, forMs: 2_600)
+        cluster.run(forMs: 6_000)
+        XCTAssertTrue(cluster.replica(1).isLeader)
+        XCTAssertNil(cluster.replica(1).tree.sessions[sessionId], "the silent client's session never expired")
+    }
+}
+
+extension RegressionTests {
+    /// Found by `minizk sim --seed 2180` (five replicas): a leader that gave up for a follower
+    /// with a newer history looked again, and the notifications of replicas still following it
+    /// from the previous round made it lead again at once; with the same follower it gave up
+    /// again, and so on: epochs climbed past 100 and nobody served. A replica is elected by
+    /// itself only with votes of its current round.
+    func testALookerIsNotReelectedByFollowersOfItsPreviousRound() {
+        var election = LeaderElection(
+            me: 5, members: [1, 2, 3, 4, 5], round: 13, vote: Vote(leader: 5, zxid: 0xA_0000_0050, epoch: 10), nowMs: 0,
+            finalizeWaitMs: 50, resendMinMs: 50, resendMaxMs: 2000)
+        _ = election.start(nowMs: 0)
+        let previous = Vote(leader: 5, zxid: 0xA_0000_0050, epoch: 10)
+        for peer in [2, 3, 4] as [Int64] {
+            let step = election.receive(from: peer, Notification(vote: previous, round: 12, state: .following), nowMs: peer)
+            XCTAssertNil(step.decision, "followers of round 12 elected replica 5 in round 13")
+        }
     }
 }
