@@ -408,6 +408,9 @@ public struct Replica: Sendable {
                 logBase = applied.removeFirst().zxid
             }
         }
+        // With nothing outstanding the prepared tree equals the committed one: share it, so the
+        // replica holds one tree rather than two built side by side (a follower never prepares).
+        if unapplied.isEmpty || !isLeader { prepared = tree }
     }
 
     /// Applies a committed transaction: watches fire first, then the local client that asked
