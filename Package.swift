@@ -1,6 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// Planted bugs for the simulator (`Simulations/planted-bugs.sh`): MINIZK_PLANTED_BUGS=A,B defines
+/// MINIZK_BUG_A and MINIZK_BUG_B in ZKCore only, so that only ZKCore and what depends on it rebuild.
+/// (`swift build -Xswiftc -DMINIZK_BUG_A` works too, but rebuilds every package.)
+let plantedBugs: [SwiftSetting] = (Context.environment["MINIZK_PLANTED_BUGS"] ?? "")
+    .split(separator: ",").map { .define("MINIZK_BUG_\($0)") }
+
 let package = Package(
     name: "MiniZK",
     platforms: [.macOS(.v14)],
@@ -31,7 +37,8 @@ let package = Package(
                 .product(name: "HashTreeCollections", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Crypto", package: "swift-crypto"),
-            ]
+            ],
+            swiftSettings: plantedBugs
         ),
         .systemLibrary(
             name: "CSQLite",
@@ -66,7 +73,7 @@ let package = Package(
         .executableTarget(
             name: "minizk",
             dependencies: [
-                "ZKServer", "ZKCore", "ZKProtocol", "ZKStorage",
+                "ZKServer", "ZKCore", "ZKProtocol", "ZKStorage", "ZKSimulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -75,6 +82,11 @@ let package = Package(
         .testTarget(name: "ZKProtocolTests", dependencies: ["ZKProtocol"]),
         .testTarget(name: "ZKCoreTests", dependencies: ["ZKCore", "ZKProtocol"]),
         .testTarget(name: "ZKSimulatorTests", dependencies: ["ZKSimulator", "ZKCore", "ZKProtocol", "ZKStorage"]),
+        .testTarget(
+            name: "MiniZKSimulations",
+            dependencies: ["ZKSimulator", "ZKCore", "ZKProtocol", "ZKStorage"],
+            path: "Simulations/Tests"
+        ),
         .testTarget(name: "ZKStorageTests", dependencies: ["ZKStorage", "ZKCore", "ZKProtocol"]),
         .testTarget(
             name: "ZKServerTests",

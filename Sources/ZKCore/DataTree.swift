@@ -49,7 +49,7 @@ public struct DataNode: Sendable, Hashable {
 
     static func system(acl: [ACL], children: [String], aversion: Int32 = 0) -> DataNode {
         DataNode(
-            data: nil, acl: acl, czxid: 0, mzxid: 0, ctime: 0, mtime: 0, version: 0, aversion: aversion,
+            data: [], acl: acl, czxid: 0, mzxid: 0, ctime: 0, mtime: 0, version: 0, aversion: aversion,
             childCreates: 0, pzxid: 0, kind: .persistent, children: TreeSet(children))
     }
 }

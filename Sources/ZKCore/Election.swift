@@ -15,7 +15,11 @@ public struct Vote: Sendable, Hashable, Comparable, CustomStringConvertible {
         self.epoch = epoch
     }
     public static func < (a: Vote, b: Vote) -> Bool {
-        (a.epoch, a.zxid, a.leader) < (b.epoch, b.zxid, b.leader)
+        #if MINIZK_BUG_VOTE_ORDER_NOT_TOTAL
+        return (a.epoch, a.zxid) < (b.epoch, b.zxid)  // Planted bug: equal histories do not compare.
+        #else
+        return (a.epoch, a.zxid, a.leader) < (b.epoch, b.zxid, b.leader)
+        #endif
     }
     public var description: String { "vote(\(leader), 0x\(String(zxid, radix: 16)), e\(epoch))" }
 }
@@ -97,6 +101,8 @@ struct LeaderElection: Sendable {
         guard members.contains(sender) else { return step }
         switch n.state {
         case .looking:
+            // A replica that looks again no longer follows or leads.
+            settled[sender] = nil
             if n.round > round {
                 round = n.round
                 votes = [:]
@@ -124,8 +130,11 @@ struct LeaderElection: Sendable {
                 }
             }
             settled[sender] = n
-            let settledVotes = settled.mapValues(\.vote)
-            if supporters(of: n.vote, in: settledVotes) >= quorum && leaderClaims(n.vote, round: nil) {
+            // Replicas that joined the leader at different times settled on votes that differ in
+            // zxid and epoch: out of election only the leader counts (as in ZooKeeper, whose votes
+            // out of election compare the leader alone).
+            let following = settled.values.filter { $0.vote.leader == n.vote.leader }.count
+            if following >= quorum && leaderClaims(n.vote, round: nil) {
                 round = n.round
                 step.decision = n.vote
             }
@@ -135,8 +144,12 @@ struct LeaderElection: Sendable {
 
     /// The leader of `vote` must itself say it leads (or be this replica), else a quorum may be
     /// following a leader that has gone.
+    ///
+    /// Replicas that still follow this one from an earlier round do not make it lead again: it
+    /// looks because it gave up leading (maybe for a follower with a newer history), and only
+    /// votes of its current round may elect it (as in ZooKeeper's `checkLeader`).
     private func leaderClaims(_ vote: Vote, round: Int64?) -> Bool {
-        if vote.leader == me { return true }
+        if vote.leader == me { return round == self.round }
         guard let claim = settled[vote.leader] else { return false }
         return claim.state == .leading && claim.vote.leader == vote.leader
     }

@@ -51,15 +51,27 @@ public enum Paths {
     /// The parent of a path as ZooKeeper computes it: everything before the last `/`, with the
     /// empty string standing for the root. `nil` when there is no `/` at all.
     public static func parent(of path: String) -> String? {
-        guard let slash = path.lastIndex(of: "/") else { return nil }
-        let parent = String(path[..<slash])
-        return parent.isEmpty ? root : parent
+        let utf8 = path.utf8
+        guard let slash = utf8.lastIndex(of: UInt8(ascii: "/")) else { return nil }
+        if slash == utf8.startIndex { return root }
+        return String(path[..<slash])
+    }
+
+    /// Whether the path has a `/` and no NUL: the cheap checks create and delete make first.
+    static func hasSlashAndNoNul(_ path: String) -> Bool {
+        var slash = false
+        for byte in path.utf8 {
+            if byte == 0 { return false }
+            if byte == UInt8(ascii: "/") { slash = true }
+        }
+        return slash
     }
 
     /// The last component of a path.
     public static func name(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return path }
-        return String(path[path.index(after: slash)...])
+        let utf8 = path.utf8
+        guard let slash = utf8.lastIndex(of: UInt8(ascii: "/")) else { return path }
+        return String(path[utf8.index(after: slash)...])
     }
 
     /// Joins a parent and a child name.

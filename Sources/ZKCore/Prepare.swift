@@ -75,7 +75,7 @@ enum Prepare {
         case .createTTL(let create):
             return try self.create(create, opcode: .createTTL, tree: tree, context: context)
         case .delete(let path, let version):
-            guard path.contains("/"), !path.contains("\0"), !Paths.isSystemPath(path), let parentPath = Paths.parent(of: path) else {
+            guard Paths.hasSlashAndNoNul(path), !Paths.isSystemPath(path), let parentPath = Paths.parent(of: path) else {
                 throw .badArguments
             }
             guard let parent = tree.node(parentPath) else { throw .noNode }
@@ -124,15 +124,22 @@ enum Prepare {
         case .createContainer:
             kind = .container
         default:
-            guard !mode.isTTL, !mode.isContainer else { throw .badArguments }
+            // Flag 4 through create/create2 makes an ordinary persistent node, as in ZooKeeper:
+            // only the createContainer opcode makes containers.
+            guard !mode.isTTL else { throw .badArguments }
             kind = mode.isEphemeral ? .ephemeral(owner: context.sessionId) : .persistent
         }
         let path = request.path
-        guard path.contains("/"), !path.contains("\0"), let parentPath = Paths.parent(of: path) else { throw .badArguments }
+        guard Paths.hasSlashAndNoNul(path), let parentPath = Paths.parent(of: path) else { throw .badArguments }
         let acl = try ACLs.fixup(request.acl, authIds: context.authIds)
         guard let parent = tree.node(parentPath) else { throw .noNode }
         guard ACLs.check(parent.acl, .create, authIds: context.authIds) else { throw .noAuth }
-        let fullPath = mode.isSequential ? path + Paths.sequenceSuffix(parent.childCreates) : path
+        #if MINIZK_BUG_SEQUENCE_FROM_WRONG_COUNTER
+        let counter = Int32(parent.children.count)  // Planted bug: children now, not children ever created.
+        #else
+        let counter = parent.childCreates
+        #endif
+        let fullPath = mode.isSequential ? path + Paths.sequenceSuffix(counter) : path
         guard Paths.isValid(fullPath) else { throw .badArguments }
         guard tree.node(fullPath) == nil else { throw .nodeExists }
         if case .ephemeral = parent.kind { throw .noChildrenForEphemerals }

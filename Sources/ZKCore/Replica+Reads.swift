@@ -89,7 +89,7 @@ extension Replica {
     mutating func answerOne(_ request: Request, _ id: ConnectionID, _ sessionId: Int64, _ connection: Connection) throws(ErrorCode) -> Response {
         switch request {
         case .exists(let path, let watch):
-            if path.contains("\0") { throw .badArguments }
+            if path.utf8.contains(0) { throw .badArguments }
             if watch { watches.addDataWatch(path, connection: id) }
             guard let node = tree.node(path) else { throw .noNode }
             return .stat(node.stat)
@@ -112,7 +112,10 @@ extension Replica {
             return .getACL(acl: admin ? node.acl : ACLs.masked(node.acl), stat: node.stat)
         case .getAllChildrenNumber(let path):
             _ = try readable(path, connection)
-            return .getAllChildrenNumber(Int32(clamping: tree.descendantCount(path)))
+            // ZooKeeper counts the keys that start with `path + "/"`; for the empty path (its alias
+            // of the root) that includes the root itself.
+            let count = tree.descendantCount(path) + (path.isEmpty ? 1 : 0)
+            return .getAllChildrenNumber(Int32(clamping: count))
         case .getEphemerals(let prefix):
             let all = tree.ephemerals(of: sessionId).sorted()
             let wantsAll = prefix.isEmpty || prefix == "/" || prefix.allSatisfy(\.isWhitespace)
@@ -135,6 +138,8 @@ extension Replica {
             return .empty
         case .reconfig:
             throw .reconfigDisabled
+        case .nullPath:
+            throw .marshallingError
         default:
             throw .unimplemented
         }

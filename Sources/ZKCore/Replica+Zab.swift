@@ -44,6 +44,8 @@ extension Replica {
         var newLeaderAcked = false
         var ackedZxid: Zxid = 0
         var touched: Set<Int64> = []
+        /// Names this discovery (see `DurableAction`).
+        var discovery: UInt64 = 0
     }
 
     struct LeaderState {
@@ -209,7 +211,7 @@ extension Replica {
         leader.epoch = max(leader.infos.values.map(\.acceptedEpoch).max() ?? 0, hard.currentEpoch) + 1
         hard.acceptedEpoch = leader.epoch
         role = .leading(leader)
-        store(.saveHardState(hard), &ready, then: .leaderEpochAccepted)
+        store(.saveHardState(hard), &ready, then: .leaderEpochAccepted(epoch: leader.epoch))
         for peer in leader.infos.keys.sorted() where peer != config.serverId {
             ready.send(.leaderInfo(epoch: leader.epoch), to: peer)
         }
@@ -223,7 +225,12 @@ extension Replica {
             leader.lastHeardMs[peer] = nowMs
             leader.infos[peer] = (acceptedEpoch, lastZxid)
             role = .leading(leader)
-            if leader.epoch > 0 {
+            if leader.epoch > 0 && acceptedEpoch > leader.epoch {
+                // The follower promised a later epoch (to a leader that never established
+                // itself): it can never join this epoch. Step down, so that the next discovery
+                // picks an epoch above its promise.
+                startElection(&ready)
+            } else if leader.epoch > 0 {
                 ready.send(.leaderInfo(epoch: leader.epoch), to: peer)
             } else {
                 chooseEpochIfQuorum(&ready)
@@ -263,9 +270,16 @@ extension Replica {
                 sessions[sessionId] = SessionState(timeoutMs: timeoutMs, expiresAtMs: expiry(timeoutMs))
                 propose(.createSession(timeoutMs: timeoutMs), sessionId: sessionId, cxid: 0, &ready)
             case .request(let sessionId, let header, let request, let authIds):
-                touched(sessionId)
-                if case .closeSession = request { sessions[sessionId]?.closing = true }
-                prepareAndPropose(sessionId: sessionId, header: header, request: request, authIds: authIds, &ready)
+                if sessions[sessionId]?.closing == true && !plantedBugPreparesWritesOfClosingSessions {
+                    // The session is being closed (expired, or closed by its client): nothing
+                    // more of it may reach the tree, least of all an ephemeral that would
+                    // outlive it. The follower that forwarded it did not know yet.
+                    propose(.error(.sessionExpired), sessionId: sessionId, cxid: header.xid, &ready)
+                } else {
+                    touched(sessionId)
+                    if case .closeSession = request { sessions[sessionId]?.closing = true }
+                    prepareAndPropose(sessionId: sessionId, header: header, request: request, authIds: authIds, &ready)
+                }
             }
         case .ping(let touchedSessions):
             for sessionId in touchedSessions { touched(sessionId) }
@@ -289,7 +303,7 @@ extension Replica {
         leader.historyZxid = lastLoggedZxid
         hard.currentEpoch = leader.epoch
         role = .leading(leader)
-        store(.saveHardState(hard), &ready, then: .leaderEpochCurrent)
+        store(.saveHardState(hard), &ready, then: .leaderEpochCurrent(epoch: leader.epoch))
         for (peer, info) in leader.epochAcked.sorted(by: { $0.key < $1.key }) where peer != config.serverId {
             sendSyncPlan(to: peer, lastZxid: info.lastZxid, &ready)
         }
@@ -300,7 +314,11 @@ extension Replica {
         let last = lastLoggedZxid
         let history = Array(applied) + Array(unapplied)
         if followerZxid == last { return SyncPlan(kind: .diff, transactions: [], epoch: epoch) }
+        #if MINIZK_BUG_DIFF_INSTEAD_OF_TRUNC
+        if followerZxid > last { return SyncPlan(kind: .diff, transactions: [], epoch: epoch) }  // Planted bug.
+        #else
         if followerZxid > last { return SyncPlan(kind: .trunc(after: last), transactions: [], epoch: epoch) }
+        #endif
         if followerZxid < logBase {
             return SyncPlan(kind: .snap(tree), transactions: Array(unapplied), epoch: epoch)
         }
@@ -316,7 +334,12 @@ extension Replica {
         // The follower's last transaction is not in the leader's history: it belongs to a suffix
         // that was never committed. Cut back to the last transaction both hold.
         let common = low > 0 ? history[low - 1].zxid : logBase
+        #if MINIZK_BUG_DIFF_INSTEAD_OF_TRUNC
+        _ = common
+        return SyncPlan(kind: .diff, transactions: Array(history[low...]), epoch: epoch)  // Planted bug: keeps the suffix.
+        #else
         return SyncPlan(kind: .trunc(after: common), transactions: Array(history[low...]), epoch: epoch)
+        #endif
     }
 
     private mutating func sendSyncPlan(to peer: Int64, lastZxid: Zxid, _ ready: inout Ready) {
@@ -376,13 +399,28 @@ extension Replica {
         for peer in leader.newLeaderAcked where peer != config.serverId { holdings.append(leader.acked[peer] ?? 0) }
         holdings.sort(by: >)
         guard holdings.count >= quorum else { return }
+        #if MINIZK_BUG_COMMIT_WITHOUT_QUORUM
+        let candidate = min(holdings[0], lastLoggedZxid)  // Planted bug: the best holder, not a quorum.
+        #else
         let candidate = min(holdings[quorum - 1], lastLoggedZxid)
+        #endif
         guard candidate > commitZxid else { return }
         commitZxid = candidate
-        for peer in leader.forwarding.sorted() { ready.send(.commit(candidate), to: peer) }
+        // A barrier is answered right after the commit of what was proposed before it, and
+        // before the commit of anything later: a write its client sent after the sync must not
+        // be applied on the follower (and seen by the reads queued behind the sync) before the
+        // sync is answered.
+        var committedTo = Zxid(0)
         while let barrier = leader.barriers.first, barrier.zxid <= commitZxid {
             leader.barriers.removeFirst()
+            if barrier.zxid > committedTo {
+                committedTo = barrier.zxid
+                for peer in leader.forwarding.sorted() { ready.send(.commit(committedTo), to: peer) }
+            }
             ready.send(.barrierDone(token: barrier.token), to: barrier.peer)
+        }
+        if candidate > committedTo {
+            for peer in leader.forwarding.sorted() { ready.send(.commit(candidate), to: peer) }
         }
         role = .leading(leader)
         applyCommitted(&ready)
@@ -392,9 +430,11 @@ extension Replica {
 
     private mutating func becomeFollower(_ vote: Vote, _ ready: inout Ready) {
         earlyFollowerInfo.removeAll()
+        discoveries += 1
         role = .following(
             FollowerState(
-                leader: vote.leader, vote: vote, lastHeardMs: nowMs, deadlineMs: nowMs + config.initLimitTicks * config.tickMs))
+                leader: vote.leader, vote: vote, lastHeardMs: nowMs, deadlineMs: nowMs + config.initLimitTicks * config.tickMs,
+                discovery: discoveries))
         ready.send(.followerInfo(acceptedEpoch: hard.acceptedEpoch, lastZxid: lastLoggedZxid), to: vote.leader)
     }
 
@@ -410,12 +450,10 @@ extension Replica {
             follower.phase = .synchronizing
             follower.epoch = epoch
             role = .following(follower)
-            if epoch > hard.acceptedEpoch {
-                hard.acceptedEpoch = epoch
-                store(.saveHardState(hard), &ready, then: .followerEpochAccepted(leader: follower.leader))
-            } else {
-                ready.send(.ackEpoch(currentEpoch: hard.currentEpoch, lastZxid: lastLoggedZxid), to: follower.leader)
-            }
+            // The epoch is acknowledged once it is durable, also when it was accepted before: an
+            // earlier discovery may have recorded it in a write that is not durable yet.
+            hard.acceptedEpoch = max(hard.acceptedEpoch, epoch)
+            store(.saveHardState(hard), &ready, then: .followerEpochAccepted(leader: follower.leader, discovery: follower.discovery))
         case .sync(let plan):
             guard follower.phase == .synchronizing, plan.epoch == follower.epoch else { return }
             switch plan.kind {
@@ -445,7 +483,12 @@ extension Replica {
             hard.currentEpoch = plan.epoch
             follower.phase = .awaitingUpToDate
             role = .following(follower)
-            store(.saveHardState(hard), &ready, then: .followerSynced(leader: follower.leader, epoch: plan.epoch))
+            #if MINIZK_BUG_NEWLEADER_ACK_BEFORE_DURABLE
+            store(.saveHardState(hard), &ready)  // Planted bug: NEWLEADER acknowledged before the sync is durable.
+            onDurable(.followerSynced(leader: follower.leader, epoch: plan.epoch, discovery: follower.discovery), &ready)
+            #else
+            store(.saveHardState(hard), &ready, then: .followerSynced(leader: follower.leader, epoch: plan.epoch, discovery: follower.discovery))
+            #endif
         case .upToDate(let zxid):
             guard follower.phase == .awaitingUpToDate, follower.newLeaderAcked else { return }
             follower.phase = .broadcast
@@ -460,6 +503,9 @@ extension Replica {
             }
             unapplied.append(txn)
             store(.append([txn]), &ready)
+            #if MINIZK_BUG_ACK_BEFORE_FSYNC
+            ready.send(.ack(txn.zxid), to: follower.leader)  // Planted bug: acknowledges what is not durable yet.
+            #endif
         case .commit(let zxid):
             commitZxid = max(commitZxid, min(zxid, lastLoggedZxid))
             if follower.phase == .broadcast || follower.newLeaderAcked { applyCommitted(&ready) }
@@ -472,6 +518,16 @@ extension Replica {
         default:
             return
         }
+    }
+
+    /// Planted bug MINIZK_BUG_WRITE_OF_CLOSING_SESSION: the leader prepares a forwarded write of a
+    /// session it is closing (the bug the simulator found with seed 133).
+    private var plantedBugPreparesWritesOfClosingSessions: Bool {
+        #if MINIZK_BUG_WRITE_OF_CLOSING_SESSION
+        return true
+        #else
+        return false
+        #endif
     }
 
     private func isContiguousZxid(_ previous: Zxid, _ next: Zxid) -> Bool {
@@ -505,21 +561,25 @@ extension Replica {
 
     mutating func onDurable(_ action: DurableAction, _ ready: inout Ready) {
         switch action {
-        case .leaderEpochAccepted:
-            guard case .leading(var leader) = role else { return }
+        case .leaderEpochAccepted(let epoch):
+            guard case .leading(var leader) = role, leader.epoch == epoch else { return }
             leader.epochAcked[config.serverId] = (hard.currentEpoch, lastLoggedZxid)
             role = .leading(leader)
             startSyncIfQuorum(&ready)
-        case .leaderEpochCurrent:
-            guard case .leading(var leader) = role else { return }
+        case .leaderEpochCurrent(let epoch):
+            guard case .leading(var leader) = role, leader.epoch == epoch else { return }
             leader.newLeaderAcked.insert(config.serverId)
             role = .leading(leader)
             establishIfQuorum(&ready)
-        case .followerEpochAccepted(let leaderId):
-            guard case .following(let follower) = role, follower.leader == leaderId else { return }
+        case .followerEpochAccepted(let leaderId, let discovery):
+            guard case .following(let follower) = role, follower.leader == leaderId, follower.discovery == discovery,
+                follower.phase == .synchronizing
+            else { return }
             ready.send(.ackEpoch(currentEpoch: hard.currentEpoch, lastZxid: lastLoggedZxid), to: leaderId)
-        case .followerSynced(let leaderId, let epoch):
-            guard case .following(var follower) = role, follower.leader == leaderId, follower.epoch == epoch else { return }
+        case .followerSynced(let leaderId, let epoch, let discovery):
+            guard case .following(var follower) = role, follower.leader == leaderId, follower.epoch == epoch,
+                follower.discovery == discovery
+            else { return }
             follower.newLeaderAcked = true
             follower.ackedZxid = persistedZxid
             role = .following(follower)

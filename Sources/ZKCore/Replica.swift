@@ -41,6 +41,8 @@ public struct Replica: Sendable {
     var role: Role
     var booted = false
     var round: Int64 = 0
+    /// Counts the times this replica became a follower; names each discovery.
+    var discoveries: UInt64 = 0
     var watches = WatchTable()
     var connections: [ConnectionID: Connection] = [:]
     var sessions: [Int64: SessionState] = [:]
@@ -88,10 +90,13 @@ public struct Replica: Sendable {
 
     /// Something to do once a storage batch is durable.
     enum DurableAction {
-        case leaderEpochAccepted
-        case leaderEpochCurrent
-        case followerEpochAccepted(leader: Int64)
-        case followerSynced(leader: Int64, epoch: Int64)
+        /// Each action names the leadership (by its epoch) or the follower's discovery it
+        /// belongs to, so that a write that outlives it (the replica timed out and started
+        /// again) does nothing to the next one.
+        case leaderEpochAccepted(epoch: Int64)
+        case leaderEpochCurrent(epoch: Int64)
+        case followerEpochAccepted(leader: Int64, discovery: UInt64)
+        case followerSynced(leader: Int64, epoch: Int64, discovery: UInt64)
     }
 
     /// cxid of transactions the replica starts itself (session expiry, container reaping); no
@@ -353,7 +358,7 @@ public struct Replica: Sendable {
             nextBarrierToken += 1
             connections[id]!.queue.append(.barrier(header, request, token: token))
             forwardBarrier(token, &ready)
-        } else if connection.queue.isEmpty {
+        } else if connection.queue.isEmpty || plantedBugReadsPastOwnWrites {
             answer(id, header, request, &ready)
         } else {
             connections[id]!.queue.append(.read(header, request))
@@ -379,6 +384,16 @@ public struct Replica: Sendable {
         propose(body, sessionId: sessionId, cxid: header.xid, &ready)
     }
 
+    /// Planted bug MINIZK_BUG_FOLLOWER_READ_BEFORE_OWN_WRITE: a follower answers a read at once,
+    /// ahead of the session's earlier writes still on their way.
+    private var plantedBugReadsPastOwnWrites: Bool {
+        #if MINIZK_BUG_FOLLOWER_READ_BEFORE_OWN_WRITE
+        return !isLeader
+        #else
+        return false
+        #endif
+    }
+
     private func isPendingSession(_ sessionId: Int64) -> Bool { prepared.sessions[sessionId] != nil }
 
     // MARK: - Commit
@@ -393,11 +408,19 @@ public struct Replica: Sendable {
                 logBase = applied.removeFirst().zxid
             }
         }
+        // With nothing outstanding the prepared tree equals the committed one: share it, so the
+        // replica holds one tree rather than two built side by side (a follower never prepares).
+        if unapplied.isEmpty || !isLeader { prepared = tree }
     }
 
     /// Applies a committed transaction: watches fire first, then the local client that asked
     /// for it, if any, gets its reply.
     private mutating func apply(_ txn: Transaction, _ ready: inout Ready) {
+        #if MINIZK_BUG_SKIP_SESSION_CLOSE
+        // Planted bug: the highest replica applies a session's close as a no-op.
+        var txn = txn
+        if case .closeSession = txn.body, config.serverId == config.ensembleMembers.last { txn.body = .check(path: "/") }
+        #endif
         var triggers: [WatchTrigger] = []
         let outcome = tree.apply(txn, triggers: &triggers)
         for trigger in triggers {

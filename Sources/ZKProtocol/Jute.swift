@@ -228,6 +228,28 @@ extension ByteBuffer {
 
     public mutating func writeJuteString(_ string: String?) {
         guard let string else { return self.writeJuteInt(-1) }
+        // Java writes a character outside the Basic Multilingual Plane as its two UTF-16
+        // surrogates, three bytes each (CESU-8); clients of ZooKeeper see those bytes, so MiniZK
+        // writes the same. Everything else is plain UTF-8.
+        if string.utf8.contains(where: { $0 >= 0xF0 }) {
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(string.utf8.count + 8)
+            for unit in string.utf16 {
+                if unit < 0x80 {
+                    bytes.append(UInt8(unit))
+                } else if unit < 0x800 {
+                    bytes.append(0xC0 | UInt8(unit >> 6))
+                    bytes.append(0x80 | UInt8(unit & 0x3F))
+                } else {
+                    bytes.append(0xE0 | UInt8(unit >> 12))
+                    bytes.append(0x80 | UInt8((unit >> 6) & 0x3F))
+                    bytes.append(0x80 | UInt8(unit & 0x3F))
+                }
+            }
+            self.writeJuteLength(bytes.count)
+            self.writeBytes(bytes)
+            return
+        }
         self.writeJuteLength(string.utf8.count)
         self.writeString(string)
     }

@@ -155,6 +155,9 @@ public indirect enum Request: Sendable, Hashable {
     case closeSession  // -11
     /// An opcode this codec does not know; the server answers UNIMPLEMENTED.
     case unknown(opcode: Int32)
+    /// A request whose path is null: ZooKeeper cannot deserialise it into a usable request and
+    /// answers MARSHALLINGERROR.
+    case nullPath(opcode: Int32)
 
     /// The opcode this request travels under.
     public var opcode: Int32 {
@@ -190,6 +193,7 @@ public indirect enum Request: Sendable, Hashable {
         case .whoAmI: return OpCode.whoAmI.rawValue
         case .closeSession: return OpCode.closeSession.rawValue
         case .unknown(let opcode): return opcode
+        case .nullPath(let opcode): return opcode
         }
     }
 }

@@ -74,8 +74,24 @@ enum RequestCodec {
         )
     }
 
+    /// Opcodes whose record starts with the path.
+    static let pathFirstOpcodes: Set<Int32> = Set(
+        [
+            OpCode.create, .create2, .createContainer, .createTTL, .delete, .exists, .getData, .setData, .getACL,
+            .setACL, .getChildren, .getChildren2, .sync, .check, .checkWatches, .removeWatches,
+            .getAllChildrenNumber, .addWatch,
+        ].map(\.rawValue))
+
     static func decodeRequest(_ payload: inout ByteBuffer) throws -> (RequestHeader, Request) {
         let header = try payload.readJuteRequestHeader()
+        // A top-level request with a null path is answered MARSHALLINGERROR, as ZooKeeper does
+        // (getEphemerals is not among them: its null prefix means every ephemeral).
+        // (Inside a multi a null path reads as "" and that operation fails with BADARGUMENTS: the
+        // safe answer where ZooKeeper 3.8 itself falls over.)
+        if pathFirstOpcodes.contains(header.type), payload.getInteger(at: payload.readerIndex, as: Int32.self) == -1 {
+            payload.moveReaderIndex(to: payload.writerIndex)
+            return (header, .nullPath(opcode: header.type))
+        }
         return (header, try self.decodeBody(opcode: header.type, from: &payload))
     }
 
@@ -245,6 +261,8 @@ enum RequestCodec {
             payload.writeJuteInt(version)
         case .ping, .whoAmI, .closeSession, .unknown:
             break
+        case .nullPath:
+            payload.writeJuteInt(-1)
         case .multi(let operations), .multiRead(let operations):
             for operation in operations {
                 payload.writeJuteMultiHeader(MultiHeader(type: operation.opcode, done: false, err: -1))

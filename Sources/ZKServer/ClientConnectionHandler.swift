@@ -272,6 +272,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     }
 
     /// Writes and flushes `buffer`, keeping count of the bytes not yet handed to the socket.
+    private var isFlushScheduled = false
+
     func write(_ buffer: ByteBuffer) {
         guard let context, isOpen else { return }
         let byteCount = buffer.readableBytes
@@ -281,7 +283,16 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             self.queuedOutboundBytes -= byteCount
             self.outboundDrained()
         }
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
+        context.write(wrapOutboundOut(buffer), promise: promise)
+        // One flush per event-loop iteration: the replies of every request decoded in one read
+        // cycle leave in one system call.
+        if !isFlushScheduled {
+            isFlushScheduled = true
+            context.eventLoop.assumeIsolated().execute { [self] in
+                self.isFlushScheduled = false
+                self.context?.flush()
+            }
+        }
         if queuedOutboundBytes > host.options.outboundBytesMax {
             _ = closeNow(reason: "more than \(host.options.outboundBytesMax) bytes wait to be written to the client")
         } else if queuedOutboundBytes > host.options.outboundBytesReadPause, !isReadingPaused {

@@ -37,8 +37,6 @@ public final class Ensemble: Sendable {
         precondition(nodes >= 1, "an ensemble needs at least one member")
         let ids = (1...Int64(nodes)).map { $0 }
         let network = InProcessNetwork()
-        var secretSource = SystemRandomNumberGenerator()
-        let secret = secretSource.next() as UInt64
         var servers: [MiniZKServer] = []
         do {
             // Ports are known only after binding when 0 is asked for; /zookeeper/config names the
@@ -52,7 +50,6 @@ public final class Ensemble: Sendable {
                 var memberConfig = config
                 memberConfig.serverId = id
                 memberConfig.members = ids
-                memberConfig.sessionSecret = secret
                 memberConfig.ensembleConfigText = nodes > 1 ? configText : nil
                 var memberLogger = logger
                 memberLogger[metadataKey: "replica"] = "\(id)"

@@ -103,8 +103,10 @@ public final class MiniZKServer: Sendable {
             if !standalone { replicaHost.start() }
         }.get()
         if let transport {
-            transport.attach(serverId: config.serverId) { input in
-                replicaHost.eventLoop.execute { replicaHost.submit(input) }
+            transport.attach(serverId: config.serverId) { inputs in
+                replicaHost.eventLoop.execute {
+                    for input in inputs { replicaHost.submit(input) }
+                }
             }
         }
         logger.info("MiniZK serving", metadata: ["host": "\(host)", "port": "\(boundPort)"])

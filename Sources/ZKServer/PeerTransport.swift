@@ -8,9 +8,9 @@ import ZKCore
 /// order and without loss while their connection lasts, and reports connections coming up and
 /// breaking as `.peerConnected` / `.peerDisconnected` inputs.
 public protocol PeerTransport: AnyObject, Sendable {
-    /// Registers the replica `serverId`; inbound inputs are handed to `deliver` (which hops to the
-    /// replica's event loop).
-    func attach(serverId: Int64, deliver: @escaping @Sendable (ReplicaInput) -> Void)
+    /// Registers the replica `serverId`; inbound inputs are handed to `deliver`, in order, a batch
+    /// at a time (it hops to the replica's event loop once per batch).
+    func attach(serverId: Int64, deliver: @escaping @Sendable ([ReplicaInput]) -> Void)
     /// Queues a message; `flush` sends what was queued.
     func send(_ outgoing: PeerOutgoing, from serverId: Int64)
     func flush(from serverId: Int64)
@@ -23,35 +23,51 @@ public protocol PeerTransport: AnyObject, Sendable {
 /// queue keeps them in order.
 public final class InProcessNetwork: PeerTransport, @unchecked Sendable {
     private let lock = NIOLock()
-    private var members: [Int64: @Sendable (ReplicaInput) -> Void] = [:]
+    private var members: [Int64: @Sendable ([ReplicaInput]) -> Void] = [:]
+    /// Messages queued by `send` until the sender's `flush`, per (sender, receiver).
+    private var pending: [Int64: [Int64: [ReplicaInput]]] = [:]
 
     public init() {}
 
-    public func attach(serverId: Int64, deliver: @escaping @Sendable (ReplicaInput) -> Void) {
-        let existing: [(Int64, @Sendable (ReplicaInput) -> Void)] = lock.withLock {
+    public func attach(serverId: Int64, deliver: @escaping @Sendable ([ReplicaInput]) -> Void) {
+        let existing: [(Int64, @Sendable ([ReplicaInput]) -> Void)] = lock.withLock {
             let others = members.map { ($0.key, $0.value) }
             members[serverId] = deliver
             return others
         }
         for (peer, peerDeliver) in existing.sorted(by: { $0.0 < $1.0 }) {
-            peerDeliver(.peerConnected(serverId))
-            deliver(.peerConnected(peer))
+            peerDeliver([.peerConnected(serverId)])
+            deliver([.peerConnected(peer)])
         }
     }
 
     public func send(_ outgoing: PeerOutgoing, from serverId: Int64) {
-        let target = lock.withLock { members[outgoing.to] }
-        target?(.peerMessage(from: serverId, outgoing.message))
+        lock.withLock {
+            guard members[serverId] != nil, members[outgoing.to] != nil else { return }
+            pending[serverId, default: [:]][outgoing.to, default: []].append(.peerMessage(from: serverId, outgoing.message))
+        }
     }
 
-    public func flush(from serverId: Int64) {}
+    /// Hands each receiver what this sender queued for it, as one batch: one hop per receiver per
+    /// step instead of one per message.
+    public func flush(from serverId: Int64) {
+        let batches: [(@Sendable ([ReplicaInput]) -> Void, [ReplicaInput])] = lock.withLock {
+            guard let queued = pending.removeValue(forKey: serverId) else { return [] }
+            return queued.sorted(by: { $0.key < $1.key }).compactMap { target, inputs in
+                members[target].map { ($0, inputs) }
+            }
+        }
+        for (deliver, inputs) in batches { deliver(inputs) }
+    }
 
     public func detach(serverId: Int64) {
-        let others: [@Sendable (ReplicaInput) -> Void] = lock.withLock {
+        let others: [@Sendable ([ReplicaInput]) -> Void] = lock.withLock {
             members[serverId] = nil
+            pending[serverId] = nil
+            for key in pending.keys { pending[key]?[serverId] = nil }
             return Array(members.values)
         }
-        for deliver in others { deliver(.peerDisconnected(serverId)) }
+        for deliver in others { deliver([.peerDisconnected(serverId)]) }
     }
 }
 
@@ -77,7 +93,7 @@ public final class TCPPeerTransport: PeerTransport, @unchecked Sendable {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let lock = NIOLock()
-    private var deliver: (@Sendable (ReplicaInput) -> Void)?
+    private var deliver: (@Sendable ([ReplicaInput]) -> Void)?
     private var channels: [Int64: any Channel] = [:]
     private var listener: (any Channel)?
     private var stopped = false
@@ -104,7 +120,7 @@ public final class TCPPeerTransport: PeerTransport, @unchecked Sendable {
         listener = try await bootstrap.bind(host: host, port: port).get()
     }
 
-    public func attach(serverId: Int64, deliver: @escaping @Sendable (ReplicaInput) -> Void) {
+    public func attach(serverId: Int64, deliver: @escaping @Sendable ([ReplicaInput]) -> Void) {
         lock.withLock { self.deliver = deliver }
         for peer in peers.values.sorted(by: { $0.id < $1.id }) where peer.id < serverId {
             dial(peer, delayMs: 0)
@@ -141,7 +157,7 @@ public final class TCPPeerTransport: PeerTransport, @unchecked Sendable {
     }
 
     fileprivate func connected(_ peer: Int64, _ channel: any Channel) {
-        let (deliver, previous): ((@Sendable (ReplicaInput) -> Void)?, (any Channel)?) = lock.withLock {
+        let (deliver, previous): ((@Sendable ([ReplicaInput]) -> Void)?, (any Channel)?) = lock.withLock {
             let previous = channels[peer]
             channels[peer] = channel
             return (self.deliver, previous)
@@ -149,27 +165,27 @@ public final class TCPPeerTransport: PeerTransport, @unchecked Sendable {
         if let previous, previous !== channel {
             // One connection per pair: a newer one replaces the old, whose loss the replica hears of first.
             previous.close(promise: nil)
-            deliver?(.peerDisconnected(peer))
+            deliver?([.peerDisconnected(peer)])
         }
         logger.debug("peer connected", metadata: ["peer": "\(peer)"])
-        deliver?(.peerConnected(peer))
+        deliver?([.peerConnected(peer)])
     }
 
     fileprivate func disconnected(_ peer: Int64, _ channel: any Channel) {
-        let (deliver, wasCurrent, stopped): ((@Sendable (ReplicaInput) -> Void)?, Bool, Bool) = lock.withLock {
+        let (deliver, wasCurrent, stopped): ((@Sendable ([ReplicaInput]) -> Void)?, Bool, Bool) = lock.withLock {
             let current = channels[peer] === channel
             if current { channels[peer] = nil }
             return (self.deliver, current, self.stopped)
         }
         guard wasCurrent else { return }
         logger.debug("peer disconnected", metadata: ["peer": "\(peer)"])
-        deliver?(.peerDisconnected(peer))
+        deliver?([.peerDisconnected(peer)])
         if !stopped, peer < serverId, let info = peers[peer] { dial(info, delayMs: 50) }
     }
 
-    fileprivate func received(_ message: PeerMessage, from peer: Int64) {
+    fileprivate func received(_ messages: [PeerMessage], from peer: Int64) {
         let deliver = lock.withLock { self.deliver }
-        deliver?(.peerMessage(from: peer, message))
+        deliver?(messages.map { .peerMessage(from: peer, $0) })
     }
 
     public func send(_ outgoing: PeerOutgoing, from serverId: Int64) {
@@ -237,6 +253,8 @@ final class PeerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = PeerFrameDecoder.Inbound
     private let transport: TCPPeerTransport
     private var peer: Int64?
+    /// Messages of one read cycle, delivered together on `channelReadComplete`.
+    private var batch: [PeerMessage] = []
 
     init(transport: TCPPeerTransport, peer: Int64?) {
         self.transport = transport
@@ -253,9 +271,17 @@ final class PeerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
             peer = id
             transport.connected(id, context.channel)
         case .message(let message):
-            guard let peer else { return }
-            transport.received(message, from: peer)
+            guard peer != nil else { return }
+            batch.append(message)
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if let peer, !batch.isEmpty {
+            transport.received(batch, from: peer)
+            batch.removeAll(keepingCapacity: true)
+        }
+        context.fireChannelReadComplete()
     }
 
     func channelInactive(context: ChannelHandlerContext) {

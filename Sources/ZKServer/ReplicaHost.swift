@@ -67,6 +67,7 @@ final class ReplicaHost: @unchecked Sendable {
     /// Where peer messages go; nil for a standalone replica.
     var peerTransport: (any PeerTransport)?
     private var wakeTask: Scheduled<Void>?
+    private var isPeerFlushScheduled = false
     private var wakeAtMs: Int64 = .max
     private let wallClockMs: @Sendable () -> Int64
     private var state = State.running
@@ -98,11 +99,11 @@ final class ReplicaHost: @unchecked Sendable {
         self.wallClockMs = wallClockMs
         let now = wallClockMs()
         self.startedAtMs = now
-        // Ensemble members share `config.sessionSecret` (a session must check out on any member);
-        // a standalone replica draws its own.
-        var generator = SystemRandomNumberGenerator()
-        self.replica = Replica(config: config, startTimeMs: now, secret: config.isStandalone ? generator.next() : 0, recovered: recovered)
+        // Every member uses `config.sessionSecret`: a session must check out on any member of the
+        // ensemble and after a restart, as ZooKeeper's do.
+        self.replica = Replica(config: config, startTimeMs: now, secret: 0, recovered: recovered)
         self.environment = SystemFacts.environment()
+        var generator = SystemRandomNumberGenerator()
         let seed = options.snapshotSeed ?? generator.next()
         logger.debug("snapshot schedule", metadata: ["every": "\(options.snapshotEveryTransactions)", "seed": "\(seed)"])
         self.snapshotSchedule = SnapshotSchedule(
@@ -284,7 +285,15 @@ final class ReplicaHost: @unchecked Sendable {
         }
         if let peerTransport, !ready.messages.isEmpty {
             for message in ready.messages { peerTransport.send(message, from: config.serverId) }
-            peerTransport.flush(from: config.serverId)
+            // One flush per event-loop iteration: the messages of every step taken in this
+            // iteration leave together.
+            if !isPeerFlushScheduled {
+                isPeerFlushScheduled = true
+                eventLoop.execute { [self] in
+                    self.isPeerFlushScheduled = false
+                    peerTransport.flush(from: self.config.serverId)
+                }
+            }
         }
         send(ready.frames)
         for (index, id) in ready.close.enumerated() {

@@ -4,8 +4,9 @@ import ZKProtocol
 
 /// A store in memory with the crash semantics of a disk, for tests and the simulator.
 ///
-/// Appends land in a volatile tail until `sync` (automatic when `syncsOnAppend`); `crash()` loses
-/// the volatile tail and, when asked, leaves the last volatile record torn (its bytes cut short),
+/// Appends and hard-state saves land in a volatile tail until `sync` (automatic when
+/// `syncsOnAppend`); `crash()` loses the volatile tail and, when asked, leaves the last volatile
+/// record torn (its bytes cut short),
 /// which recovery detects and drops, as a real log's torn final write is dropped. Records are kept
 /// encoded, with their checksums, so damage can be injected and is detected on recovery.
 public final class MemoryStore: ReplicaStore {
@@ -20,6 +21,8 @@ public final class MemoryStore: ReplicaStore {
     private var volatile: [Record] = []
     private var snapshot: (zxid: Zxid, bytes: [UInt8], crc: UInt32)?
     private var hardState = HardState()
+    /// A hard state saved since the last sync: lost in a crash, like the log's volatile tail.
+    private var volatileHardState: HardState?
     private var pendingSnapshot: DataTree?
     public private(set) var lastZxid: Zxid = 0
     /// Number of syncs, for group-commit accounting.
@@ -43,6 +46,8 @@ public final class MemoryStore: ReplicaStore {
     public func sync() {
         durable.append(contentsOf: volatile)
         volatile.removeAll()
+        if let state = volatileHardState { hardState = state }
+        volatileHardState = nil
         syncCount += 1
     }
 
@@ -53,6 +58,7 @@ public final class MemoryStore: ReplicaStore {
             durable.append(first)
         }
         volatile.removeAll()
+        volatileHardState = nil
         lastZxid = durable.last(where: { CRC32C.checksum($0.bytes) == $0.crc })?.zxid ?? snapshot?.zxid ?? 0
     }
 
@@ -134,7 +140,18 @@ public final class MemoryStore: ReplicaStore {
     }
 
     public func saveHardState(_ state: HardState) throws(StorageError) {
-        hardState = state
+        volatileHardState = state
+        if syncsOnAppend { sync() }
+    }
+
+    /// The zxids of the records held, durable ones first, then the volatile tail: for the
+    /// simulator's checkers.
+    public var loggedZxids: [Zxid] { (durable + volatile).map(\.zxid) }
+
+    /// The newest zxid that would survive a crash now: the last intact durable record, or the
+    /// snapshot.
+    public var durableZxid: Zxid {
+        durable.last(where: { CRC32C.checksum($0.bytes) == $0.crc })?.zxid ?? snapshot?.zxid ?? 0
     }
 
     public func transactions(after zxid: Zxid, limit: Int) throws(StorageError) -> [Transaction] {

@@ -145,11 +145,13 @@ public final class SQLiteStore: ReplicaStore {
             try db.execute("PRAGMA journal_size_limit=\(64 << 20)")
             try db.execute(
                 """
+                BEGIN;
                 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
                 CREATE TABLE IF NOT EXISTS log(zxid INTEGER PRIMARY KEY, record BLOB NOT NULL, crc INTEGER NOT NULL);
                 CREATE TABLE IF NOT EXISTS snapshots(zxid INTEGER PRIMARY KEY, chunks INTEGER NOT NULL, bytes INTEGER NOT NULL, complete INTEGER NOT NULL);
                 CREATE TABLE IF NOT EXISTS snapshot_chunks(zxid INTEGER NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL, crc INTEGER NOT NULL, PRIMARY KEY(zxid, seq)) WITHOUT ROWID;
                 INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', \(Self.schemaVersion));
+                COMMIT;
                 """)
         }
         let version = try meta("schema_version") ?? 0

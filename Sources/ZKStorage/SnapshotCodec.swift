@@ -126,16 +126,7 @@ public struct SnapshotEncoder {
         buffer.writeJuteInt(node.aversion)
         buffer.writeJuteInt(node.childCreates)
         buffer.writeJuteLong(node.pzxid)
-        switch node.kind {
-        case .persistent: buffer.writeJuteInt(0)
-        case .ephemeral(let owner):
-            buffer.writeJuteInt(1)
-            buffer.writeJuteLong(owner)
-        case .container: buffer.writeJuteInt(2)
-        case .ttl(let ms):
-            buffer.writeJuteInt(3)
-            buffer.writeJuteLong(ms)
-        }
+        buffer.writeNodeKind(node.kind)
     }
 }
 

@@ -18,10 +18,13 @@ final class DecodingChoicesTests: XCTestCase {
     }
 
     func testNullPathsAndSchemesDecodeAsEmptyNullDataAndACLsStayNil() throws {
-        XCTAssertEqual(try decodeRequest("00000001 00000004 ffffffff 00").1, .getData(path: "", watch: false))
+        // A null path of a top-level request is answered MARSHALLINGERROR, as ZooKeeper does.
+        XCTAssertEqual(try decodeRequest("00000001 00000004 ffffffff 00").1, .nullPath(opcode: 4))
+        XCTAssertEqual(try decodeRequest("00000001 00000001 ffffffff ffffffff ffffffff 00000000").1, .nullPath(opcode: 1))
+        // Inside a multi it reads as "" (the operation then fails with BADARGUMENTS).
         XCTAssertEqual(
-            try decodeRequest("00000001 00000001 ffffffff ffffffff ffffffff 00000000").1,
-            .create(CreateRequest(path: "", data: nil, acl: nil, flags: 0)))
+            try decodeRequest("00000001 0000000e 00000001 00 ffffffff ffffffff ffffffff ffffffff 00000000 ffffffff 01 ffffffff").1,
+            .multi([.create(CreateRequest(path: "", data: nil, acl: nil, flags: 0))]))
         XCTAssertEqual(try decodeRequest("fffffffc 00000064 00000000 ffffffff ffffffff").1, .auth(type: 0, scheme: "", auth: []))
         XCTAssertEqual(
             try decodeRequest("fffffff8 00000065 0000000000000000 ffffffff ffffffff ffffffff").1,

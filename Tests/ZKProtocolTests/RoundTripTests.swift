@@ -35,6 +35,7 @@ final class RoundTripTests: XCTestCase {
                 relativeZxid: 9, dataWatches: [], existWatches: ["/x"], childWatches: [], persistentWatches: ["/p"],
                 persistentRecursiveWatches: ["/r", "/r2"])),
         .addWatch(path: "/w", mode: AddWatchMode.persistent.rawValue), .whoAmI, .closeSession,
+        .nullPath(opcode: OpCode.getData.rawValue), .nullPath(opcode: OpCode.create.rawValue),
         .unknown(opcode: 999), .unknown(opcode: OpCode.createSession.rawValue), .unknown(opcode: OpCode.notification.rawValue),
     ]
 
@@ -73,11 +74,12 @@ final class RoundTripTests: XCTestCase {
         case .whoAmI: return "whoAmI"
         case .closeSession: return "closeSession"
         case .unknown: return "unknown"
+        case .nullPath: return "nullPath"
         }
     }
 
     func testEveryRequestCaseHasASample() {
-        XCTAssertEqual(Set(Self.requests.map(Self.caseName)).count, 31)
+        XCTAssertEqual(Set(Self.requests.map(Self.caseName)).count, 32)
     }
 
     func testEveryRequestRoundTrips() throws {

@@ -1,0 +1,202 @@
+import XCTest
+@testable import ZKCore
+import ZKProtocol
+import ZKSimulator
+
+/// Bugs the simulator found in the replica, each pinned down as a deterministic scenario.
+final class RegressionTests: XCTestCase {
+    /// Found by `minizk sim --seed 133`: a follower forwards a client's ephemeral create for a
+    /// session that the leader has meanwhile started to expire. The leader prepared it anyway,
+    /// so the create was committed after the session's closeSession, and the ephemeral outlived
+    /// its session on every replica, forever. A leader must refuse (SESSIONEXPIRED) any write of
+    /// a session it is closing, as ZooKeeper's PrepRequestProcessor does.
+    ///
+    /// Before the fix: the create is answered OK and /eph stays on all three replicas, owned by
+    /// a session that no longer exists.
+    func testWriteForwardedForAClosingSessionDoesNotOutliveIt() {
+        // Slow fsyncs keep the leader's closeSession uncommitted for a while: the window in
+        // which the forwarded create arrives.
+        var options = Cluster.Options()
+        options.fsyncMs = 200
+        let cluster = Cluster(members: [1, 2, 3], options: options)
+        cluster.start()
+        XCTAssertTrue(cluster.awaitStable())
+        let leader = cluster.leaders[0]
+        let follower = cluster.members.first { $0 != leader }!
+        let client = cluster.connectClient(to: follower, timeoutMs: 200)
+        XCTAssertTrue(cluster.run(untilMs: 2000) { $0.session(client) != nil })
+        // The client stays silent, so the leader expires its session; the moment the leader has
+        // logged the closeSession (still uncommitted, its fsync is slow), the client writes.
+        let logged = cluster.store(leader).lastZxid
+        func closing(_ cluster: Cluster) -> Bool {
+            let txns = (try? cluster.store(leader).transactions(after: logged, limit: 10)) ?? []
+            return txns.contains { if case .closeSession = $0.body { return true } else { return false } }
+        }
+        XCTAssertTrue(cluster.run(untilMs: 2000, closing), "the leader never expired the silent session")
+        XCTAssertNotNil(cluster.replica(follower).tree.sessions[cluster.session(client)!.sessionId], "the follower must still know the session")
+        let xid = cluster.send(client, .create(CreateRequest(path: "/eph", data: nil, acl: ACL.openUnsafe, flags: 1)))
+        cluster.run(forMs: 2000)
+        let reply = cluster.reply(client, xid: xid)?.0
+        XCTAssertNotEqual(reply, .ok, "the create of a session being expired succeeded")
+        for id in cluster.members {
+            let tree = cluster.replica(id).tree
+            XCTAssertNil(tree.node("/eph"), "n\(id) holds an ephemeral of an expired session")
+            for (owner, paths) in tree.ephemerals where tree.sessions[owner] == nil {
+                XCTFail("n\(id) holds ephemerals \(paths.sorted()) of the dead session \(owner)")
+            }
+        }
+    }
+}
+
+extension RegressionTests {
+    /// Found by `minizk sim --seed 1952` (five replicas, a stalled disk): a follower whose disk
+    /// stalls while it records the new leader's epoch times out of discovery and starts again
+    /// with the same leader. Then (a) it acknowledged the epoch at once (ACKEPOCH), although the
+    /// accepted epoch was not durable yet, and (b) when the disk came back, the first round's
+    /// pending action sent a second ACKEPOCH. The leader answered that with a second sync plan and
+    /// credited the follower's NEWLEADER acknowledgement of the first plan with everything up to
+    /// the second plan's end: it committed a proposal only a minority held durably.
+    ///
+    /// Before the fix: two ACKEPOCHs after the follower's last FOLLOWERINFO, the first sent while
+    /// its accepted epoch was still in the volatile tail.
+    func testAFollowerAcknowledgesEachDiscoveryOnceAndOnlyWhenTheEpochIsDurable() {
+        let cluster = Cluster(members: [1, 2, 3])
+        cluster.start()
+        XCTAssertTrue(cluster.awaitStable())
+        XCTAssertEqual(cluster.leaders, [3])
+        // Replica 1 is cut off with a stalled disk while 2 and 3 move to a new epoch.
+        cluster.isolate(1)
+        cluster.stallDisk(1, forMs: 4_000)
+        cluster.crash(3)
+        cluster.restart(3)
+        XCTAssertTrue(cluster.run(untilMs: 3_000) { $0.leaders == [3] && $0.replica(2).isServing })
+        let writer = cluster.connectClient(to: 3)
+        XCTAssertTrue(cluster.run(untilMs: 1_000) { $0.session(writer) != nil })
+        let mark = cluster.trace.count
+        cluster.heal()
+        // Replica 1 rejoins: its accepted-epoch write waits for the disk, so discovery times out
+        // (init limit) and starts again with the same leader while writes go on.
+        for n in 0..<30 {
+            cluster.send(writer, .create(CreateRequest(path: "/w\(n)", data: nil, acl: ACL.openUnsafe, flags: 0)))
+            cluster.run(forMs: 150)
+        }
+        XCTAssertTrue(cluster.awaitStable(limitMs: 10_000))
+        let fromOne = cluster.trace[mark...].filter { $0.from == 1 && $0.to == 3 }.map(\.message)
+        var ackEpochsSinceFollowerInfo = 0
+        var followerInfos = 0
+        for message in fromOne {
+            switch message {
+            case .followerInfo:
+                followerInfos += 1
+                ackEpochsSinceFollowerInfo = 0
+            case .ackEpoch:
+                ackEpochsSinceFollowerInfo += 1
+            default:
+                break
+            }
+        }
+        XCTAssertGreaterThan(followerInfos, 1, "the scenario needs replica 1 to start discovery again")
+        XCTAssertEqual(ackEpochsSinceFollowerInfo, 1, "replica 1 acknowledged its last discovery \(ackEpochsSinceFollowerInfo) times")
+        cluster.run(forMs: 200)
+        let digests = Set(cluster.members.map { cluster.replica($0).digest })
+        XCTAssertEqual(digests.count, 1)
+    }
+}
+
+extension RegressionTests {
+    /// Found by `minizk sim --seed 2031`: a client of a follower pipelines sync, a read and a
+    /// create. The follower forwards the barrier and then the create; the leader proposes the
+    /// create after the barrier but, committing both at once, sent COMMIT (covering the create)
+    /// before BARRIERDONE. The follower applied the create while the sync still headed the
+    /// connection's queue, so the create's reply was dropped (its client waited until it gave
+    /// the connection up), and the read behind the sync saw the create sent after it.
+    func testAWriteSentAfterASyncIsAppliedAfterTheSyncIsAnswered() {
+        var options = Cluster.Options()
+        options.fsyncMs = 20
+        let cluster = Cluster(members: [1, 2, 3], options: options)
+        cluster.start()
+        XCTAssertTrue(cluster.awaitStable())
+        let leader = cluster.leaders[0]
+        let follower = cluster.members.first { $0 != leader }!
+        let onLeader = cluster.connectClient(to: leader)
+        let onFollower = cluster.connectClient(to: follower)
+        XCTAssertTrue(cluster.run(untilMs: 2_000) { $0.session(onLeader) != nil && $0.session(onFollower) != nil })
+        // A proposal in flight on the leader, so that the follower's barrier has to wait for it.
+        cluster.send(onLeader, .create(CreateRequest(path: "/a", data: nil, acl: ACL.openUnsafe, flags: 0)))
+        let syncXid = cluster.send(onFollower, .sync(path: "/b"))
+        let readXid = cluster.send(onFollower, .exists(path: "/b", watch: false))
+        let createXid = cluster.send(onFollower, .create(CreateRequest(path: "/b", data: nil, acl: ACL.openUnsafe, flags: 0)))
+        cluster.run(forMs: 2_000)
+        XCTAssertEqual(cluster.reply(onFollower, xid: syncXid)?.0, .ok)
+        XCTAssertEqual(cluster.reply(onFollower, xid: readXid)?.0, .noNode, "the read sent before the create saw it")
+        XCTAssertEqual(cluster.reply(onFollower, xid: createXid)?.0, .ok, "the create sent after the sync was never answered")
+    }
+}
+
+extension RegressionTests {
+    /// Found by `minizk sim --seed 328` (five replicas): two replicas looked for a leader forever
+    /// while three others served. The leader and one follower answered with one vote, a follower
+    /// that had joined in an earlier round with another (same leader, older zxid); the lookers
+    /// required a quorum of identical votes, so they never joined. Out of election only the
+    /// leader counts.
+    func testALookerJoinsAnEstablishedLeaderWhoseFollowersJoinedAtDifferentTimes() {
+        var election = LeaderElection(
+            me: 1, members: [1, 2, 3, 4, 5], round: 4, vote: Vote(leader: 3, zxid: 0x3_0000_000A, epoch: 3), nowMs: 0,
+            finalizeWaitMs: 50, resendMinMs: 50, resendMaxMs: 2000)
+        _ = election.start(nowMs: 0)
+        let current = Vote(leader: 4, zxid: 0x3_0000_000A, epoch: 3)
+        var decision = election.receive(from: 4, Notification(vote: current, round: 4, state: .leading), nowMs: 1).decision
+        XCTAssertNil(decision)
+        decision = election.receive(from: 2, Notification(vote: current, round: 4, state: .following), nowMs: 2).decision
+        XCTAssertNil(decision)
+        let older = Vote(leader: 4, zxid: 0x2_0000_0011, epoch: 2)
+        decision = election.receive(from: 5, Notification(vote: older, round: 3, state: .following), nowMs: 3).decision
+        XCTAssertEqual(decision?.leader, 4, "three of five follow or lead replica 4, which says it leads")
+    }
+}
+
+extension RegressionTests {
+    /// Found by `minizk sim --seed 2982` (a standalone replica, a stalled disk): a leader whose
+    /// epoch writes were slow gave up (init limit) and led again with a new epoch; when the disk
+    /// came back, the first leadership's "epoch is current" action established the second one
+    /// before it had even started synchronising: with an empty committed history, so the
+    /// sessions of the log were never tracked and never expired.
+    func testALeadershipIsNotEstablishedByTheDurableWritesOfAnEarlierOne() {
+        let cluster = Cluster(members: [1])
+        cluster.start()
+        XCTAssertTrue(cluster.awaitStable())
+        let client = cluster.connectClient(to: 1, timeoutMs: 400)
+        XCTAssertTrue(cluster.run(untilMs: 1_000) { $0.session(client) != nil })
+        let sessionId = cluster.session(client)!.sessionId
+        cluster.crash(1)
+        cluster.restart(1)
+        // The restarted replica's first epoch write completes after 500 ms; its second (the
+        // epoch becomes current) waits for the disk beyond the init limit (1 s), so it leads
+        // again, with a new epoch, before the second write of its first leadership completes.
+        cluster.stallDisk(1, forMs: 500)
+        cluster.run(forMs: 499)
+        cluster.stallDisk(1, forMs: 2_600)
+        cluster.run(forMs: 6_000)
+        XCTAssertTrue(cluster.replica(1).isLeader)
+        XCTAssertNil(cluster.replica(1).tree.sessions[sessionId], "the silent client's session never expired")
+    }
+}
+
+extension RegressionTests {
+    /// Found by `minizk sim --seed 2180` (five replicas): a leader that gave up for a follower
+    /// with a newer history looked again, and the notifications of replicas still following it
+    /// from the previous round made it lead again at once; with the same follower it gave up
+    /// again, and so on: epochs climbed past 100 and nobody served. A replica is elected by
+    /// itself only with votes of its current round.
+    func testALookerIsNotReelectedByFollowersOfItsPreviousRound() {
+        var election = LeaderElection(
+            me: 5, members: [1, 2, 3, 4, 5], round: 13, vote: Vote(leader: 5, zxid: 0xA_0000_0050, epoch: 10), nowMs: 0,
+            finalizeWaitMs: 50, resendMinMs: 50, resendMaxMs: 2000)
+        _ = election.start(nowMs: 0)
+        let previous = Vote(leader: 5, zxid: 0xA_0000_0050, epoch: 10)
+        for peer in [2, 3, 4] as [Int64] {
+            let step = election.receive(from: peer, Notification(vote: previous, round: 12, state: .following), nowMs: peer)
+            XCTAssertNil(step.decision, "followers of round 12 elected replica 5 in round 13")
+        }
+    }
+}
