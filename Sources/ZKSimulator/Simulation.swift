@@ -348,6 +348,7 @@ public final class Simulation {
         faultPhase = false
         cutCounts.removeAll()
         cluster.messageFaultsEnabled = false
+        cluster.latencySpikesEnabled = false
         cluster.heal()
         cluster.unclogAll()
         for id in cluster.members where !cluster.isUp(id) { restart(id) }
