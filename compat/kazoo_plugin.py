@@ -20,10 +20,11 @@ Environment:
 """
 
 import os
+import time
 
 import pytest
 
-from compat.zk import KAZOO_SUPER_DIGEST, MiniZKServer, ZooKeeperServer, minizk_binary
+from compat.zk import KAZOO_SUPER_DIGEST, MiniZKServer, ServerError, ZooKeeperServer, four_letter_word, free_port, minizk_binary
 
 # Tests that need more than one server, with the reason.  A key is a node-id
 # suffix; "::name" alone matches that test in every class (kazoo runs its
@@ -40,6 +41,82 @@ MULTI_SERVER_TESTS = {
     "test_client.py::TestReconfig::test_bad_input":
         "dynamic reconfiguration needs an ensemble",
 }
+
+
+# With MINIZK_CLUSTER_SIZE=3 the members form one ensemble (``minizk server --config``); these
+# tests still cannot run: MiniZK has no read-only mode and no dynamic reconfiguration.
+ENSEMBLE_UNSUPPORTED_TESTS = {
+    "test_connection.py::TestReadOnlyMode::test_read_only":
+        "MiniZK has no read-only mode",
+    "test_client.py::TestReconfig::test_no_super_auth": "MiniZK has no dynamic reconfiguration",
+    "test_client.py::TestReconfig::test_add_remove_observer": "MiniZK has no dynamic reconfiguration",
+    "test_client.py::TestReconfig::test_bad_input": "MiniZK has no dynamic reconfiguration",
+}
+
+
+class MiniZKEnsembleServer(MiniZKServer):
+    """One member of a MiniZK ensemble described by a shared zoo.cfg."""
+
+    def __init__(self, *args, ensemble=None, server_id=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ensemble = ensemble
+        self.server_id = server_id
+
+    def _command(self):
+        command = [
+            self.binary, "server", "--config", self.ensemble.config_path, "--id", str(self.server_id),
+            "--data-dir", self.data_dir,
+        ]
+        if self.extended_types:
+            command.append("--extended-types")
+        if self.super_digest:
+            command += ["--super-digest", self.super_digest]
+        return command
+
+    def _serving(self):
+        text = four_letter_word(self.host, self.port, "srvr", 2.0)
+        return "Mode: leader" in text or "Mode: follower" in text
+
+    def start(self, timeout=60):
+        # A member alone cannot serve: without a quorum it only starts the process, and the
+        # cluster waits for everyone once all are up.
+        others = [m for m in self.ensemble.members if m is not self and m.running]
+        if len(others) + 1 < self.ensemble.quorum:
+            if self.running:
+                return self
+            os.makedirs(self.data_dir, exist_ok=True)
+            self._prepare()
+            import subprocess
+            self._log_file = open(self.log_path, "ab")
+            self.process = subprocess.Popen(
+                self._command(), stdin=subprocess.DEVNULL, stdout=self._log_file,
+                stderr=subprocess.STDOUT, cwd=self.work_dir, start_new_session=True)
+            return self
+        return super().start(timeout)
+
+
+class MiniZKEnsemble:
+    """The shared configuration of an ensemble of MiniZK processes."""
+
+    def __init__(self, size, binary, work_dir):
+        self.members = []
+        self.quorum = size // 2 + 1
+        os.makedirs(work_dir, exist_ok=True)
+        self.config_path = os.path.join(work_dir, "zoo.cfg")
+        ports = [(free_port("127.0.0.1"), free_port("127.0.0.1"), free_port("127.0.0.1")) for _ in range(size)]
+        with open(self.config_path, "w") as config:
+            config.write("tickTime=200\ninitLimit=10\nsyncLimit=5\n")
+            for index, (client, peer, election) in enumerate(ports):
+                config.write("server.%d=127.0.0.1:%d:%d;%d\n" % (index + 1, peer, election, client))
+        self.client_ports = [client for client, _, _ in ports]
+
+    def wait_until_serving(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(member.running and member._serving() for member in self.members):
+                return
+            time.sleep(0.05)
+        raise ServerError("MiniZK ensemble did not serve within %d s" % timeout)
 
 
 class MiniZKMember:
@@ -96,8 +173,22 @@ class MiniZKCluster:
     """Shaped like kazoo's ``ZookeeperCluster``; members are MiniZK processes."""
 
     def __init__(self, size=1, kind="minizk"):
+        self.ensemble = None
         if kind == "zk":
             make_server = ZooKeeperServer
+        elif size > 1:
+            binary = minizk_binary()
+            from compat.zk import WORK_DIR
+            self.ensemble = MiniZKEnsemble(size, binary, os.path.join(WORK_DIR, "ensemble-%d" % os.getpid()))
+            counter = iter(range(size))
+
+            def make_server(**options):
+                index = next(counter)
+                server = MiniZKEnsembleServer(
+                    binary=binary, port=self.ensemble.client_ports[index], ensemble=self.ensemble,
+                    server_id=index + 1, **options)
+                self.ensemble.members.append(server)
+                return server
         else:
             binary = minizk_binary()
 
@@ -118,6 +209,8 @@ class MiniZKCluster:
     def start(self):
         for server in reversed(self._servers):
             server.run()
+        if self.ensemble is not None:
+            self.ensemble.wait_until_serving()
 
     def stop(self):
         for server in self._servers:
@@ -155,8 +248,12 @@ def get_minizk_cluster():
     global _CLUSTER
     if _CLUSTER is None:
         kind = os.environ.get("COMPAT_KAZOO_SERVER", "minizk")
-        _CLUSTER = MiniZKCluster(size=1, kind=kind)
+        _CLUSTER = MiniZKCluster(size=_cluster_size(), kind=kind)
     return _CLUSTER
+
+
+def _cluster_size():
+    return int(os.environ.get("MINIZK_CLUSTER_SIZE", "1"))
 
 
 def pytest_configure(config):
@@ -172,7 +269,8 @@ def pytest_unconfigure(config):
 
 
 def _multi_server_reason(nodeid):
-    for suffix, reason in MULTI_SERVER_TESTS.items():
+    table = ENSEMBLE_UNSUPPORTED_TESTS if _cluster_size() > 1 else MULTI_SERVER_TESTS
+    for suffix, reason in table.items():
         if suffix.startswith("::"):
             if nodeid.endswith(suffix):
                 return reason

@@ -73,6 +73,18 @@ def four_letter_word(host, port, word, timeout=5.0):
     return b"".join(chunks).decode("utf-8", "replace")
 
 
+def server_mode(port, host="127.0.0.1"):
+    """The `Mode:` that `srvr` reports (leader, follower, standalone, ...), or None."""
+    try:
+        text = four_letter_word(host, port, "srvr", 0.5)
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("Mode:"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
 def minizk_binary():
     """Locate the minizk executable: $MINIZK_BIN, else swift's bin path."""
     explicit = os.environ.get("MINIZK_BIN")

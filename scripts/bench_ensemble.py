@@ -10,41 +10,26 @@ Usage: scripts/bench_ensemble.py [--minizk .build/release/minizk] [--runs 3] [--
 """
 import argparse, json, os, shutil, signal, socket, statistics, struct, subprocess, sys, tempfile, time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from compat.zk import four_letter_word, free_port, server_mode  # noqa: E402
+
 ZK_CLASSPATH = ":".join([
     "/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-simple.jar", "/usr/share/java/netty-codec.jar"])
 
 
 def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+    return [free_port() for _ in range(n)]
 
 
-def four_letter(port, word, timeout=0.5):
+def four_letter(port, word, timeout=2.0):
     try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        s.sendall(word.encode())
-        out = b""
-        while True:
-            data = s.recv(65536)
-            if not data:
-                break
-            out += data
-        s.close()
-        return out.decode(errors="replace")
+        return four_letter_word("127.0.0.1", port, word, timeout)
     except OSError:
         return ""
 
 
 def mode(port):
-    for line in four_letter(port, "srvr").splitlines():
-        if line.startswith("Mode:"):
-            return line.split(":", 1)[1].strip()
-    return None
+    return server_mode(port)
 
 
 class Cluster:

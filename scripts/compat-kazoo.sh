@@ -14,6 +14,8 @@
 #                  minizk (checks the plugin while no server exists)
 #
 # Environment: MINIZK_BIN (default: swift build --show-bin-path)/minizk;
+# MINIZK_CLUSTER_SIZE (1: one standalone minizk server; 3: an ensemble of three
+# `minizk server --config` processes, as kazoo's own harness runs ZooKeeper);
 # KAZOO_SUITE_TIMEOUT (seconds per whole run, default 1500);
 # KAZOO_TEST_TIMEOUT (seconds per test, default 180);
 # ZK_PORT_OFFSET (first port of kazoo's ZooKeeper ensemble, default 20000).
@@ -124,7 +126,7 @@ if [ "$run_minizk" -eq 1 ]; then
         echo "=== kazoo suite through the MiniZK plugin, standalone ZooKeeper behind it (self-check)"
     else
         export COMPAT_KAZOO_SERVER=minizk
-        echo "=== kazoo suite against MiniZK ($MINIZK_BIN, one-member cluster)"
+        echo "=== kazoo suite against MiniZK ($MINIZK_BIN, ${MINIZK_CLUSTER_SIZE:-1}-member cluster)"
     fi
     export MINIZK_DESELECTED_FILE="$WORK/minizk-deselected.txt"
     rm -f "$WORK/minizk.xml" "$MINIZK_DESELECTED_FILE"

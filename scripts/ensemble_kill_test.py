@@ -14,38 +14,23 @@ import argparse, os, shutil, signal, socket, subprocess, sys, tempfile, threadin
 from kazoo.client import KazooClient
 from kazoo.retry import KazooRetry
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from compat.zk import four_letter_word, free_port, server_mode  # noqa: E402
+
 
 def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+    return [free_port() for _ in range(n)]
 
 
 def four_letter(port, word, timeout=2.0):
     try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        s.sendall(word.encode())
-        out = b""
-        while True:
-            data = s.recv(65536)
-            if not data:
-                break
-            out += data
-        s.close()
-        return out.decode(errors="replace")
+        return four_letter_word("127.0.0.1", port, word, timeout)
     except OSError:
         return ""
 
 
 def mode(port):
-    for line in four_letter(port, "srvr").splitlines():
-        if line.startswith("Mode:"):
-            return line.split(":", 1)[1].strip()
-    return None
+    return server_mode(port)
 
 
 class Ensemble:

@@ -57,16 +57,7 @@ extension TransactionBody {
             buffer.writeJuteString(path)
             buffer.writeJuteBuffer(data)
             buffer.writeJuteACLs(acl)
-            switch kind {
-            case .persistent: buffer.writeJuteInt(0)
-            case .ephemeral(let owner):
-                buffer.writeJuteInt(1)
-                buffer.writeJuteLong(owner)
-            case .container: buffer.writeJuteInt(2)
-            case .ttl(let ms):
-                buffer.writeJuteInt(3)
-                buffer.writeJuteLong(ms)
-            }
+            buffer.writeNodeKind(kind)
         case .delete(let path):
             buffer.writeJuteInt(4)
             buffer.writeJuteString(path)
@@ -150,6 +141,22 @@ extension TransactionBody {
             return .failedMulti(try raw.map(code))
         default:
             throw ProtocolError.invalid(what: "transaction tag \(tag)")
+        }
+    }
+}
+
+extension ByteBuffer {
+    /// Writes a node kind in the grammar above (shared with the snapshot grammar).
+    public mutating func writeNodeKind(_ kind: NodeKind) {
+        switch kind {
+        case .persistent: writeJuteInt(0)
+        case .ephemeral(let owner):
+            writeJuteInt(1)
+            writeJuteLong(owner)
+        case .container: writeJuteInt(2)
+        case .ttl(let ms):
+            writeJuteInt(3)
+            writeJuteLong(ms)
         }
     }
 }

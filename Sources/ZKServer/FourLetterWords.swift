@@ -166,6 +166,8 @@ public enum FourLetterWordResponder {
             ("logged_transactions", String(s.storage.loggedTransactions)),
             ("group_commit_steps", String(s.storage.persistedSteps)),
             ("group_commit_max_transactions", String(s.storage.batchTransactionsMax)),
+            ("fsync_batch_max_ms", String(s.storage.batchWriteMsMax)),
+            ("snapshot_piece_max_ms", String(s.storage.snapshotPieceMsMax)),
             ("snapshots_written", String(s.storage.snapshotsWritten)),
             ("last_snapshot_zxid", String(s.storage.lastSnapshotZxid)),
             ("data_dir_size", String(s.dataDirectoryBytes)),

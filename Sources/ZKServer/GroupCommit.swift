@@ -156,12 +156,15 @@ struct SnapshotSchedule {
     /// A snapshot was handed to the storage thread and is not written yet.
     private(set) var inFlight = false
 
-    init(everyTransactions: Int, seed: UInt64) {
+    /// - Parameter alreadyLogged: transactions in the log after the newest snapshot at start, so
+    ///   that a replica restarted over a long log snapshots soon rather than a whole interval later.
+    init(everyTransactions: Int, seed: UInt64, alreadyLogged: Int = 0) {
         precondition(everyTransactions > 0, "snapshot interval must be positive, is \(everyTransactions)")
         self.everyTransactions = everyTransactions
         generator = SplitMix64(seed: seed)
         threshold = 0
         threshold = drawThreshold()
+        loggedSinceSnapshot = alreadyLogged
     }
 
     private mutating func drawThreshold() -> Int {
@@ -169,7 +172,7 @@ struct SnapshotSchedule {
         return Int.random(in: low...max(low, everyTransactions), using: &generator)
     }
 
-    /// Counts durable transactions; true when a snapshot should be taken now.
+    /// Counts durable transactions (0 just asks); true when a snapshot should be taken now.
     mutating func logged(_ transactions: Int) -> Bool {
         loggedSinceSnapshot += transactions
         guard !inFlight, loggedSinceSnapshot >= threshold else { return false }

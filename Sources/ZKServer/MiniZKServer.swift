@@ -50,7 +50,17 @@ public final class MiniZKServer: Sendable {
         var config = config
         config.clientPort = port
         let store = store ?? MemoryStore()
+        let recoveryStarted = ContinuousClock.now
         let recovered = try store.recover()
+        var recoveryMetadata: Logger.Metadata = [
+            "zxid": "0x\(String(recovered.lastZxid, radix: 16))", "znodes": "\(recovered.tree.nodeCount)",
+            "log": "\(recovered.log.count)", "duration": "\(ContinuousClock.now - recoveryStarted)",
+        ]
+        if let sqlite = store as? SQLiteStore { recoveryMetadata["timing"] = "\(sqlite.recoveryTiming)" }
+        logger.info("recovered", metadata: recoveryMetadata)
+        // Recovery decoded the snapshot into temporary arrays, now freed: give that memory back to
+        // the system rather than keep it in the allocator's free lists.
+        SystemFacts.releaseFreeMemory()
         let replicaHost = ReplicaHost(
             config: config, options: options, store: store, recovered: recovered, eventLoop: eventLoop, logger: logger)
         // A standalone replica serves as soon as its first epoch is durable: wait for that before

@@ -106,7 +106,8 @@ final class ReplicaHost: @unchecked Sendable {
         var generator = SystemRandomNumberGenerator()
         let seed = options.snapshotSeed ?? generator.next()
         logger.debug("snapshot schedule", metadata: ["every": "\(options.snapshotEveryTransactions)", "seed": "\(seed)"])
-        self.snapshotSchedule = SnapshotSchedule(everyTransactions: options.snapshotEveryTransactions, seed: seed)
+        self.snapshotSchedule = SnapshotSchedule(
+            everyTransactions: options.snapshotEveryTransactions, seed: seed, alreadyLogged: recovered.log.count)
         self.storageStatistics.lastSnapshotZxid = recovered.tree.lastZxid
         self.storage = StorageThread(store: store, limits: options.groupCommit)
     }
@@ -306,28 +307,42 @@ final class ReplicaHost: @unchecked Sendable {
     private func storageEvent(_ event: StorageEvent) {
         eventLoop.preconditionInEventLoop()
         switch event {
-        case .persisted(let upTo, let through, let steps, let transactions):
-            storageStatistics.recordBatch(steps: steps, transactions: transactions)
+        case .persisted(let upTo, let through, let steps, let transactions, let writeSeconds, let snapshotSeconds):
+            storageStatistics.recordBatch(
+                steps: steps, transactions: transactions, writeSeconds: writeSeconds, snapshotSeconds: snapshotSeconds)
+            // ZooKeeper warns when an fsync takes over a second (fsync.warningthresholdms).
+            if writeSeconds > Self.slowStorageSeconds || snapshotSeconds > Self.slowStorageSeconds {
+                logger.warning(
+                    "slow storage", metadata: [
+                        "batch": "\(String(format: "%.3f", writeSeconds)) s", "transactions": "\(transactions)",
+                        "snapshotPiece": "\(String(format: "%.3f", snapshotSeconds)) s",
+                    ])
+            }
             guard !isFailed else { return }
             submit(.persisted(upTo: upTo, through: through))
-            if transactions > 0, snapshotSchedule.logged(transactions) {
+            if snapshotSchedule.logged(transactions) {
                 // The committed tree: a snapshot never holds a transaction that is not committed.
                 let tree = replica.tree
                 storageStatistics.snapshotsStarted += 1
                 logger.info("taking a snapshot", metadata: ["zxid": "0x\(String(tree.lastZxid, radix: 16))", "nodes": "\(tree.nodeCount)"])
                 storage.enqueue(.snapshot(tree))
             }
-        case .snapshotFinished(let zxid, let completed, let chunks):
+        case .snapshotFinished(let zxid, let completed, let chunks, let seconds):
             snapshotSchedule.snapshotWritten()
             if completed {
                 storageStatistics.snapshotsWritten += 1
                 storageStatistics.lastSnapshotZxid = zxid
-                logger.info("snapshot written", metadata: ["zxid": "0x\(String(zxid, radix: 16))", "chunks": "\(chunks)"])
+                logger.info(
+                    "snapshot written",
+                    metadata: ["zxid": "0x\(String(zxid, radix: 16))", "chunks": "\(chunks)", "duration": "\(String(format: "%.2f", seconds)) s"])
             }
         case .failed(let error):
             fail(reason: "transaction store failed: \(error)")
         }
     }
+
+    /// A storage step slower than this is logged as a warning.
+    static let slowStorageSeconds = 1.0
 
     private var isFailed: Bool {
         if case .failed = state { return true }

@@ -129,12 +129,18 @@ public struct StorageStatistics: Sendable, Hashable {
     public var snapshotsWritten: Int64 = 0
     /// The zxid of the newest complete snapshot (the one recovered from, until a new one is written).
     public var lastSnapshotZxid: Int64 = 0
+    /// The longest durable write of one batch, in milliseconds.
+    public var batchWriteMsMax: Int64 = 0
+    /// The longest a snapshot piece (a chunk, or the completing transaction) held a batch up.
+    public var snapshotPieceMsMax: Int64 = 0
     public init() {}
 
-    mutating func recordBatch(steps: Int, transactions: Int) {
+    mutating func recordBatch(steps: Int, transactions: Int, writeSeconds: Double = 0, snapshotSeconds: Double = 0) {
         fsyncBatches += 1
         persistedSteps += Int64(steps)
         loggedTransactions += Int64(transactions)
         batchTransactionsMax = max(batchTransactionsMax, Int64(transactions))
+        batchWriteMsMax = max(batchWriteMsMax, Int64(writeSeconds * 1000))
+        snapshotPieceMsMax = max(snapshotPieceMsMax, Int64(snapshotSeconds * 1000))
     }
 }

@@ -8,9 +8,11 @@ import ZKStorage
 /// What the storage thread reports back to the replica's event loop.
 enum StorageEvent: Sendable {
     /// A batch is durable: every step up to storage sequence `through`; the log ends at `upTo`.
-    case persisted(upTo: Zxid, through: UInt64, steps: Int, transactions: Int)
+    /// `writeSeconds` is how long the durable write took; `snapshotSeconds` how long the snapshot
+    /// piece written just before it held the batch up (0 without a snapshot under way).
+    case persisted(upTo: Zxid, through: UInt64, steps: Int, transactions: Int, writeSeconds: Double, snapshotSeconds: Double)
     /// A snapshot was written completely, or abandoned because the log it covered was replaced.
-    case snapshotFinished(zxid: Zxid, completed: Bool, chunks: Int)
+    case snapshotFinished(zxid: Zxid, completed: Bool, chunks: Int, seconds: Double)
     /// The store failed; nothing more is written.
     case failed(StorageError)
 }
@@ -42,6 +44,9 @@ final class StorageThread: @unchecked Sendable {
     // Touched only on the storage thread.
     private var snapshotZxid: Zxid?
     private var snapshotChunks = 0
+    private var snapshotStarted = ContinuousClock.now
+    /// Time the last snapshot piece took, reported with the next batch it held up.
+    private var snapshotPieceSeconds = 0.0
 
     init(store: any ReplicaStore, limits: GroupCommitLimits) {
         self.store = store
@@ -100,8 +105,13 @@ final class StorageThread: @unchecked Sendable {
             do {
                 switch work {
                 case .batch(let batch):
+                    let started = ContinuousClock.now
                     try store.write(batch.ops)
-                    deliver(.persisted(upTo: store.lastZxid, through: batch.through, steps: batch.steps, transactions: batch.transactions))
+                    deliver(
+                        .persisted(
+                            upTo: store.lastZxid, through: batch.through, steps: batch.steps, transactions: batch.transactions,
+                            writeSeconds: Self.seconds(since: started), snapshotSeconds: snapshotPieceSeconds))
+                    snapshotPieceSeconds = 0
                 case .snapshot(let tree):
                     try startSnapshot(tree)
                 case nil:
@@ -117,19 +127,32 @@ final class StorageThread: @unchecked Sendable {
 
     private func startSnapshot(_ tree: DataTree) throws(StorageError) {
         precondition(snapshotZxid == nil, "a snapshot was queued while one at 0x\(String(snapshotZxid ?? 0, radix: 16)) is being written")
+        snapshotStarted = ContinuousClock.now
         try store.startSnapshot(tree)
         snapshotZxid = tree.lastZxid
         snapshotChunks = 0
     }
 
+    private static func seconds(since start: ContinuousClock.Instant) -> Double {
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    }
+
     private func continueSnapshot(deliver: @Sendable (StorageEvent) -> Void) throws(StorageError) {
         guard let zxid = snapshotZxid else { return }
+        let started = ContinuousClock.now
         let progress = try store.continueSnapshot()
+        snapshotPieceSeconds = max(snapshotPieceSeconds, Self.seconds(since: started))
         if progress == .writing {
             snapshotChunks += 1
             return
         }
         snapshotZxid = nil
-        deliver(.snapshotFinished(zxid: zxid, completed: progress == .completed, chunks: snapshotChunks))
+        // The tree the snapshot held is gone, and with it every node the replica has replaced
+        // since: give that memory back to the system.
+        SystemFacts.releaseFreeMemory()
+        deliver(
+            .snapshotFinished(
+                zxid: zxid, completed: progress == .completed, chunks: snapshotChunks, seconds: Self.seconds(since: snapshotStarted)))
     }
 }

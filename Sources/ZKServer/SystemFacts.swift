@@ -80,6 +80,16 @@ enum SystemFacts {
         return total
     }
 
+    /// Returns free heap memory to the system (glibc's `malloc_trim`); nothing elsewhere.
+    static func releaseFreeMemory() {
+        #if canImport(Glibc)
+        // malloc.h is not part of the Glibc module: look the function up.
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return }
+        typealias MallocTrim = @convention(c) (Int) -> Int32
+        _ = unsafeBitCast(symbol, to: MallocTrim.self)(0)
+        #endif
+    }
+
     /// The soft limit on open file descriptors; -1 when unknown or unlimited.
     static func maxFileDescriptorCount() -> Int {
         var limit = rlimit()

@@ -71,6 +71,27 @@ public final class SQLiteStore: ReplicaStore {
         public init() {}
     }
 
+    /// Where the time of the last `recover()` went, in seconds.
+    public struct RecoveryTiming: Sendable, Hashable, CustomStringConvertible {
+        /// Reading snapshot chunks and checking their CRCs.
+        public var readSeconds = 0.0
+        /// Decoding the snapshot's nodes.
+        public var decodeSeconds = 0.0
+        /// Building the tree from the decoded nodes (`DataTree(restoring:)`).
+        public var restoreSeconds = 0.0
+        /// Reading, checking and decoding the log after the snapshot.
+        public var logSeconds = 0.0
+        public var snapshotNodes = 0
+        public var logTransactions = 0
+        public init() {}
+
+        public var description: String {
+            String(
+                format: "snapshot of %d znodes read in %.2f s, decoded in %.2f s, restored in %.2f s; %d logged transactions read in %.2f s",
+                snapshotNodes, readSeconds, decodeSeconds, restoreSeconds, logTransactions, logSeconds)
+        }
+    }
+
     /// A snapshot being written a chunk at a time.
     private struct SnapshotInProgress {
         var encoder: SnapshotEncoder
@@ -85,8 +106,11 @@ public final class SQLiteStore: ReplicaStore {
     let db: SQLiteDatabase
     public private(set) var lastZxid: Zxid = 0
     public private(set) var statistics = Statistics()
+    public private(set) var recoveryTiming = RecoveryTiming()
     private var lastSnapshotZxid: Zxid = 0
     private var snapshotInProgress: SnapshotInProgress?
+    /// After a snapshot: what older than this zxid is still to be removed.
+    private var compactionBelow: Zxid?
     private var synchronousIsFull: Bool
     private var encodeBuffer = ByteBuffer()
     private var statements: [String: SQLiteStatement] = [:]
@@ -113,6 +137,12 @@ public final class SQLiteStore: ReplicaStore {
         if !options.readOnly {
             try db.execute("PRAGMA journal_mode=WAL")
             try db.execute("PRAGMA synchronous=\(options.forceSync ? "FULL" : "OFF")")
+            // Some distributions (Debian's libsqlite3) build SQLite with secure_delete on, which
+            // overwrites every freed page: dropping an old snapshot would then rewrite all of it
+            // through the WAL, for seconds, in the transaction that completes the new one.
+            try db.execute("PRAGMA secure_delete=OFF")
+            // The WAL file keeps the size of its largest transaction; cut it back after checkpoints.
+            try db.execute("PRAGMA journal_size_limit=\(64 << 20)")
             try db.execute(
                 """
                 BEGIN;
@@ -124,9 +154,6 @@ public final class SQLiteStore: ReplicaStore {
                 COMMIT;
                 """)
         }
-        // Blobs of a snapshot are read once, in order: a larger page cache than SQLite's 2 MB
-        // default does not help, memory-mapped reads of the database file do.
-        try db.execute("PRAGMA mmap_size=\(1 << 30)")
         let version = try meta("schema_version") ?? 0
         guard version == Self.schemaVersion else { throw .unsupportedSchema(file: path, version: version) }
     }
@@ -336,6 +363,7 @@ public final class SQLiteStore: ReplicaStore {
     // MARK: - Recovery
 
     public func recover() throws(StorageError) -> RecoveredState {
+        recoveryTiming = RecoveryTiming()
         let hard = try readHardState()
         if !options.readOnly {
             // Chunks of a snapshot a crash interrupted.
@@ -345,16 +373,25 @@ public final class SQLiteStore: ReplicaStore {
         var snapshotZxid: Zxid = 0
         if let newest = try snapshotList().last {
             snapshotZxid = newest.zxid
+            // The snapshot's blobs are read once, in order: memory-mapped reads of the database
+            // file beat SQLite's page cache there. The mapping is dropped right after, or its
+            // pages would count in the process's resident memory for as long as it runs.
+            try db.execute("PRAGMA mmap_size=\(1 << 30)")
+            defer { try? db.execute("PRAGMA mmap_size=0") }
             tree = try loadSnapshot(zxid: newest.zxid, chunks: newest.chunks)
         }
         lastSnapshotZxid = snapshotZxid
         var last = snapshotZxid
         var log: [Transaction] = []
+        let logStarted = ContinuousClock.now
         try forEachTransaction(after: snapshotZxid) { (txn) throws(StorageError) in
             guard last == 0 || isContiguous(last, txn.zxid) else { throw .logGap(file: path, expected: last + 1, found: txn.zxid) }
             log.append(txn)
             last = txn.zxid
         }
+        recoveryTiming.logSeconds = Self.seconds(since: logStarted)
+        recoveryTiming.logTransactions = log.count
+        recoveryTiming.snapshotNodes = tree.nodeCount
         lastZxid = last
         return RecoveredState(tree: tree, log: log, hardState: hard)
     }
@@ -385,6 +422,8 @@ public final class SQLiteStore: ReplicaStore {
         select.bind(1, zxid)
         var decoder = SnapshotDecoder()
         var expected: Int64 = 0
+        var decodeTime = Duration.zero
+        let started = ContinuousClock.now
         while try select.step() {
             guard select.int64(0) == expected else {
                 throw .corruptSnapshot(file: path, zxid: zxid, reason: "chunk \(expected) missing")
@@ -394,8 +433,11 @@ public final class SQLiteStore: ReplicaStore {
                 guard crc == CRC32C.checksum(data) else {
                     throw .corruptSnapshot(file: path, zxid: zxid, reason: "checksum mismatch in chunk \(expected)")
                 }
+                let chunk = ByteBuffer(bytes: data)
+                let decodeStarted = ContinuousClock.now
+                defer { decodeTime += ContinuousClock.now - decodeStarted }
                 do {
-                    try decoder.feed(ByteBuffer(bytes: data))
+                    try decoder.feed(chunk)
                 } catch {
                     throw .corruptSnapshot(file: path, zxid: zxid, reason: "chunk \(expected): \(error)")
                 }
@@ -403,6 +445,10 @@ public final class SQLiteStore: ReplicaStore {
             expected += 1
         }
         guard expected == chunks else { throw .corruptSnapshot(file: path, zxid: zxid, reason: "\(expected) of \(chunks) chunks present") }
+        recoveryTiming.decodeSeconds = Self.seconds(decodeTime)
+        recoveryTiming.readSeconds = Self.seconds(since: started) - recoveryTiming.decodeSeconds
+        let restoreStarted = ContinuousClock.now
+        defer { recoveryTiming.restoreSeconds = Self.seconds(since: restoreStarted) }
         do {
             let tree = try decoder.finish()
             guard tree.lastZxid == zxid else { throw SnapshotCodec.DecodeError.invalid("snapshot holds zxid 0x\(String(tree.lastZxid, radix: 16))") }
@@ -410,6 +456,14 @@ public final class SQLiteStore: ReplicaStore {
         } catch {
             throw .corruptSnapshot(file: path, zxid: zxid, reason: "\(error)")
         }
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    private static func seconds(since start: ContinuousClock.Instant) -> Double {
+        seconds(ContinuousClock.now - start)
     }
 
     // MARK: - Snapshots
@@ -420,7 +474,9 @@ public final class SQLiteStore: ReplicaStore {
     }
 
     public func startSnapshot(_ tree: DataTree) throws(StorageError) {
-        precondition(snapshotInProgress == nil, "a snapshot at 0x\(String(snapshotInProgress?.zxid ?? 0, radix: 16)) is still being written")
+        precondition(
+            snapshotInProgress == nil && compactionBelow == nil,
+            "a snapshot at 0x\(String(snapshotInProgress?.zxid ?? 0, radix: 16)) is still being written")
         let zxid = tree.lastZxid
         guard zxid > lastSnapshotZxid else { return }
         let clear = try statement("DELETE FROM snapshot_chunks WHERE zxid = ?")
@@ -430,6 +486,9 @@ public final class SQLiteStore: ReplicaStore {
     }
 
     public func continueSnapshot() throws(StorageError) -> SnapshotProgress {
+        if let below = compactionBelow {
+            return try compactStep(below: below)
+        }
         guard var running = snapshotInProgress else { return .idle }
         if let chunk = running.encoder.nextChunk() {
             try inTransaction(durable: false) { () throws(StorageError) in
@@ -441,20 +500,23 @@ public final class SQLiteStore: ReplicaStore {
             snapshotInProgress = running
             return .writing
         }
+        var oldestKept: Zxid?
         try inTransaction { () throws(StorageError) in
             try markComplete(zxid: running.zxid, chunks: running.chunks, bytes: running.bytes)
-            try compact()
+            oldestKept = try dropOldSnapshots()
         }
         snapshotInProgress = nil
         lastSnapshotZxid = running.zxid
         statistics.snapshotsCompleted += 1
         statistics.lastSnapshotZxid = running.zxid
         statistics.lastSnapshotBytes = running.bytes
-        return .completed
+        guard let oldestKept else { return .completed }
+        compactionBelow = oldestKept
+        return .writing
     }
 
     /// Whether a snapshot is being written.
-    public var isWritingSnapshot: Bool { snapshotInProgress != nil }
+    public var isWritingSnapshot: Bool { snapshotInProgress != nil || compactionBelow != nil }
 
     private func insertChunk(zxid: Zxid, seq: Int64, _ chunk: ByteBuffer) throws(StorageError) {
         let insert = try statement("INSERT INTO snapshot_chunks(zxid, seq, data, crc) VALUES(?, ?, ?, ?)")
@@ -476,16 +538,49 @@ public final class SQLiteStore: ReplicaStore {
     }
 
     /// Drops snapshots beyond the number kept, and the log records the oldest kept one covers.
-    private func compact() throws(StorageError) {
+    /// Drops the `snapshots` rows beyond the number kept, so that they no longer count; returns
+    /// the zxid of the oldest snapshot kept when there was something to drop. Their chunks and the
+    /// log the oldest kept snapshot covers are removed afterwards, a piece at a time.
+    private func dropOldSnapshots() throws(StorageError) -> Zxid? {
         let kept = try statement("SELECT zxid FROM snapshots WHERE complete = 1 ORDER BY zxid DESC LIMIT 1 OFFSET ?")
         kept.bind(1, Int64(max(options.snapshotsKept, 1) - 1))
-        guard try kept.step() else { return kept.reset() }
+        guard try kept.step() else {
+            kept.reset()
+            return nil
+        }
         let oldest = kept.int64(0)
         kept.reset()
-        try db.execute(
-            "DELETE FROM snapshot_chunks WHERE zxid < \(oldest); DELETE FROM snapshots WHERE zxid < \(oldest); DELETE FROM log WHERE zxid <= \(oldest)"
-        )
+        let drop = try statement("DELETE FROM snapshots WHERE zxid < ?")
+        drop.bind(1, oldest)
+        try drop.run()
+        return oldest
     }
+
+    /// One piece of compaction after a snapshot: some chunks of dropped snapshots, or some log
+    /// records the oldest kept snapshot covers. Each piece is a small transaction without an
+    /// fsync of its own, so that log batches go between them; what a crash leaves undone is
+    /// redone by the next compaction (orphaned chunks are also removed on open).
+    private func compactStep(below oldest: Zxid) throws(StorageError) -> SnapshotProgress {
+        var removed: Int32 = 0
+        try inTransaction(durable: false) { () throws(StorageError) in
+            let chunks = try statement(
+                "DELETE FROM snapshot_chunks WHERE (zxid, seq) IN (SELECT zxid, seq FROM snapshot_chunks WHERE zxid < ? LIMIT \(Self.compactionChunksPerStep))")
+            chunks.bind(1, oldest)
+            try chunks.run()
+            removed = db.changes
+            guard removed == 0 else { return }
+            let log = try statement("DELETE FROM log WHERE zxid IN (SELECT zxid FROM log WHERE zxid <= ? ORDER BY zxid LIMIT \(Self.compactionRecordsPerStep))")
+            log.bind(1, oldest)
+            try log.run()
+            removed = db.changes
+        }
+        guard removed == 0 else { return .writing }
+        compactionBelow = nil
+        return .completed
+    }
+
+    static let compactionChunksPerStep = 16
+    static let compactionRecordsPerStep = 20_000
 
     /// Writes a whole snapshot inside the caller's transaction (an installed one).
     private func writeWholeSnapshot(_ tree: DataTree) throws(StorageError) {

@@ -126,16 +126,7 @@ public struct SnapshotEncoder {
         buffer.writeJuteInt(node.aversion)
         buffer.writeJuteInt(node.childCreates)
         buffer.writeJuteLong(node.pzxid)
-        switch node.kind {
-        case .persistent: buffer.writeJuteInt(0)
-        case .ephemeral(let owner):
-            buffer.writeJuteInt(1)
-            buffer.writeJuteLong(owner)
-        case .container: buffer.writeJuteInt(2)
-        case .ttl(let ms):
-            buffer.writeJuteInt(3)
-            buffer.writeJuteLong(ms)
-        }
+        buffer.writeNodeKind(node.kind)
     }
 }
 
@@ -210,21 +201,28 @@ public struct SnapshotDecoder {
             pending = cursor
         }
         guard case .nodes(var remaining) = phase else { return }
-        defer { phase = .nodes(remaining: remaining) }
-        while remaining > 0, pending.readableBytes > 0 {
-            var cursor = pending
+        // Decode straight from a local buffer (rewound when a node is cut short), rather than
+        // from a copy per node: a million nodes make every retain count.
+        var buffer = pending
+        pending = ByteBuffer()
+        defer {
+            phase = .nodes(remaining: remaining)
+            pending = buffer
+        }
+        while remaining > 0, buffer.readableBytes > 0 {
+            let start = buffer.readerIndex
             let node: (String, DataNode)
             do {
-                node = try decodeNode(&cursor)
+                node = try decodeNode(&buffer)
             } catch .short {
+                buffer.moveReaderIndex(to: start)
                 return
             }
             nodes.append(node)
-            pending = cursor
             remaining -= 1
         }
-        if remaining == 0, pending.readableBytes > 0 {
-            throw .invalid("\(pending.readableBytes) bytes after the last node")
+        if remaining == 0, buffer.readableBytes > 0 {
+            throw .invalid("\(buffer.readableBytes) bytes after the last node")
         }
     }
 
@@ -311,8 +309,13 @@ public struct SnapshotDecoder {
     /// Reads an ACL list, handing back an array read before when the bytes are the same: the
     /// ACL lists of a tree are few, and each node then holds a reference to a shared one.
     private mutating func acls(_ buffer: inout ByteBuffer) throws(Failure) -> [ACL] {
-        for (index, cached) in aclCache.enumerated()
-        where buffer.readableBytes >= cached.bytes.count && buffer.readableBytesView.prefix(cached.bytes.count).elementsEqual(cached.bytes) {
+        let hit = buffer.withUnsafeReadableBytes { raw -> Int? in
+            aclCache.firstIndex { cached in
+                raw.count >= cached.bytes.count && cached.bytes.withUnsafeBytes { $0.elementsEqual(raw.prefix(cached.bytes.count)) }
+            }
+        }
+        if let index = hit {
+            let cached = aclCache[index]
             buffer.moveReaderIndex(forwardBy: cached.bytes.count)
             if index > 0 { aclCache.swapAt(0, index) }
             return cached.acl

@@ -167,6 +167,9 @@ struct ServerCommand: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: min(2, System.coreCount))
         var replicaConfig = zooConfig.replicaConfig(for: id)
         replicaConfig.superDigest = replica.superDigest
+        replicaConfig.extendedTypesEnabled = zooConfig.extendedTypesEnabled || replica.extendedTypes
+        if let ms = replica.minSessionTimeoutMs { replicaConfig.minSessionTimeoutMs = ms }
+        if let ms = replica.maxSessionTimeoutMs { replicaConfig.maxSessionTimeoutMs = ms }
         // Every member must derive the same session secret: take it from the shared configuration.
         var hash: UInt64 = 0xCBF2_9CE4_8422_2325
         for byte in zooConfig.dynamicConfigText.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }

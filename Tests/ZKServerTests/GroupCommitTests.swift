@@ -147,7 +147,7 @@ final class GroupCommitTests: XCTestCase {
         try await stopped.get()
         XCTAssertEqual(store.batches, [[1], [2, 3, 4, 5, 6]])
         let persisted = events.withLockedValue { $0 }.compactMap { event -> UInt64? in
-            if case .persisted(let upTo, let through, _, _) = event {
+            if case .persisted(let upTo, let through, _, _, _, _) = event {
                 XCTAssertEqual(upTo, Zxid.make(epoch: 1, counter: Int32(through)))
                 return through
             }

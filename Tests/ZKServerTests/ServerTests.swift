@@ -342,10 +342,12 @@ final class ServerTests: XCTestCase {
             var handshake = ByteBuffer()
             ClientMessageEncoder.encode(ConnectRequest(timeoutMs: 30_000), into: &handshake)
             try await stuck.send(handshake)
-            try await stuck.send(getDataRequests(xids: 1...20, path: "/big"))
+            // The server may close the connection while the requests are still being sent, or
+            // before the client turns reading on: both are the behaviour under test.
+            try? await stuck.send(getDataRequests(xids: 1...20, path: "/big"))
             let entry = try await logs.first { ($0.metadata["reason"] ?? "").contains("wait to be written") }
             XCTAssertEqual(entry.message, "closing a client connection")
-            try await stuck.startReading()
+            try? await stuck.startReading()
             try await stuck.waitUntilClosed()
 
             let other = try await RawClient.connect(port: server.localPort, group: group)

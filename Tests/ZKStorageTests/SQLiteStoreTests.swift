@@ -165,6 +165,44 @@ final class SQLiteStoreTests: XCTestCase {
         XCTAssertEqual(applied(recovered).nodes, reference(txns).nodes)
     }
 
+    /// Dropping older snapshots and the log they cover happens in pieces after the new snapshot
+    /// counts, not in the transaction that completes it.
+    func testCompactionAfterASnapshotComesInPieces() throws {
+        var options = SQLiteStore.Options()
+        options.snapshotChunkBytes = 40
+        options.snapshotsKept = 1
+        let store = try SQLiteStore(directory: directory, options: options)
+        let txns = makeTransactions(1...30)
+        try store.append(Array(txns[0..<10]))
+        try store.saveSnapshot(reference(Array(txns[0..<10])))
+        try store.append(Array(txns[10...]))
+        XCTAssertGreaterThan(try chunkCount(), 0)
+        try store.startSnapshot(reference(txns))
+        var progress = SnapshotProgress.writing
+        var sawCompleteButNotCompacted = false
+        while progress == .writing {
+            progress = try store.continueSnapshot()
+            let summary = try store.summary()
+            if summary.snapshots.map(\.zxid) == [30], try chunkCount() > 0 || summary.logCount > 0 {
+                sawCompleteButNotCompacted = true
+            }
+        }
+        XCTAssertEqual(progress, .completed)
+        XCTAssertTrue(sawCompleteButNotCompacted, "the new snapshot counted before the old one was gone")
+        let summary = try store.summary()
+        XCTAssertEqual(summary.snapshots.map(\.zxid), [30])
+        XCTAssertEqual(summary.logCount, 0)
+        let recovered = try SQLiteStore(directory: directory).recover()
+        XCTAssertEqual(applied(recovered).nodes, reference(txns).nodes)
+    }
+
+    func chunkCount(belowZxid zxid: Int64 = 30) throws -> Int64 {
+        let db = try SQLiteDatabase(path: directory + "/" + SQLiteStore.fileName)
+        let count = try db.prepare("SELECT COUNT(*) FROM snapshot_chunks WHERE zxid < \(zxid)")
+        _ = try count.step()
+        return count.int64(0)
+    }
+
     func testAnInterruptedSnapshotIsIgnoredThenCleanedUp() throws {
         var options = SQLiteStore.Options()
         options.snapshotChunkBytes = 40
