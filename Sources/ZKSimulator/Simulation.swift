@@ -119,7 +119,11 @@ public final class Simulation {
         let deadline = cluster.nowMs + options.livenessMs
         while !verdict.failed && cluster.nowMs < deadline {
             cluster.run(forMs: 100)
-            if livenessReached() { return }
+            if livenessReached() {
+                // Let what is in flight land (watch events on their way) before the final checks.
+                cluster.run(forMs: 1_000)
+                return
+            }
         }
         if !verdict.failed && !livenessReached() {
             verdict.fail(
@@ -348,6 +352,7 @@ public final class Simulation {
         faultPhase = false
         cutCounts.removeAll()
         cluster.messageFaultsEnabled = false
+        cluster.latencySpikesEnabled = false
         cluster.heal()
         cluster.unclogAll()
         for id in cluster.members where !cluster.isUp(id) { restart(id) }
