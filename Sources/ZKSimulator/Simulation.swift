@@ -75,7 +75,8 @@ public final class Simulation {
             options: options, violation: verdict.first, simulatedMs: cluster.nowMs - startMs, events: cluster.eventsHandled,
             operations: history.entries.count, completed: history.completed, sessions: history.sessions.count,
             committed: checker.committed.count, faults: faultsInjected, unknownPaths: summary.unknownPaths,
-            linearizabilityPaths: summary.paths, statistics: cluster.statistics, leaders: checker.leaderOfEpoch.count)
+            linearizabilityPaths: summary.paths, readsChecked: summary.readsChecked, statistics: cluster.statistics,
+            leaders: checker.leaderOfEpoch.count)
     }
 
     private func runSetup() {
@@ -217,9 +218,13 @@ public final class Simulation {
         if verdict.failed { return HistoryChecker.Summary() }
         checker.checkSequential(into: verdict)
         if verdict.failed { return HistoryChecker.Summary() }
+        let reads = ReadChecker.check(history: history, committed: self.checker.committed, into: verdict)
+        if verdict.failed { return HistoryChecker.Summary() }
         checker.checkWatches(into: verdict)
         if verdict.failed { return HistoryChecker.Summary() }
-        return checker.checkLinearizability(into: verdict)
+        var summary = checker.checkLinearizability(into: verdict)
+        summary.readsChecked = reads
+        return summary
     }
 
     // MARK: - Nemesis
@@ -372,6 +377,8 @@ public struct SimulationResult: Sendable {
     public var faults: [String]
     public var unknownPaths: [String]
     public var linearizabilityPaths: Int
+    /// Reads compared with the committed state at their zxid (nil: the sequence had a gap).
+    public var readsChecked: Int?
     public var statistics: Cluster.Statistics
     public var leaders: Int
 
@@ -396,6 +403,11 @@ public struct SimulationResult: Sendable {
         lines.append(
             "network: \(s.peerMessages) peer messages (\(s.peerMessagesLost) lost with their connection), \(s.linkBreaks) connection breaks, \(s.clientFrames) client frames, \(s.clientBreaks) client breaks; disk: \(s.fsyncs) fsyncs; \(s.crashes) crashes"
         )
+        if passed {
+            lines.append(
+                "checked: \(linearizabilityPaths) paths for linearizability, \(readsChecked.map { "\($0) reads against the committed state" } ?? "reads not replayed (a gap in the committed sequence)")"
+            )
+        }
         if !unknownPaths.isEmpty { lines.append("linearizability search gave up (unknown) on: \(unknownPaths.joined(separator: ", "))") }
         if let violation {
             lines.append("")
