@@ -73,6 +73,26 @@ def four_letter_word(host, port, word, timeout=5.0):
     return b"".join(chunks).decode("utf-8", "replace")
 
 
+def free_ports(count, host="127.0.0.1"):
+    """`count` distinct ports that were free a moment ago (all bound at once, then released)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def four_letter_word_or_empty(port, word, timeout=2.0, host="127.0.0.1"):
+    """The reply to a four-letter word, or "" when nothing answers."""
+    try:
+        return four_letter_word(host, port, word, timeout)
+    except OSError:
+        return ""
+
+
 def server_mode(port, host="127.0.0.1"):
     """The `Mode:` that `srvr` reports (leader, follower, standalone, ...), or None."""
     try:

@@ -11,25 +11,10 @@ Usage: scripts/bench_ensemble.py [--minizk .build/release/minizk] [--runs 3] [--
 import argparse, json, os, shutil, signal, socket, statistics, struct, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from compat.zk import four_letter_word, free_port, server_mode  # noqa: E402
+from compat.zk import four_letter_word_or_empty as four_letter, free_ports, server_mode as mode  # noqa: E402
 
 ZK_CLASSPATH = ":".join([
     "/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-simple.jar", "/usr/share/java/netty-codec.jar"])
-
-
-def free_ports(n):
-    return [free_port() for _ in range(n)]
-
-
-def four_letter(port, word, timeout=2.0):
-    try:
-        return four_letter_word("127.0.0.1", port, word, timeout)
-    except OSError:
-        return ""
-
-
-def mode(port):
-    return server_mode(port)
 
 
 class Cluster:

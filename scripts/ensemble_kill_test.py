@@ -15,22 +15,7 @@ from kazoo.client import KazooClient
 from kazoo.retry import KazooRetry
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from compat.zk import four_letter_word, free_port, server_mode  # noqa: E402
-
-
-def free_ports(n):
-    return [free_port() for _ in range(n)]
-
-
-def four_letter(port, word, timeout=2.0):
-    try:
-        return four_letter_word("127.0.0.1", port, word, timeout)
-    except OSError:
-        return ""
-
-
-def mode(port):
-    return server_mode(port)
+from compat.zk import four_letter_word_or_empty as four_letter, free_ports, server_mode as mode  # noqa: E402
 
 
 class Ensemble:

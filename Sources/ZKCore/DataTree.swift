@@ -241,16 +241,17 @@ extension DataTree {
     /// nil when the nodes do not form a tree (a node without its parent).
     public init?(restoring nodes: [(path: String, node: DataNode)], sessions: [(id: Int64, timeoutMs: Int64)], lastZxid: Zxid) {
         self.init()
-        var map = TreeDictionary<String, DataNode>()
+        // Children are grouped per parent first and each child set is built once: inserting them
+        // one by one into sets held inside the map copied a path of the set for every child.
+        var childNames: [String: [String]] = [:]
+        var hasRoot = false
         for (path, node) in nodes {
-            var node = node
-            node.children = []
-            map[path] = node
-        }
-        guard map[Paths.root] != nil else { return nil }
-        for (path, node) in nodes where path != Paths.root {
-            guard let parent = Paths.parent(of: path), map[parent] != nil else { return nil }
-            map[parent]!.children.insert(Paths.name(of: path))
+            if path == Paths.root {
+                hasRoot = true
+                continue
+            }
+            guard let parent = Paths.parent(of: path) else { return nil }
+            childNames[parent, default: []].append(Paths.name(of: path))
             dataBytes += node.data?.count ?? 0
             switch node.kind {
             case .ephemeral(let owner): ephemerals[owner, default: []].insert(path)
@@ -259,6 +260,16 @@ extension DataTree {
             case .persistent: break
             }
         }
+        guard hasRoot else { return nil }
+        var map = TreeDictionary<String, DataNode>()
+        for (path, node) in nodes {
+            var node = node
+            if let names = childNames[path] { node.children = TreeSet(names) } else { node.children = [] }
+            map[path] = node
+        }
+        // A repeated path, or a child whose parent is missing, is not a tree.
+        guard map.count == nodes.count else { return nil }
+        for parent in childNames.keys where map[parent] == nil { return nil }
         self.nodes = map
         for (id, timeoutMs) in sessions { self.sessions[id] = timeoutMs }
         self.lastZxid = lastZxid

@@ -65,8 +65,6 @@ extension Replica {
         var serving: Set<Int64> = []
         /// Last zxid each follower (and the leader itself) holds durably.
         var acked: [Int64: Zxid] = [:]
-        /// What a follower holds once its sync plan is durable.
-        var syncedTo: [Int64: Zxid] = [:]
         var lastHeardMs: [Int64: Int64] = [:]
         var counter: Int32 = 0
         var barriers: Deque<(zxid: Zxid, peer: Int64, token: UInt64)> = []
@@ -247,8 +245,11 @@ extension Replica {
             if leader.syncStarted { sendSyncPlan(to: peer, lastZxid: lastZxid, &ready) } else { startSyncIfQuorum(&ready) }
         case .ackNewLeader(let epoch):
             guard epoch == leader.epoch, leader.forwarding.contains(peer) else { return }
+            // NEWLEADER's acknowledgement counts the follower in; what it holds durably comes
+            // with the cumulative ACK that follows. It does not say which sync plan it answers:
+            // a follower that started its discovery again on a live link may acknowledge an
+            // earlier, shorter plan than the last one sent.
             leader.newLeaderAcked.insert(peer)
-            leader.acked[peer] = max(leader.acked[peer] ?? 0, leader.syncedTo[peer] ?? 0)
             if leader.established {
                 leader.serving.insert(peer)
                 role = .leading(leader)
@@ -346,7 +347,6 @@ extension Replica {
         guard case .leading(var leader) = role else { return }
         let plan = syncPlan(for: lastZxid, epoch: leader.epoch)
         leader.forwarding.insert(peer)
-        leader.syncedTo[peer] = lastLoggedZxid
         role = .leading(leader)
         ready.send(.sync(plan), to: peer)
     }
@@ -584,6 +584,7 @@ extension Replica {
             follower.ackedZxid = persistedZxid
             role = .following(follower)
             ready.send(.ackNewLeader(epoch: epoch), to: leaderId)
+            ready.send(.ack(persistedZxid), to: leaderId)
         }
     }
 

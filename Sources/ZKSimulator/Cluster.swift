@@ -194,6 +194,9 @@ public final class Cluster {
     public var halted = false
     /// Per-message faults (drop, duplicate, reorder) apply while this is on.
     public var messageFaultsEnabled = true
+    /// Latency spikes (slow packets, slow fsyncs) apply while this is on; off, every latency
+    /// stays within its model's base range.
+    public var latencySpikesEnabled = true
     /// Counters for the report.
     public private(set) var statistics = Statistics()
 
@@ -578,7 +581,7 @@ public final class Cluster {
                     preconditionFailure("memory store failed: \(error)")
                 }
             }
-            let latency = options.fsyncLatency?.sample(&random) ?? options.fsyncMs
+            let latency = options.fsyncLatency.map(sample) ?? options.fsyncMs
             let done = max(nowMs + latency, node.lastFsyncMs, node.diskStallUntilMs)
             node.lastFsyncMs = done
             schedule(at: done, .persisted(id, through: ready.storageSequence, incarnation: node.incarnation))
@@ -611,7 +614,7 @@ public final class Cluster {
             breakLink(pair, reason: "message \(from)->\(to) dropped")
             return
         }
-        var atMs = nowMs + linkLatency[PairKey(from: from, to: to)]!.sample(&random)
+        var atMs = nowMs + sample(linkLatency[PairKey(from: from, to: to)]!)
         atMs = max(atMs, nodes[from]!.clogUntilMs, nodes[to]!.clogUntilMs, link.lastDeliveryMs[from] ?? 0)
         var breakAfter = false
         if messageFaultsEnabled && random.chance(options.duplicateProbability) {
@@ -628,8 +631,15 @@ public final class Cluster {
 
     // MARK: - Clients
 
+    private func sample(_ model: LatencyModel) -> Int64 {
+        guard !latencySpikesEnabled else { return model.sample(&random) }
+        var calm = model
+        calm.spikeProbability = 0
+        return calm.sample(&random)
+    }
+
     private func clientLatency() -> Int64 {
-        options.clientLatency?.sample(&random) ?? options.messageLatencyMs
+        options.clientLatency.map(sample) ?? options.messageLatencyMs
     }
 
     /// Opens a client connection to a replica. Frames and the close arrive through `handler`.

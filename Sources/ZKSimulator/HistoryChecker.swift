@@ -17,6 +17,7 @@ struct HistoryChecker {
         var paths = 0
         var operations = 0
         var unknownPaths: [String] = []
+        var readsChecked: Int?
     }
 
     // MARK: - Linearizability

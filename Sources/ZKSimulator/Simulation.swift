@@ -75,7 +75,8 @@ public final class Simulation {
             options: options, violation: verdict.first, simulatedMs: cluster.nowMs - startMs, events: cluster.eventsHandled,
             operations: history.entries.count, completed: history.completed, sessions: history.sessions.count,
             committed: checker.committed.count, faults: faultsInjected, unknownPaths: summary.unknownPaths,
-            linearizabilityPaths: summary.paths, statistics: cluster.statistics, leaders: checker.leaderOfEpoch.count)
+            linearizabilityPaths: summary.paths, readsChecked: summary.readsChecked, statistics: cluster.statistics,
+            leaders: checker.leaderOfEpoch.count)
     }
 
     private func runSetup() {
@@ -119,7 +120,11 @@ public final class Simulation {
         let deadline = cluster.nowMs + options.livenessMs
         while !verdict.failed && cluster.nowMs < deadline {
             cluster.run(forMs: 100)
-            if livenessReached() { return }
+            if livenessReached() {
+                // Let what is in flight land (watch events on their way) before the final checks.
+                cluster.run(forMs: 1_000)
+                return
+            }
         }
         if !verdict.failed && !livenessReached() {
             verdict.fail(
@@ -213,9 +218,13 @@ public final class Simulation {
         if verdict.failed { return HistoryChecker.Summary() }
         checker.checkSequential(into: verdict)
         if verdict.failed { return HistoryChecker.Summary() }
+        let reads = ReadChecker.check(history: history, committed: self.checker.committed, into: verdict)
+        if verdict.failed { return HistoryChecker.Summary() }
         checker.checkWatches(into: verdict)
         if verdict.failed { return HistoryChecker.Summary() }
-        return checker.checkLinearizability(into: verdict)
+        var summary = checker.checkLinearizability(into: verdict)
+        summary.readsChecked = reads
+        return summary
     }
 
     // MARK: - Nemesis
@@ -348,6 +357,7 @@ public final class Simulation {
         faultPhase = false
         cutCounts.removeAll()
         cluster.messageFaultsEnabled = false
+        cluster.latencySpikesEnabled = false
         cluster.heal()
         cluster.unclogAll()
         for id in cluster.members where !cluster.isUp(id) { restart(id) }
@@ -367,6 +377,8 @@ public struct SimulationResult: Sendable {
     public var faults: [String]
     public var unknownPaths: [String]
     public var linearizabilityPaths: Int
+    /// Reads compared with the committed state at their zxid (nil: the sequence had a gap).
+    public var readsChecked: Int?
     public var statistics: Cluster.Statistics
     public var leaders: Int
 
@@ -391,6 +403,11 @@ public struct SimulationResult: Sendable {
         lines.append(
             "network: \(s.peerMessages) peer messages (\(s.peerMessagesLost) lost with their connection), \(s.linkBreaks) connection breaks, \(s.clientFrames) client frames, \(s.clientBreaks) client breaks; disk: \(s.fsyncs) fsyncs; \(s.crashes) crashes"
         )
+        if passed {
+            lines.append(
+                "checked: \(linearizabilityPaths) paths for linearizability, \(readsChecked.map { "\($0) reads against the committed state" } ?? "reads not replayed (a gap in the committed sequence)")"
+            )
+        }
         if !unknownPaths.isEmpty { lines.append("linearizability search gave up (unknown) on: \(unknownPaths.joined(separator: ", "))") }
         if let violation {
             lines.append("")

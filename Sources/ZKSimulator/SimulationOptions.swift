@@ -77,7 +77,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
         let nodes = profile == .quick ? random.pick([3, 3, 3, 5, 1]) : random.pick([3, 3, 3, 3, 5, 5, 1])
         let tickMs = random.pick([50, 100, 200] as [Int64])
         let clients = profile == .quick ? random.int(1...3) : random.int(1...(profile == .long ? 8 : 5))
-        let timeoutLow = tickMs * random.int(3...6)
+        let timeoutLow = tickMs * random.int(4...8)
         let sessionTimeoutMs = timeoutLow...(timeoutLow + tickMs * random.int(0...10))
         let safetyMs: Int64
         switch profile {

@@ -200,3 +200,58 @@ extension RegressionTests {
         }
     }
 }
+
+extension RegressionTests {
+    /// Found by `minizk sim --seed 3152` (five replicas): a follower started its discovery again
+    /// on a live link, so the leader's answers to the earlier discovery (a LEADERINFO, a sync
+    /// plan) arrived in the new one and were taken for its own. The leader had meanwhile sent a
+    /// second plan, up to a newer proposal, and credited the follower's NEWLEADER
+    /// acknowledgement (of the first plan) with the second plan's end: it committed a proposal
+    /// only a minority held durably. A NEWLEADER acknowledgement now counts the follower in, and
+    /// only its cumulative ACK, which names what it holds durably, counts for commits.
+    func testANewLeaderAcknowledgementIsNotCreditedWithALaterSyncPlan() {
+        var config = ReplicaConfig()
+        config.serverId = 3
+        config.members = [1, 2, 3]
+        config.tickMs = 100
+        var replica = Replica(config: config, startTimeMs: 1_000_000, secret: 7)
+        var nowMs: Int64 = 1_000_000
+        var logged: Zxid = 0
+        func step(_ input: ReplicaInput) {
+            var ready = replica.step(input, nowMs: nowMs)
+            while ready.storageSequence > 0 {
+                logged = ready.persist.last?.zxid ?? logged
+                ready = replica.step(.persisted(upTo: logged, through: ready.storageSequence), nowMs: nowMs)
+            }
+        }
+        step(.tick)
+        step(.peerConnected(1))
+        step(.peerConnected(2))
+        for peer in [1, 2] as [Int64] {
+            step(.peerMessage(from: peer, .notification(Notification(vote: Vote(leader: 3, zxid: 0, epoch: 0), round: 1, state: .looking))))
+        }
+        // Replica 1 follows and synchronises: the leader is established with it.
+        step(.peerMessage(from: 1, .followerInfo(acceptedEpoch: 0, lastZxid: 0)))
+        step(.peerMessage(from: 1, .ackEpoch(currentEpoch: 0, lastZxid: 0)))
+        step(.peerMessage(from: 1, .ackNewLeader(epoch: 1)))
+        XCTAssertTrue(replica.isLeader)
+        // Replica 2's first discovery gets a plan up to nothing yet.
+        step(.peerMessage(from: 2, .followerInfo(acceptedEpoch: 0, lastZxid: 0)))
+        step(.peerMessage(from: 2, .ackEpoch(currentEpoch: 0, lastZxid: 0)))
+        // A client's session is proposed; replica 1 does not acknowledge it (yet).
+        step(.connectionOpened(1, peerAddress: "10.0.0.1", peerPort: 1))
+        step(.connect(1, ConnectRequest(timeoutMs: 4000)))
+        nowMs += 1
+        let proposal = logged
+        XCTAssertGreaterThan(proposal, 0)
+        // Replica 2 starts its discovery again; its second plan reaches the proposal. Then the
+        // acknowledgement of its first plan arrives.
+        step(.peerMessage(from: 2, .followerInfo(acceptedEpoch: 1, lastZxid: 0)))
+        step(.peerMessage(from: 2, .ackEpoch(currentEpoch: 1, lastZxid: 0)))
+        step(.peerMessage(from: 2, .ackNewLeader(epoch: 1)))
+        XCTAssertLessThan(replica.tree.lastZxid, proposal, "committed with only the leader holding it")
+        // Replica 2's cumulative acknowledgement of the proposal commits it.
+        step(.peerMessage(from: 2, .ack(proposal)))
+        XCTAssertEqual(replica.tree.lastZxid, proposal)
+    }
+}

@@ -25,6 +25,14 @@ final class ZabTests: XCTestCase {
         return cluster.reply(client, xid: xid)
     }
 
+    /// A three-replica cluster with an established leader and serving followers.
+    func stableCluster(_ options: Cluster.Options = Cluster.Options(), file: StaticString = #filePath, line: UInt = #line) -> Cluster {
+        let cluster = Cluster(members: [1, 2, 3], options: options)
+        cluster.start()
+        XCTAssertTrue(cluster.awaitStable(), "no stable leader", file: file, line: line)
+        return cluster
+    }
+
     func syncKinds(_ cluster: Cluster, to follower: Int64, since index: Int) -> [String] {
         cluster.trace[index...].compactMap { entry in
             guard entry.to == follower, case .sync(let plan) = entry.message else { return nil }
@@ -78,9 +86,7 @@ final class ZabTests: XCTestCase {
     // MARK: - Broadcast
 
     func testWritesOnAnyMemberAreCommittedEverywhereInOneOrder() {
-        let cluster = Cluster(members: [1, 2, 3])
-        cluster.start()
-        XCTAssertTrue(cluster.awaitStable())
+        let cluster = stableCluster()
         var clients: [ConnectionID] = []
         for id in cluster.members { clients.append(client(cluster, id)) }
         for (index, c) in clients.enumerated() {
@@ -95,9 +101,7 @@ final class ZabTests: XCTestCase {
     }
 
     func testReadYourWritesOnAFollower() {
-        let cluster = Cluster(members: [1, 2, 3])
-        cluster.start()
-        XCTAssertTrue(cluster.awaitStable())
+        let cluster = stableCluster()
         let follower = cluster.members.first { !cluster.leaders.contains($0) }!
         let c = client(cluster, follower)
         let xid1 = cluster.send(c, create("/ryw", "v"))
@@ -109,9 +113,7 @@ final class ZabTests: XCTestCase {
     }
 
     func testSyncOnAFollowerSeesWritesCommittedBeforeIt() {
-        let cluster = Cluster(members: [1, 2, 3])
-        cluster.start()
-        XCTAssertTrue(cluster.awaitStable())
+        let cluster = stableCluster()
         let leader = cluster.leaders[0]
         let follower = cluster.members.first { $0 != leader }!
         let writer = client(cluster, leader)
@@ -124,9 +126,7 @@ final class ZabTests: XCTestCase {
     // MARK: - Synchronisation
 
     func testFollowerBehindByAFewTransactionsGetsDIFF() {
-        let cluster = Cluster(members: [1, 2, 3])
-        cluster.start()
-        XCTAssertTrue(cluster.awaitStable())
+        let cluster = stableCluster()
         let leader = cluster.leaders[0]
         let follower = cluster.members.first { $0 != leader }!
         let c = client(cluster, leader)
@@ -143,9 +143,7 @@ final class ZabTests: XCTestCase {
     func testFollowerFarBehindGetsSNAP() {
         var options = Cluster.Options()
         options.configure = { $0.logWindowMax = 4 }
-        let cluster = Cluster(members: [1, 2, 3], options: options)
-        cluster.start()
-        XCTAssertTrue(cluster.awaitStable())
+        let cluster = stableCluster(options)
         let leader = cluster.leaders[0]
         let follower = cluster.members.first { $0 != leader }!
         let c = client(cluster, leader)
@@ -163,9 +161,7 @@ final class ZabTests: XCTestCase {
     /// A deposed leader's proposals that never reached a quorum are truncated when it rejoins,
     /// and the new leader's history wins.
     func testDeposedLeadersUncommittedProposalsAreTruncated() {
-        let cluster = Cluster(members: [1, 2, 3])
-        cluster.start()
-        XCTAssertTrue(cluster.awaitStable())
+        let cluster = stableCluster()
         let oldLeader = cluster.leaders[0]
         let c = client(cluster, oldLeader)
         XCTAssertEqual(call(cluster, c, create("/committed"))?.0, .ok)
@@ -198,9 +194,7 @@ final class ZabTests: XCTestCase {
 
     /// No transaction a client saw committed is lost, however often the leader dies.
     func testNoCommittedTransactionIsLostAcrossLeaderChanges() {
-        let cluster = Cluster(members: [1, 2, 3])
-        cluster.start()
-        XCTAssertTrue(cluster.awaitStable())
+        let cluster = stableCluster()
         var acknowledged: [String] = []
         for round in 0..<4 {
             let leader = cluster.leaders[0]
@@ -223,9 +217,7 @@ final class ZabTests: XCTestCase {
     }
 
     func testLeaderWithoutQuorumStepsDown() {
-        let cluster = Cluster(members: [1, 2, 3])
-        cluster.start()
-        XCTAssertTrue(cluster.awaitStable())
+        let cluster = stableCluster()
         let leader = cluster.leaders[0]
         cluster.isolate(leader)
         XCTAssertTrue(cluster.run(untilMs: 5000) { !$0.replica(leader).isServing }, "isolated leader kept serving")
@@ -234,9 +226,7 @@ final class ZabTests: XCTestCase {
     // MARK: - Sessions
 
     func testSessionMovesToAnotherMemberWithItsEphemerals() {
-        let cluster = Cluster(members: [1, 2, 3])
-        cluster.start()
-        XCTAssertTrue(cluster.awaitStable())
+        let cluster = stableCluster()
         let leader = cluster.leaders[0]
         let follower = cluster.members.first { $0 != leader }!
         let other = cluster.members.first { $0 != leader && $0 != follower }!
@@ -253,9 +243,7 @@ final class ZabTests: XCTestCase {
     }
 
     func testLeaderExpiresSessionsOfSilentClientsEverywhere() {
-        let cluster = Cluster(members: [1, 2, 3])
-        cluster.start()
-        XCTAssertTrue(cluster.awaitStable())
+        let cluster = stableCluster()
         let follower = cluster.members.first { !cluster.leaders.contains($0) }!
         let c = cluster.connectClient(to: follower, timeoutMs: 400)
         cluster.run(untilMs: 1000) { $0.session(c) != nil }
@@ -265,9 +253,7 @@ final class ZabTests: XCTestCase {
     }
 
     func testSessionSurvivesALeaderChange() {
-        let cluster = Cluster(members: [1, 2, 3])
-        cluster.start()
-        XCTAssertTrue(cluster.awaitStable())
+        let cluster = stableCluster()
         let leader = cluster.leaders[0]
         let follower = cluster.members.first { $0 != leader }!
         let c = cluster.connectClient(to: follower, timeoutMs: 2000)
