@@ -33,8 +33,10 @@ import ZKProtocol
 /// between them and a large snapshot never holds up the log. Chunk transactions run with
 /// `synchronous=NORMAL` (no fsync of their own); the transaction that marks the snapshot complete
 /// runs with `synchronous=FULL`, and its fsync of the WAL, an append-only file, also makes every
-/// chunk written before it durable. The same transaction drops snapshots beyond `snapshotsKept`
-/// and the log records the oldest kept snapshot covers.
+/// chunk written before it durable. The same transaction drops the `snapshots` rows beyond
+/// `snapshotsKept`; their chunks and the log records the oldest kept snapshot covers are deleted
+/// afterwards in small pieces (more `continueSnapshot` calls), so that compaction does not hold
+/// the log up either.
 ///
 /// **One process at a time.** A store opened for writing holds an exclusive POSIX record lock on
 /// `DIR/minizk.lock` for as long as it is open; a second process opening the same directory gets
