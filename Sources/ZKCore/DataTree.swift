@@ -1,59 +1,6 @@
 import HashTreeCollections
 import ZKProtocol
 
-/// One znode.
-///
-/// `childCreates` is ZooKeeper's internal cversion: the number of children ever created under
-/// the node. It names sequential children and decides whether a container was ever used. The
-/// cversion clients see is `2 * childCreates - numChildren` (creates plus deletes), exactly as
-/// ZooKeeper reports it; so a fresh `/` shows cversion -1 and `/zookeeper` shows -2.
-public struct DataNode: Sendable, Hashable {
-    public var data: [UInt8]?
-    public var acl: [ACL]
-    public var czxid: Int64
-    public var mzxid: Int64
-    public var ctime: Int64
-    public var mtime: Int64
-    public var version: Int32
-    public var aversion: Int32
-    public var childCreates: Int32
-    public var pzxid: Int64
-    public var kind: NodeKind
-    public var children: TreeSet<String>
-
-    public init(
-        data: [UInt8]?, acl: [ACL], czxid: Int64, mzxid: Int64, ctime: Int64, mtime: Int64, version: Int32,
-        aversion: Int32, childCreates: Int32, pzxid: Int64, kind: NodeKind, children: TreeSet<String>
-    ) {
-        self.data = data
-        self.acl = acl
-        self.czxid = czxid
-        self.mzxid = mzxid
-        self.ctime = ctime
-        self.mtime = mtime
-        self.version = version
-        self.aversion = aversion
-        self.childCreates = childCreates
-        self.pzxid = pzxid
-        self.kind = kind
-        self.children = children
-    }
-
-    public var stat: Stat {
-        Stat(
-            czxid: czxid, mzxid: mzxid, ctime: ctime, mtime: mtime, version: version,
-            cversion: childCreates &* 2 &- Int32(children.count), aversion: aversion,
-            ephemeralOwner: kind.visibleEphemeralOwner, dataLength: Int32(data?.count ?? 0),
-            numChildren: Int32(children.count), pzxid: pzxid)
-    }
-
-    static func system(acl: [ACL], children: [String], aversion: Int32 = 0) -> DataNode {
-        DataNode(
-            data: [], acl: acl, czxid: 0, mzxid: 0, ctime: 0, mtime: 0, version: 0, aversion: aversion,
-            childCreates: 0, pzxid: 0, kind: .persistent, children: TreeSet(children))
-    }
-}
-
 /// What applying one transaction (or one operation of a multi) produced.
 public enum ApplyOutcome: Sendable, Hashable {
     case created(path: String, stat: Stat)
@@ -77,12 +24,16 @@ public struct WatchTrigger: Sendable, Hashable {
 /// The replicated state of a replica: the znode tree and the table of live sessions.
 ///
 /// A value type on persistent (structurally shared) maps, so `let copy = tree` is an exact,
-/// cheap point-in-time copy. The replica keeps two: the committed tree that reads see and the
-/// prepared tree (committed plus outstanding transactions) that new writes are checked against.
-/// `apply` is deterministic and never fails for a transaction that was prepared against the same
-/// state; a transaction that does not fit is a broken invariant and stops the replica.
+/// cheap point-in-time copy. Each node holds its children in a persistent map by name, so a path
+/// is stored once, as the names along it, and a change copies only the nodes on the way to it
+/// that another copy of the tree still shares. The replica keeps two trees: the committed tree
+/// that reads see and the prepared tree (committed plus outstanding transactions) that new
+/// writes are checked against. `apply` is deterministic and never fails for a transaction that
+/// was prepared against the same state; a transaction that does not fit is a broken invariant
+/// and stops the replica.
 public struct DataTree: Sendable {
-    public private(set) var nodes: TreeDictionary<String, DataNode>
+    private(set) var root: DataNode
+    public private(set) var nodeCount: Int
     /// Live sessions and their negotiated timeouts.
     public private(set) var sessions: TreeDictionary<Int64, Int64> = [:]
     /// Ephemeral paths per owning session.
@@ -92,21 +43,84 @@ public struct DataTree: Sendable {
     public private(set) var ttlNodes: TreeSet<String> = []
     public private(set) var lastZxid: Zxid = 0
     public private(set) var dataBytes: Int = 0
+    /// ACL lists of recent creates: a new node with an equal list shares its storage.
+    private var recentACLs: [[ACL]] = []
 
     public init() {
-        nodes = [:]
-        nodes[Paths.root] = .system(acl: ACL.openUnsafe, children: ["zookeeper"])
-        nodes[Paths.zookeeper] = .system(acl: ACL.openUnsafe, children: ["quota", "config"])
-        nodes[Paths.quota] = .system(acl: ACL.openUnsafe, children: [])
-        nodes[Paths.config] = .system(acl: ACL.readUnsafe, children: [], aversion: -1)
+        var zookeeper = DataNode.system(acl: ACL.openUnsafe)
+        zookeeper.insertChild("quota", .system(acl: ACL.openUnsafe))
+        zookeeper.insertChild("config", .system(acl: ACL.readUnsafe, aversion: -1))
+        root = .system(acl: ACL.openUnsafe)
+        root.insertChild("zookeeper", zookeeper)
+        nodeCount = 4
+    }
+
+    init(root: DataNode, nodeCount: Int) {
+        self.root = root
+        self.nodeCount = nodeCount
     }
 
     /// Looks a path up the way ZooKeeper does: the empty string is the root.
     public func node(_ path: String) -> DataNode? {
-        nodes[path.isEmpty ? Paths.root : path]
+        let utf8 = path.utf8
+        guard let first = utf8.first else { return root }
+        guard first == Paths.slash else { return nil }
+        var start = utf8.index(after: utf8.startIndex)
+        if start == utf8.endIndex { return root }
+        var node = root
+        while true {
+            let end = utf8[start...].firstIndex(of: Paths.slash) ?? utf8.endIndex
+            guard start != end, let child = node.childMap[NodeName(String(path[start..<end]))] else { return nil }
+            if end == utf8.endIndex { return child }
+            node = child
+            start = utf8.index(after: end)
+        }
     }
 
-    public var nodeCount: Int { nodes.count }
+    /// Calls `body` on the node at `path` in place; nil when there is none. Nodes on the way that
+    /// another copy of the tree shares are copied first.
+    private mutating func modify<R>(_ path: String, _ body: (inout DataNode) -> R) -> R? {
+        let utf8 = path.utf8
+        guard let first = utf8.first, first == Paths.slash else { return nil }
+        let start = utf8.index(after: utf8.startIndex)
+        if start == utf8.endIndex { return body(&root) }
+        return Self.descend(&root, path, from: start, body)
+    }
+
+    private static func descend<R>(
+        _ node: inout DataNode, _ path: String, from start: String.Index, _ body: (inout DataNode) -> R
+    ) -> R? {
+        let utf8 = path.utf8
+        let end = utf8[start...].firstIndex(of: Paths.slash) ?? utf8.endIndex
+        guard start != end else { return nil }
+        let name = NodeName(String(path[start..<end]))
+        guard node.childMap[name] != nil else { return nil }
+        return node.update { header in
+            header.children.updateValue(forKey: name) { (child: inout DataNode?) -> R? in
+                if end == utf8.endIndex { return body(&child!) }
+                return descend(&child!, path, from: utf8.index(after: end), body)
+            }
+        }
+    }
+
+    /// Visits every node with its path, parents before their children.
+    public func forEachNode(_ body: (String, DataNode) throws -> Void) rethrows {
+        var iterator = makeNodeIterator()
+        while let (path, node) = iterator.next() { try body(path, node) }
+    }
+
+    /// Every node with its path, sorted by path.
+    public var allNodes: [(path: String, node: DataNode)] {
+        var result: [(path: String, node: DataNode)] = []
+        result.reserveCapacity(nodeCount)
+        forEachNode { result.append(($0, $1)) }
+        return result.sorted { $0.path < $1.path }
+    }
+
+    public func makeNodeIterator() -> NodeIterator { NodeIterator(root: root) }
+
+    /// Whether both trees hold the same nodes (paths, data, ACLs and Stat fields).
+    public func sameNodes(as other: DataTree) -> Bool { nodeCount == other.nodeCount && root == other.root }
 
     public var ephemeralCount: Int { ephemerals.values.reduce(0) { $0 + $1.count } }
 
@@ -115,12 +129,10 @@ public struct DataTree: Sendable {
     /// Number of descendants of `path` (not counting itself).
     public func descendantCount(_ path: String) -> Int {
         guard let node = node(path) else { return 0 }
-        let base = path.isEmpty ? Paths.root : path
-        var count = 0
-        for name in node.children {
-            count += 1 + descendantCount(Paths.child(name, of: base))
+        func count(_ node: DataNode) -> Int {
+            node.childMap.values.reduce(0) { $0 + 1 + count($1) }
         }
-        return count
+        return count(node)
     }
 
     /// Applies a transaction, returning what it did and which watches it may fire, in order.
@@ -154,21 +166,30 @@ public struct DataTree: Sendable {
             removeNode(path, zxid: zxid, triggers: &triggers)
             return .deleted
         case .setData(let path, let data, let version):
-            guard var node = nodes[path] else { preconditionFailure("setData of missing \(path) at zxid \(zxid)") }
-            dataBytes += (data?.count ?? 0) - (node.data?.count ?? 0)
-            node.data = data
-            node.version = version
-            node.mzxid = zxid
-            node.mtime = timeMs
-            nodes[path] = node
+            let updated = modify(path) { node -> (stat: Stat, delta: Int) in
+                let delta = (data?.count ?? 0) - node.dataLength
+                var header = node.storage.header
+                header.version = version
+                header.mzxid = zxid
+                header.mtime = timeMs
+                node.storage = data.withUnsafeOptionalBytes { NodeStorage.make(header, data: $0) }
+                return (node.stat, delta)
+            }
+            guard let updated else { preconditionFailure("setData of missing \(path) at zxid \(zxid)") }
+            dataBytes += updated.delta
             triggers.append(WatchTrigger(path: path, type: .nodeDataChanged))
-            return .dataSet(stat: node.stat)
+            return .dataSet(stat: updated.stat)
         case .setACL(let path, let acl, let version):
-            guard var node = nodes[path] else { preconditionFailure("setACL of missing \(path) at zxid \(zxid)") }
-            node.acl = acl
-            node.aversion = version
-            nodes[path] = node
-            return .aclSet(stat: node.stat)
+            let acl = interned(acl)
+            let stat = modify(path) { node -> Stat in
+                node.update {
+                    $0.acl = acl
+                    $0.aversion = version
+                }
+                return node.stat
+            }
+            guard let stat else { preconditionFailure("setACL of missing \(path) at zxid \(zxid)") }
+            return .aclSet(stat: stat)
         case .check:
             return .checked
         case .multi(let bodies):
@@ -185,21 +206,37 @@ public struct DataTree: Sendable {
         }
     }
 
+    /// An ACL list equal to `acl`, sharing storage with a recent equal one where there is one:
+    /// most nodes of a tree carry one of a few lists.
+    private mutating func interned(_ acl: [ACL]) -> [ACL] {
+        if let index = recentACLs.firstIndex(of: acl) {
+            if index > 0 { recentACLs.swapAt(0, index) }
+            return recentACLs[0]
+        }
+        if recentACLs.count >= 4 { recentACLs.removeLast() }
+        recentACLs.insert(acl, at: 0)
+        return acl
+    }
+
     private mutating func createNode(
         _ path: String, data: [UInt8]?, acl: [ACL], kind: NodeKind, zxid: Zxid, timeMs: Int64, triggers: inout [WatchTrigger]
     ) -> Stat {
-        guard let parentPath = Paths.parent(of: path), var parent = nodes[parentPath] else {
-            preconditionFailure("create of \(path) without a parent at zxid \(zxid)")
-        }
-        precondition(nodes[path] == nil, "create of existing \(path) at zxid \(zxid)")
-        parent.children.insert(Paths.name(of: path))
-        parent.childCreates &+= 1
-        parent.pzxid = zxid
-        nodes[parentPath] = parent
+        guard let parentPath = Paths.parent(of: path) else { preconditionFailure("create of \(path) without a parent at zxid \(zxid)") }
+        let name = NodeName(Paths.name(of: path))
         let node = DataNode(
-            data: data, acl: acl, czxid: zxid, mzxid: zxid, ctime: timeMs, mtime: timeMs, version: 0, aversion: 0,
-            childCreates: 0, pzxid: zxid, kind: kind, children: [])
-        nodes[path] = node
+            data: data, acl: interned(acl), czxid: zxid, mzxid: zxid, ctime: timeMs, mtime: timeMs, version: 0, aversion: 0,
+            childCreates: 0, pzxid: zxid, kind: kind)
+        let inserted = modify(parentPath) { parent -> Bool in
+            parent.update { header in
+                guard header.children.updateValue(node, forKey: name) == nil else { return false }
+                header.childCreates &+= 1
+                header.pzxid = zxid
+                return true
+            }
+        }
+        guard let inserted else { preconditionFailure("create of \(path) without a parent at zxid \(zxid)") }
+        precondition(inserted, "create of existing \(path) at zxid \(zxid)")
+        nodeCount += 1
         dataBytes += data?.count ?? 0
         switch kind {
         case .ephemeral(let owner): ephemerals[owner, default: []].insert(path)
@@ -213,15 +250,19 @@ public struct DataTree: Sendable {
     }
 
     private mutating func removeNode(_ path: String, zxid: Zxid, triggers: inout [WatchTrigger]) {
-        guard let node = nodes[path], let parentPath = Paths.parent(of: path), var parent = nodes[parentPath] else {
-            preconditionFailure("delete of missing \(path) at zxid \(zxid)")
+        guard let parentPath = Paths.parent(of: path) else { preconditionFailure("delete of missing \(path) at zxid \(zxid)") }
+        let name = NodeName(Paths.name(of: path))
+        let removed = modify(parentPath) { parent -> DataNode? in
+            guard let child = parent.childMap[name] else { return nil }
+            precondition(child.children.isEmpty, "delete of \(path) with children at zxid \(zxid)")
+            return parent.update { header in
+                header.pzxid = zxid
+                return header.children.removeValue(forKey: name)
+            }
         }
-        precondition(node.children.isEmpty, "delete of \(path) with children at zxid \(zxid)")
-        nodes[path] = nil
-        parent.children.remove(Paths.name(of: path))
-        parent.pzxid = zxid
-        nodes[parentPath] = parent
-        dataBytes -= node.data?.count ?? 0
+        guard let removed, let node = removed else { preconditionFailure("delete of missing \(path) at zxid \(zxid)") }
+        nodeCount -= 1
+        dataBytes -= node.dataLength
         switch node.kind {
         case .ephemeral(let owner):
             ephemerals[owner]?.remove(path)
@@ -235,48 +276,46 @@ public struct DataTree: Sendable {
     }
 }
 
-extension DataTree {
-    /// Rebuilds a tree from a snapshot: nodes in any order with their children left out (they are
-    /// derived from the paths), the live sessions and the zxid the snapshot was taken at. Returns
-    /// nil when the nodes do not form a tree (a node without its parent).
-    public init?(restoring nodes: [(path: String, node: DataNode)], sessions: [(id: Int64, timeoutMs: Int64)], lastZxid: Zxid) {
-        self.init()
-        // Children are grouped per parent first and each child set is built once: inserting them
-        // one by one into sets held inside the map copied a path of the set for every child.
-        var childNames: [String: [String]] = [:]
-        var hasRoot = false
-        for (path, node) in nodes {
-            if path == Paths.root {
-                hasRoot = true
+extension DataNode {
+    /// Adds a child while building a tree; false when the name is taken.
+    @discardableResult
+    mutating func insertChild(_ name: NodeName, _ child: DataNode) -> Bool {
+        update { $0.children.updateValue(child, forKey: name) == nil }
+    }
+}
+
+extension Optional where Wrapped == [UInt8] {
+    func withUnsafeOptionalBytes<R>(_ body: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
+        guard let self else { return try body(nil) }
+        return try self.withUnsafeBytes { try body($0) }
+    }
+}
+
+/// Walks a tree's nodes with their paths, each parent before its children (a pre-order), one
+/// node at a time.
+public struct NodeIterator: IteratorProtocol {
+    private var pendingRoot: DataNode?
+    private var stack: [(prefix: String, children: ChildMap.Iterator)] = []
+
+    init(root: DataNode) { pendingRoot = root }
+
+    public mutating func next() -> (path: String, node: DataNode)? {
+        if let root = pendingRoot {
+            pendingRoot = nil
+            if !root.children.isEmpty { stack.append(("", root.childMap.makeIterator())) }
+            return (Paths.root, root)
+        }
+        while !stack.isEmpty {
+            guard let (name, child) = stack[stack.count - 1].children.next() else {
+                stack.removeLast()
                 continue
             }
-            guard let parent = Paths.parent(of: path) else { return nil }
-            childNames[parent, default: []].append(Paths.name(of: path))
-            dataBytes += node.data?.count ?? 0
-            switch node.kind {
-            case .ephemeral(let owner): ephemerals[owner, default: []].insert(path)
-            case .container: containers.insert(path)
-            case .ttl: ttlNodes.insert(path)
-            case .persistent: break
-            }
+            let path = stack[stack.count - 1].prefix + "/" + name.string
+            if !child.children.isEmpty { stack.append((path, child.childMap.makeIterator())) }
+            return (path, child)
         }
-        guard hasRoot else { return nil }
-        var map = TreeDictionary<String, DataNode>()
-        for (path, node) in nodes {
-            var node = node
-            if let names = childNames[path] { node.children = TreeSet(names) } else { node.children = [] }
-            map[path] = node
-        }
-        // A repeated path, or a child whose parent is missing, is not a tree.
-        guard map.count == nodes.count else { return nil }
-        for parent in childNames.keys where map[parent] == nil { return nil }
-        self.nodes = map
-        for (id, timeoutMs) in sessions { self.sessions[id] = timeoutMs }
-        self.lastZxid = lastZxid
+        return nil
     }
-
-    /// Moves the tree's zxid forward without a transaction (after installing a snapshot).
-    public mutating func setLastZxid(_ zxid: Zxid) { lastZxid = zxid }
 }
 
 extension DataTree {
@@ -284,11 +323,11 @@ extension DataTree {
     /// replicas whose trees are equal.
     public var digest: UInt64 {
         var total: UInt64 = 0
-        for (path, node) in nodes {
+        forEachNode { path, node in
             var hash = FNV1a()
             hash.add(path.utf8)
-            hash.add(node.data ?? [])
-            hash.add(node.data == nil ? 0 : 1)
+            node.withData { hash.add($0 ?? UnsafeRawBufferPointer(start: nil, count: 0)) }
+            hash.add(node.hasData ? 1 : 0)
             for entry in node.acl {
                 hash.add(UInt64(UInt32(bitPattern: entry.perms.rawValue)))
                 hash.add(entry.id.scheme.utf8)
@@ -331,9 +370,25 @@ extension DataTree {
     /// Sets the text of `/zookeeper/config` without a transaction: every member derives it from
     /// the same configuration.
     public mutating func setConfigData(_ data: [UInt8]) {
-        guard var node = nodes[Paths.config] else { return }
-        dataBytes += data.count - (node.data?.count ?? 0)
-        node.data = data
-        nodes[Paths.config] = node
+        let delta = modify(Paths.config) { node -> Int in
+            let delta = data.count - node.dataLength
+            node.data = data
+            return delta
+        }
+        dataBytes += delta ?? 0
     }
+
+    mutating func restoreIndexes(
+        dataBytes: Int, ephemerals: TreeDictionary<Int64, TreeSet<String>>, containers: TreeSet<String>, ttlNodes: TreeSet<String>
+    ) {
+        self.dataBytes = dataBytes
+        self.ephemerals = ephemerals
+        self.containers = containers
+        self.ttlNodes = ttlNodes
+    }
+
+    mutating func restoreSession(_ id: Int64, timeoutMs: Int64) { sessions[id] = timeoutMs }
+
+    /// Moves the tree's zxid forward without a transaction (after installing a snapshot).
+    public mutating func setLastZxid(_ zxid: Zxid) { lastZxid = zxid }
 }

@@ -9,6 +9,7 @@ import ZKProtocol
 /// them as surrogate pairs.
 public enum Paths {
     public static let root = "/"
+    static let slash = UInt8(ascii: "/")
     public static let zookeeper = "/zookeeper"
     public static let quota = "/zookeeper/quota"
     public static let config = "/zookeeper/config"

@@ -36,7 +36,7 @@ public struct ReplicaConfig: Sendable {
     /// followers give up on it (ZooKeeper's `syncLimit`).
     public var syncLimitTicks: Int64 = 5
     /// Recent transactions kept in memory for DIFF; followers further behind get a SNAP.
-    public var logWindowMax: Int = 100_000
+    public var logWindowMax: Int = 20_000
     /// Proposals the leader lets be in flight before it stops preparing new writes.
     public var proposalsInFlightMax: Int = 10_000
     /// Text of `/zookeeper/config` in an ensemble (ZooKeeper's dynamic config format).

@@ -422,7 +422,9 @@ public final class SQLiteStore: ReplicaStore {
         let select = try statement("SELECT seq, data, crc FROM snapshot_chunks WHERE zxid = ? ORDER BY seq")
         defer { select.reset() }
         select.bind(1, zxid)
-        var decoder = SnapshotDecoder()
+        // The tree is built on a second thread while this one reads, checks and decodes chunks.
+        var decoder = SnapshotDecoder(parallel: chunks > 1)
+        defer { decoder.abandon() }
         var expected: Int64 = 0
         var decodeTime = Duration.zero
         let started = ContinuousClock.now

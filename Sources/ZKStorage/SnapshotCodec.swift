@@ -1,3 +1,4 @@
+import Foundation
 import HashTreeCollections
 import NIOCore
 import ZKCore
@@ -14,7 +15,9 @@ import ZKProtocol
 //     kind     := 0 | 1 owner:long | 2 | 3 ttlMs:long      (as in the transaction grammar)
 //
 // Integers are big-endian, as everywhere in jute. Children are not stored: they follow from the
-// paths. Nodes come in no particular order (the map's), so a parent may follow its children.
+// paths. MiniZK writes the nodes in a pre-order (each node after its parent and before anything
+// outside its own subtree), which lets recovery build each child map in one pass; the decoder
+// accepts any order and sorts one that is not a pre-order first.
 //
 // The encoder cuts the stream after a whole node once a chunk holds at least `chunkBytes`, so
 // chunks written by MiniZK end on node boundaries; the decoder does not rely on it and carries a
@@ -65,7 +68,7 @@ public struct SnapshotEncoder {
     public let zxid: Zxid
     public let nodeCount: Int
     private let tree: DataTree
-    private var iterator: TreeDictionary<String, DataNode>.Iterator
+    private var iterator: NodeIterator
     private let chunkBytes: Int
     private var headerWritten = false
     private var finished = false
@@ -76,8 +79,8 @@ public struct SnapshotEncoder {
         precondition(chunkBytes > 0, "chunkBytes must be positive, is \(chunkBytes)")
         self.tree = tree
         self.zxid = tree.lastZxid
-        self.nodeCount = tree.nodes.count
-        self.iterator = tree.nodes.makeIterator()
+        self.nodeCount = tree.nodeCount
+        self.iterator = tree.makeNodeIterator()
         self.chunkBytes = chunkBytes
         lastACLBytes.writeJuteACLs(lastACL)
     }
@@ -111,7 +114,14 @@ public struct SnapshotEncoder {
 
     private mutating func write(_ path: String, _ node: DataNode, into buffer: inout ByteBuffer) {
         buffer.writeJuteString(path)
-        buffer.writeJuteBuffer(node.data)
+        node.withData { data in
+            if let data {
+                buffer.writeInteger(Int32(data.count), endianness: .big)
+                buffer.writeBytes(data)
+            } else {
+                buffer.writeInteger(Int32(-1), endianness: .big)
+            }
+        }
         if node.acl != lastACL {
             lastACL = node.acl
             lastACLBytes.clear()
@@ -148,12 +158,34 @@ public struct SnapshotDecoder {
     private var pending = ByteBuffer()
     private var zxid: Zxid = 0
     private var sessions: [(id: Int64, timeoutMs: Int64)] = []
-    private var nodes: [(path: String, node: DataNode)] = []
+    /// Builds the tree as the nodes come, on the decoder's thread or on a thread of its own.
+    private let builder: BackgroundTreeBuilder?
+    private var localBuilder = DataTreeBuilder()
+    private var batch: [DataTreeBuilder.Entry] = []
+    private var entries = DataTreeBuilder.EntryMaker()
+    private static let batchNodes = 2048
     /// Distinct ACL lists seen, most recently used first, with their encoding.
     private var aclCache: [(bytes: [UInt8], acl: [ACL])] = []
     private static let aclCacheMax = 32
 
-    public init() {}
+    /// With `parallel`, the tree is built on a second thread while this one reads and decodes
+    /// (recovery of a large snapshot then takes about the longer of the two, not their sum).
+    public init(parallel: Bool = false) {
+        builder = parallel ? BackgroundTreeBuilder() : nil
+    }
+
+    /// Stops the second thread of a decoder that will not be finished.
+    public func abandon() { builder?.abandon() }
+
+    private mutating func deliver(_ path: String, _ node: DataNode) {
+        guard let builder else { return localBuilder.add(path: path, node: node) }
+        if batch.isEmpty { batch.reserveCapacity(Self.batchNodes) }
+        batch.append(entries.entry(path: path, node: node))
+        if batch.count >= Self.batchNodes {
+            builder.submit(batch)
+            batch = []
+        }
+    }
 
     /// Decodes every whole item in `chunk` (and what an earlier chunk left over).
     public mutating func feed(_ chunk: ByteBuffer) throws {
@@ -184,8 +216,15 @@ public struct SnapshotDecoder {
         guard pending.readableBytes == 0 else {
             throw SnapshotCodec.DecodeError.invalid("\(pending.readableBytes) bytes after the last node")
         }
-        let restored = DataTree(restoring: nodes, sessions: sessions, lastZxid: zxid)
-        nodes = []
+        let restored: DataTree?
+        if let builder {
+            if !batch.isEmpty { builder.submit(batch) }
+            batch = []
+            restored = builder.finish(sessions: sessions, lastZxid: zxid)
+        } else {
+            restored = localBuilder.finish(sessions: sessions, lastZxid: zxid)
+            localBuilder = DataTreeBuilder()
+        }
         guard let tree = restored else { throw SnapshotCodec.DecodeError.invalid("nodes do not form a tree") }
         return tree
     }
@@ -211,14 +250,14 @@ public struct SnapshotDecoder {
         }
         while remaining > 0, buffer.readableBytes > 0 {
             let start = buffer.readerIndex
-            let node: (String, DataNode)
+            let node: (path: String, node: DataNode)
             do {
                 node = try decodeNode(&buffer)
             } catch .short {
                 buffer.moveReaderIndex(to: start)
                 return
             }
-            nodes.append(node)
+            deliver(node.path, node.node)
             remaining -= 1
         }
         if remaining == 0, buffer.readableBytes > 0 {
@@ -243,14 +282,15 @@ public struct SnapshotDecoder {
         guard nodeCount >= 1, nodeCount <= Int64(Int32.max) else { throw .invalid("node count \(nodeCount)") }
         self.zxid = zxid
         self.sessions = sessions
-        // Reserve for what the first chunk suggests, not for what a damaged count claims.
-        nodes.reserveCapacity(Int(min(nodeCount, 1 << 24)))
         phase = .nodes(remaining: nodeCount)
     }
 
     private mutating func decodeNode(_ buffer: inout ByteBuffer) throws(Failure) -> (String, DataNode) {
         guard let path = try string(&buffer) else { throw .invalid("null path") }
-        let data = try bytes(&buffer)
+        // The data is copied once, straight from the chunk into the node's own storage.
+        let dataCount = try length(&buffer)
+        let dataStart = buffer.readerIndex
+        buffer.moveReaderIndex(forwardBy: dataCount ?? 0)
         let acl = try acls(&buffer)
 
         guard buffer.readableBytes >= 5 * 8 + 3 * 4 + 4 else { throw .short }
@@ -270,9 +310,12 @@ public struct SnapshotDecoder {
         case 3: kind = .ttl(ms: try long(&buffer))
         case let other: throw .invalid("node \(path): kind \(other)")
         }
-        let node = DataNode(
-            data: data, acl: acl, czxid: czxid, mzxid: mzxid, ctime: ctime, mtime: mtime, version: version,
-            aversion: aversion, childCreates: childCreates, pzxid: pzxid, kind: kind, children: [])
+        let node = buffer.withVeryUnsafeBytes { storage in
+            DataNode(
+                copying: dataCount.map { UnsafeRawBufferPointer(rebasing: storage[dataStart..<dataStart + $0]) }, acl: acl,
+                czxid: czxid, mzxid: mzxid, ctime: ctime, mtime: mtime, version: version, aversion: aversion,
+                childCreates: childCreates, pzxid: pzxid, kind: kind)
+        }
         return (path, node)
     }
 
@@ -337,5 +380,65 @@ public struct SnapshotDecoder {
         if aclCache.count >= Self.aclCacheMax { aclCache.removeLast() }
         aclCache.insert((bytes, list), at: 0)
         return list
+    }
+}
+
+/// A `DataTreeBuilder` on a thread of its own, fed batches of nodes through a short queue.
+final class BackgroundTreeBuilder: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var queue: [[DataTreeBuilder.Entry]] = []
+    private var closed = false
+    private var stopped = false
+    private var builder = DataTreeBuilder()
+    private static let queuedBatchesMax = 16
+
+    init() {
+        let thread = Thread { [self] in run() }
+        thread.name = "minizk-restore"
+        thread.start()
+    }
+
+    func submit(_ batch: [DataTreeBuilder.Entry]) {
+        condition.lock()
+        while queue.count >= Self.queuedBatchesMax && !stopped { condition.wait() }
+        queue.append(batch)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits for every batch to be placed and builds the tree.
+    func finish(sessions: [(id: Int64, timeoutMs: Int64)], lastZxid: Zxid) -> DataTree? {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        while !stopped { condition.wait() }
+        condition.unlock()
+        return builder.finish(sessions: sessions, lastZxid: lastZxid)
+    }
+
+    /// Drops what is queued and lets the thread end.
+    func abandon() {
+        condition.lock()
+        queue = []
+        closed = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !closed { condition.wait() }
+            if queue.isEmpty {
+                stopped = true
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            var batch = queue.removeFirst()
+            condition.broadcast()
+            condition.unlock()
+            for index in batch.indices { builder.add(&batch[index]) }
+        }
     }
 }

@@ -194,8 +194,7 @@ struct InspectCommand: ParsableCommand {
         for (id, timeoutMs) in tree.sessions.sorted(by: { $0.key < $1.key }) {
             print("session \(hex(id)) timeout=\(timeoutMs)ms")
         }
-        for path in tree.nodes.keys.sorted() {
-            let node = tree.nodes[path]!
+        for (path, node) in tree.allNodes {
             let stat = node.stat
             print(
                 "\(path) \(Self.describe(data: node.data)) czxid=\(hex(stat.czxid)) mzxid=\(hex(stat.mzxid)) pzxid=\(hex(stat.pzxid)) ctime=\(stat.ctime) mtime=\(stat.mtime) version=\(stat.version) cversion=\(stat.cversion) aversion=\(stat.aversion) ephemeralOwner=\(hex(stat.ephemeralOwner)) dataLength=\(stat.dataLength) numChildren=\(stat.numChildren)"
