@@ -7,6 +7,7 @@ pipelining client. Every figure is measured in the same run for both, repeated -
 report gives medians and MiniZK/ZooKeeper ratios.
 
 Usage: scripts/bench_ensemble.py [--minizk .build/release/minizk] [--runs 3] [--seconds 5]
+           [--servers zk,minizk] [--workloads create:6:64,set:1:1,...] [--no-failover]
 """
 import argparse, json, os, shutil, signal, socket, statistics, struct, subprocess, sys, tempfile, time
 
@@ -155,6 +156,10 @@ def main():
     parser.add_argument("--minizk", default=os.environ.get("MINIZK_BIN", ".build/release/minizk"))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--servers", default="zk,minizk", help="which ensembles to run, in order")
+    parser.add_argument("--workloads", default="create:6:64,set:6:64,get:6:64,exists:6:64,set:1:1,get:1:1",
+                        help="op:connections:outstanding, comma-separated")
+    parser.add_argument("--no-failover", action="store_true")
     args = parser.parse_args()
     binary = os.path.abspath(args.minizk)
     figures = {"zk": {}, "minizk": {}}
@@ -162,9 +167,10 @@ def main():
     def note(kind, key, value):
         figures[kind].setdefault(key, []).append(value)
 
-    workloads = [("create", 6, 64), ("set", 6, 64), ("get", 6, 64), ("exists", 6, 64), ("set", 1, 1), ("get", 1, 1)]
+    workloads = [(op, int(c), int(w)) for op, c, w in (item.split(":") for item in args.workloads.split(","))]
+    kinds = args.servers.split(",")
     for run in range(args.runs):
-        for kind in ("zk", "minizk"):
+        for kind in kinds:
             workdir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
             cluster = Cluster(kind, binary, workdir)
             try:
@@ -176,7 +182,8 @@ def main():
                     note(kind, key + "_rate", r.get("rate"))
                     note(kind, key + "_p50_ms", r.get("p50_ms"))
                     note(kind, key + "_p99_ms", r.get("p99_ms"))
-                note(kind, "failover_s", failover(cluster))
+                if not args.no_failover:
+                    note(kind, "failover_s", failover(cluster))
             finally:
                 cluster.stop()
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -184,8 +191,8 @@ def main():
 
     print("\n| figure | Apache ZooKeeper 3.8 | MiniZK | MiniZK / ZooKeeper |")
     print("|---|---|---|---|")
-    for key in figures["zk"]:
-        zk, mz = median(figures["zk"][key]), median(figures["minizk"].get(key, []))
+    for key in figures["zk"] or figures["minizk"]:
+        zk, mz = median(figures["zk"].get(key, [])), median(figures["minizk"].get(key, []))
         ratio = f"{mz / zk:.2f}" if zk and mz else "-"
         print(f"| {key} | {zk:.4g} | {mz:.4g} | {ratio} |" if zk is not None and mz is not None else f"| {key} | {zk} | {mz} | - |")
     print(json.dumps(figures))

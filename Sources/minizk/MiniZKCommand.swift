@@ -164,7 +164,10 @@ struct ServerCommand: AsyncParsableCommand {
         }
         let logger = replica.makeLogger()
         let signals = TerminationSignals()
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: min(2, System.coreCount))
+        // One event loop serves the replica, its clients and its peers: a message from a peer
+        // reaches the replica, and its answer leaves, without crossing threads. (Storage has a
+        // thread of its own.)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var replicaConfig = zooConfig.replicaConfig(for: id)
         replicaConfig.superDigest = replica.superDigest
         replicaConfig.extendedTypesEnabled = zooConfig.extendedTypesEnabled || replica.extendedTypes
