@@ -26,6 +26,12 @@ public struct ServerOptions: Sendable {
     public var snapshotEveryTransactions: Int = 100_000
     /// Seeds the draws of the snapshot schedule; nil draws a seed from the system.
     public var snapshotSeed: UInt64? = nil
+    /// When the storage of one event-loop iteration appends at most this many transactions (and
+    /// does nothing else) and the storage thread is idle, the event loop writes it itself rather
+    /// than hand it over: a lone write then costs two thread wake-ups fewer, which is most of its
+    /// latency besides the fsync. Larger batches, and any batch while the thread is busy, go to
+    /// the thread (group commit). 0 hands everything to the thread.
+    public var writeNowTransactionsMax: Int = 2
     public init() {}
 }
 
@@ -39,8 +45,10 @@ public struct ServerOptions: Sendable {
 ///
 /// Storage runs on a thread of its own (`StorageThread`): `apply` queues each `Ready`'s storage
 /// operations there and goes on; the thread makes whatever piled up durable as one batch (group
-/// commit) and reports back, and only then is `.persisted` stepped. The event loop never waits for
-/// a disk.
+/// commit) and reports back, and only then is `.persisted` stepped. The exception is a lone small
+/// write while the thread is idle (`ServerOptions.writeNowTransactionsMax`): the loop then writes
+/// it itself at the end of its iteration, after its messages to peers have left, because two
+/// thread wake-ups cost more than the fsync on a small machine.
 ///
 /// The type is `@unchecked Sendable` because it is shared with NIO's `@Sendable` callbacks, but all
 /// of its state is touched only on `eventLoop`, which every entry point checks.
@@ -68,6 +76,9 @@ final class ReplicaHost: @unchecked Sendable {
     var peerTransport: (any PeerTransport)?
     private var wakeTask: Scheduled<Void>?
     private var isPeerFlushScheduled = false
+    /// Storage of this iteration's steps, handed over (or written) at the end of the iteration.
+    private var pendingStorage: [StorageJob] = []
+    private var isStorageHandOffScheduled = false
     private var wakeAtMs: Int64 = .max
     private let wallClockMs: @Sendable () -> Int64
     private var state = State.running
@@ -139,6 +150,8 @@ final class ReplicaHost: @unchecked Sendable {
         let closed = connections.values.map { handler in
             handler.closeNow(reason: "server shutting down")
         }
+        for job in pendingStorage { storage.enqueue(job) }
+        pendingStorage = []
         storage.stop()
         return EventLoopFuture.andAllComplete(closed + [storageStopped].compactMap { $0 }, on: eventLoop)
     }
@@ -281,7 +294,11 @@ final class ReplicaHost: @unchecked Sendable {
     /// contract allows: nothing in them depends on it.
     private func apply(_ ready: Ready) {
         if ready.storageSequence > 0 {
-            storage.enqueue(.ready(ops: ready.storage, sequence: ready.storageSequence))
+            pendingStorage.append(.ready(ops: ready.storage, sequence: ready.storageSequence))
+            if !isStorageHandOffScheduled {
+                isStorageHandOffScheduled = true
+                eventLoop.execute { [self] in self.handOffStorage() }
+            }
         }
         if let peerTransport, !ready.messages.isEmpty {
             for message in ready.messages { peerTransport.send(message, from: config.serverId) }
@@ -301,6 +318,40 @@ final class ReplicaHost: @unchecked Sendable {
             connections[id]?.closeAfterFlush(reason: reason)
         }
         if let wake = ready.wakeAtMs { scheduleWake(at: wake) }
+    }
+
+    /// Hands the storage of this iteration's steps to the storage thread, or writes it here when it
+    /// is one small append and the thread is idle (see `ServerOptions.writeNowTransactionsMax`).
+    private func handOffStorage() {
+        isStorageHandOffScheduled = false
+        guard !pendingStorage.isEmpty else { return }
+        let jobs = pendingStorage
+        pendingStorage = []
+        if case .running = state, options.writeNowTransactionsMax > 0, Self.appendedTransactions(jobs) <= options.writeNowTransactionsMax {
+            // What this iteration sends to peers leaves before the loop waits for the disk.
+            if isPeerFlushScheduled, let peerTransport {
+                isPeerFlushScheduled = false
+                peerTransport.flush(from: config.serverId)
+            }
+            if let event = storage.writeNow(jobs) {
+                storageEvent(event)
+                return
+            }
+        }
+        for job in jobs { storage.enqueue(job) }
+    }
+
+    /// Transactions appended by `jobs`, or `Int.max` when they do anything but append.
+    private static func appendedTransactions(_ jobs: [StorageJob]) -> Int {
+        var count = 0
+        for job in jobs {
+            guard case .ready(let ops, _) = job else { return .max }
+            for op in ops {
+                guard case .append(let txns) = op else { return .max }
+                count += txns.count
+            }
+        }
+        return count
     }
 
     /// A result of the storage thread, on the event loop.
@@ -325,6 +376,9 @@ final class ReplicaHost: @unchecked Sendable {
                 let tree = replica.tree
                 storageStatistics.snapshotsStarted += 1
                 logger.info("taking a snapshot", metadata: ["zxid": "0x\(String(tree.lastZxid, radix: 16))", "nodes": "\(tree.nodeCount)"])
+                // Steps not handed over yet go first: jobs reach the thread in order.
+                for job in pendingStorage { storage.enqueue(job) }
+                pendingStorage = []
                 storage.enqueue(.snapshot(tree))
             }
         case .snapshotFinished(let zxid, let completed, let chunks, let seconds):

@@ -40,6 +40,9 @@ final class StorageThread: @unchecked Sendable {
     private let condition = ConditionLock(value: StorageThread.idle)
     private var queue = GroupCommitQueue()
     private var stopRequested = false
+    /// The store is in use: by this thread (a batch or a snapshot under way) or by `writeNow`.
+    private var storeBusy = false
+    private var writingNow = false
 
     // Touched only on the storage thread.
     private var snapshotZxid: Zxid?
@@ -74,6 +77,47 @@ final class StorageThread: @unchecked Sendable {
         condition.unlock(withValue: Self.workWaiting)
     }
 
+    /// Writes `jobs` on the caller's thread when this thread has nothing to do (nothing queued,
+    /// no batch or snapshot under way), and returns what the thread would have reported; nil,
+    /// without writing anything, when it is busy. The caller must be the only one that queues
+    /// jobs, so nothing can be queued while it writes.
+    func writeNow(_ jobs: [StorageJob]) -> StorageEvent? {
+        condition.lock()
+        guard !storeBusy, queue.isEmpty, !stopRequested else {
+            condition.unlock()
+            return nil
+        }
+        storeBusy = true
+        writingNow = true
+        condition.unlock()
+        var ops: [StorageOp] = []
+        var through: UInt64 = 0
+        var transactions = 0
+        for job in jobs {
+            guard case .ready(let stepOps, let sequence) = job else { preconditionFailure("only steps are written now") }
+            for op in stepOps {
+                if case .append(let txns) = op { transactions += txns.count }
+            }
+            ops.append(contentsOf: stepOps)
+            through = sequence
+        }
+        let event: StorageEvent
+        let started = ContinuousClock.now
+        do {
+            try store.write(ops)
+            event = .persisted(
+                upTo: store.lastZxid, through: through, steps: jobs.count, transactions: transactions,
+                writeSeconds: Self.seconds(since: started), snapshotSeconds: 0)
+        } catch {
+            event = .failed(error)
+        }
+        condition.lock()
+        storeBusy = false
+        writingNow = false
+        condition.unlock()
+        return event
+    }
+
     /// Asks the thread to finish what is queued and stop; a snapshot under way is abandoned (it
     /// is not marked complete, so recovery ignores it).
     func stop() {
@@ -98,10 +142,18 @@ final class StorageThread: @unchecked Sendable {
             } else {
                 condition.lock()
             }
+            precondition(!writingNow, "the storage thread woke while the event loop wrote")
             let work = queue.next(limits: limits)
             let stopping = stopRequested && work == nil
+            storeBusy = work != nil || snapshotZxid != nil
             condition.unlock(withValue: queue.isEmpty && !stopRequested ? Self.idle : Self.workWaiting)
             if stopping { return }
+            defer {
+                // A snapshot under way keeps the store busy between its pieces.
+                condition.lock()
+                storeBusy = snapshotZxid != nil
+                condition.unlock()
+            }
             do {
                 switch work {
                 case .batch(let batch):

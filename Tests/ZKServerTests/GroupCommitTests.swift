@@ -157,6 +157,38 @@ final class GroupCommitTests: XCTestCase {
         try await group.shutdownGracefully()
     }
 
+    func testWriteNowOnlyWhileTheThreadIsIdle() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let store = GatedStore()
+        let thread = StorageThread(store: store, limits: GroupCommitLimits())
+        let events = NIOLockedValueBox<[StorageEvent]>([])
+        let stopped = thread.start(on: group.next()) { event in events.withLockedValue { $0.append(event) } }
+        // Busy: the thread holds a batch at the gate, so nothing is written beside it.
+        thread.enqueue(.ready(ops: [.append([txn(1)])], sequence: 1))
+        store.waitUntilWriting()
+        XCTAssertNil(thread.writeNow([.ready(ops: [.append([txn(2)])], sequence: 2)]))
+        thread.enqueue(.ready(ops: [.append([txn(2)])], sequence: 2))
+        store.open()
+        // Idle once both are written: the caller writes, and hears what the thread would have said.
+        var now: StorageEvent?
+        for _ in 0..<500 where now == nil {
+            now = thread.writeNow([.ready(ops: [.append([txn(3)])], sequence: 3), .ready(ops: [.append([txn(4)])], sequence: 4)])
+            if now == nil { try await Task.sleep(nanoseconds: 2_000_000) }
+        }
+        guard case .persisted(let upTo, let through, let steps, let transactions, _, _)? = now else {
+            return XCTFail("no write now: \(String(describing: now))")
+        }
+        XCTAssertEqual(upTo, Zxid.make(epoch: 1, counter: 4))
+        XCTAssertEqual(through, 4)
+        XCTAssertEqual(steps, 2)
+        XCTAssertEqual(transactions, 2)
+        thread.stop()
+        try await stopped.get()
+        XCTAssertEqual(store.batches.flatMap { $0 }, [1, 2, 3, 4])
+        XCTAssertNil(thread.writeNow([.ready(ops: [.append([txn(5)])], sequence: 5)]), "stopped")
+        try await group.shutdownGracefully()
+    }
+
     func testAFailedWriteIsReportedAndNothingMoreIsWritten() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let store = GatedStore()
