@@ -13,9 +13,9 @@ import Glibc
 /// one else holds. Nodes in any other order are collected and sorted into a pre-order first.
 ///
 /// The work is split in two so that a decoder on one thread can do the first half while the
-/// builder does the second on another: `EntryMaker` turns each path into its name, its hash
-/// and its depth in the pre-order (checking that the path continues one), and the builder only
-/// places entries by depth, never reading a path.
+/// builder does the second on another: `EntryMaker` turns each path into its name and its depth
+/// in the pre-order (checking that the path continues one), and the builder only places entries
+/// by depth, never reading a path.
 public struct DataTreeBuilder {
     /// One node, ready to be placed.
     public struct Entry: @unchecked Sendable {
@@ -23,7 +23,6 @@ public struct DataTreeBuilder {
         /// out of pre-order. (A path left out is one string fewer to hand between threads.)
         var path: String?
         let name: NodeName
-        let trieKey: UInt
         var node: DataNode?
         let dataLength: Int
         let kind: NodeKind
@@ -45,9 +44,8 @@ public struct DataTreeBuilder {
             let depth = depth(of: path)
             let kind = node.kind
             return Entry(
-                path: depth < 0 || kind != .persistent ? path : nil, name: NodeName(name),
-                trieKey: DataTreeBuilder.trieOrderKey(name), node: node.withoutChildren, dataLength: node.dataLength, kind: kind,
-                depth: depth)
+                path: depth < 0 || kind != .persistent ? path : nil, name: NodeName(name), node: node.withoutChildren,
+                dataLength: node.dataLength, kind: kind, depth: depth)
         }
 
         private mutating func depth(of path: String) -> Int {
@@ -72,19 +70,10 @@ public struct DataTreeBuilder {
         }
     }
 
-    /// A node whose subtree is not finished, with the children finished so far.
+    /// A node whose subtree is not finished; its finished children are in its map already.
     private struct OpenNode {
         var name: NodeName
-        var trieKey: UInt
-        var node: DataNode?
-        var children: [ChildEntry] = []
-    }
-
-    /// A finished child waiting for its parent to finish.
-    private struct ChildEntry {
-        var trieKey: UInt
-        var name: NodeName
-        var node: DataNode?
+        var node: DataNode
     }
 
     /// The nodes from the root down to the last one added.
@@ -122,7 +111,7 @@ public struct DataTreeBuilder {
         if unordered == nil && entry.depth >= 0 {
             while open.count > entry.depth { closeLast() }
             if open.count == entry.depth {
-                open.append(OpenNode(name: entry.name, trieKey: entry.trieKey, node: node))
+                open.append(OpenNode(name: entry.name, node: node))
                 return
             }
         }
@@ -130,46 +119,18 @@ public struct DataTreeBuilder {
         unordered!.append((entry.path!, node))
     }
 
-    /// Finishes the last open node and hands it to its parent.
-    private mutating func closeLast() {
-        var last = open.removeLast()
-        guard let node = Self.finished(&last) else {
-            broken = true
-            return
-        }
-        open[open.count - 1].children.append(ChildEntry(trieKey: last.trieKey, name: last.name, node: node))
-    }
-
-    /// The node with its finished children in its map; nil when two children share a name.
+    /// Moves the last open node, finished, into its parent's map.
     ///
-    /// The children go in in the order of the map's hash trie (the hash's low bits pick the
-    /// first level), so consecutive insertions walk the same trie nodes while they are in the
-    /// cache; a snapshot lists them in that order already. Nodes are moved, never copied, so
-    /// their own memory is not touched.
-    private static func finished(_ entry: inout OpenNode) -> DataNode? {
-        guard var node = entry.node.take() else { return nil }
-        if entry.children.isEmpty { return node }
-        var children = entry.children
-        entry.children = []
-        children.sort { $0.trieKey < $1.trieKey }
-        var duplicate = false
-        node.update { header in
-            header.children = [:]
-            for index in children.indices {
-                let child = children[index].node.take()!
-                if header.children.updateValue(child, forKey: children[index].name) != nil { duplicate = true }
-            }
+    /// The parent's map belongs to the builder alone, so the insertion happens in place; and
+    /// as a snapshot lists siblings in the order of the trie their map builds (names hash the
+    /// same way in every process), consecutive insertions walk trie nodes that are still in the
+    /// cache. A name seen twice breaks the tree.
+    private mutating func closeLast() {
+        let last = open.removeLast()
+        let inserted = open[open.count - 1].node.update { header in
+            header.children.updateValue(last.node, forKey: last.name) == nil
         }
-        return duplicate ? nil : node
-    }
-
-    /// The name's hash with its bits reversed: sorting by it sorts by the trie's path.
-    static func trieOrderKey(_ name: String) -> UInt {
-        var x = NodeName(name).stableHash
-        x = ((x >> 1) & 0x5555_5555_5555_5555) | ((x & 0x5555_5555_5555_5555) << 1)
-        x = ((x >> 2) & 0x3333_3333_3333_3333) | ((x & 0x3333_3333_3333_3333) << 2)
-        x = ((x >> 4) & 0x0F0F_0F0F_0F0F_0F0F) | ((x & 0x0F0F_0F0F_0F0F_0F0F) << 4)
-        return UInt(x.byteSwapped)
+        if !inserted { broken = true }
     }
 
     /// Whether `path` is a direct child of `parent`: `parent/name` with no further `/`.
@@ -192,12 +153,8 @@ public struct DataTreeBuilder {
         defer { unordered = collected }
         guard !open.isEmpty else { return }
         while open.count > 1 { closeLast() }
-        let root = Self.finished(&open[0])
+        let root = open[0].node
         open = []
-        guard let root else {
-            broken = true
-            return
-        }
         DataTree(root: root, nodeCount: 0).forEachNode { collected.append(($0, $1.withoutChildren)) }
     }
 
@@ -213,14 +170,14 @@ public struct DataTreeBuilder {
                 guard entry.depth >= 0 else { return nil }
                 while open.count > entry.depth { closeLast() }
                 guard open.count == entry.depth else { return nil }
-                open.append(OpenNode(name: entry.name, trieKey: entry.trieKey, node: node))
+                open.append(OpenNode(name: entry.name, node: node))
             }
         }
         guard !broken, !open.isEmpty else { return nil }
         while open.count > 1 { closeLast() }
-        let finishedRoot = Self.finished(&open[0])
+        let root = open[0].node
         open = []
-        guard !broken, let root = finishedRoot else { return nil }
+        guard !broken else { return nil }
         var tree = DataTree(root: root, nodeCount: added)
         tree.restoreIndexes(dataBytes: dataBytes, ephemerals: ephemerals, containers: containers, ttlNodes: ttlNodes)
         for (id, timeoutMs) in sessions { tree.restoreSession(id, timeoutMs: timeoutMs) }

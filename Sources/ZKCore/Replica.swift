@@ -334,13 +334,17 @@ public struct Replica: Sendable {
     // MARK: - Requests
 
     private mutating func onRequest(_ id: ConnectionID, _ header: RequestHeader, _ request: Request, _ ready: inout Ready) {
-        guard let connection = connections[id], !connection.closing else { return }
-        guard let sessionId = connection.sessionId else {
+        // Only what is needed is read out of the connection: a copy of it held while its queue is
+        // appended to would make the append copy the whole queue.
+        guard let (closing, session, authIds, queueCount) = connections[id].map({ ($0.closing, $0.sessionId, $0.authIds, $0.queue.count) }),
+            !closing
+        else { return }
+        guard let sessionId = session else {
             closeConnection(id, reason: "request before connect", &ready)
             return
         }
         touched(sessionId)
-        if connection.queue.count >= config.outstandingRequestsPerConnectionMax {
+        if queueCount >= config.outstandingRequestsPerConnectionMax {
             closeConnection(id, reason: "more than \(config.outstandingRequestsPerConnectionMax) outstanding requests", &ready)
             return
         }
@@ -349,16 +353,16 @@ public struct Replica: Sendable {
             connections[id]!.queue.append(.write(header, request))
             if case .closeSession = request { sessions[sessionId]?.closing = true }
             if isLeader {
-                prepareAndPropose(sessionId: sessionId, header: header, request: request, authIds: connection.authIds, &ready)
+                prepareAndPropose(sessionId: sessionId, header: header, request: request, authIds: authIds, &ready)
             } else {
-                forwardToLeader(.request(sessionId: sessionId, header: header, request: request, authIds: connection.authIds), &ready)
+                forwardToLeader(.request(sessionId: sessionId, header: header, request: request, authIds: authIds), &ready)
             }
         } else if case .sync = request, !isLeader, !isClosing {
             let token = nextBarrierToken
             nextBarrierToken += 1
             connections[id]!.queue.append(.barrier(header, request, token: token))
             forwardBarrier(token, &ready)
-        } else if connection.queue.isEmpty || plantedBugReadsPastOwnWrites {
+        } else if queueCount == 0 || plantedBugReadsPastOwnWrites {
             answer(id, header, request, &ready)
         } else {
             connections[id]!.queue.append(.read(header, request))
@@ -435,8 +439,8 @@ public struct Replica: Sendable {
                 closeConnection(owner, reason: "session 0x\(String(txn.sessionId, radix: 16)) expired", &ready)
             }
         }
-        guard let id = owner, let connection = connections[id], !connection.closing, txn.cxid != Self.internalCxid else { return }
-        switch connection.queue.first {
+        guard let id = owner, connections[id]?.closing == false, txn.cxid != Self.internalCxid else { return }
+        switch connections[id]?.queue.first {
         case .connect(let request)?:
             guard case .createSession = txn.body else { break }
             connections[id]!.queue.removeFirst()
@@ -461,7 +465,7 @@ public struct Replica: Sendable {
     /// Answers the requests waiting at the head of a connection's queue, up to its next write
     /// or barrier.
     mutating func drain(_ id: ConnectionID, _ ready: inout Ready) {
-        while let connection = connections[id], !connection.closing, case .read(let header, let request)? = connection.queue.first {
+        while connections[id]?.closing == false, case .read(let header, let request)? = connections[id]?.queue.first {
             connections[id]!.queue.removeFirst()
             answer(id, header, request, &ready)
         }

@@ -79,6 +79,12 @@ final class ReplicaHost: @unchecked Sendable {
     /// Storage of this iteration's steps, handed over (or written) at the end of the iteration.
     private var pendingStorage: [StorageJob] = []
     private var isStorageHandOffScheduled = false
+    /// Highest storage sequence handed to the storage thread, and highest whose `.persisted` was
+    /// stepped. The loop writes storage itself only once every hand-over was reported: a report of the
+    /// thread still on its way to the loop must not arrive after a later one.
+    /// (`reportedThrough` also counts what the loop wrote itself.)
+    private var handedOverThrough: UInt64 = 0
+    private var reportedThrough: UInt64 = 0
     private var wakeAtMs: Int64 = .max
     private let wallClockMs: @Sendable () -> Int64
     private var state = State.running
@@ -150,7 +156,7 @@ final class ReplicaHost: @unchecked Sendable {
         let closed = connections.values.map { handler in
             handler.closeNow(reason: "server shutting down")
         }
-        for job in pendingStorage { storage.enqueue(job) }
+        for job in pendingStorage { handOver(job) }
         pendingStorage = []
         storage.stop()
         return EventLoopFuture.andAllComplete(closed + [storageStopped].compactMap { $0 }, on: eventLoop)
@@ -327,7 +333,9 @@ final class ReplicaHost: @unchecked Sendable {
         guard !pendingStorage.isEmpty else { return }
         let jobs = pendingStorage
         pendingStorage = []
-        if case .running = state, options.writeNowTransactionsMax > 0, Self.appendedTransactions(jobs) <= options.writeNowTransactionsMax {
+        if case .running = state, options.writeNowTransactionsMax > 0, reportedThrough >= handedOverThrough,
+            Self.appendedTransactions(jobs) <= options.writeNowTransactionsMax
+        {
             // What this iteration sends to peers leaves before the loop waits for the disk.
             if isPeerFlushScheduled, let peerTransport {
                 isPeerFlushScheduled = false
@@ -338,7 +346,12 @@ final class ReplicaHost: @unchecked Sendable {
                 return
             }
         }
-        for job in jobs { storage.enqueue(job) }
+        for job in jobs { handOver(job) }
+    }
+
+    private func handOver(_ job: StorageJob) {
+        if case .ready(_, let sequence) = job { handedOverThrough = sequence }
+        storage.enqueue(job)
     }
 
     /// Transactions appended by `jobs`, or `Int.max` when they do anything but append.
@@ -370,6 +383,7 @@ final class ReplicaHost: @unchecked Sendable {
                     ])
             }
             guard !isFailed else { return }
+            reportedThrough = max(reportedThrough, through)
             submit(.persisted(upTo: upTo, through: through))
             if snapshotSchedule.logged(transactions) {
                 // The committed tree: a snapshot never holds a transaction that is not committed.
@@ -377,7 +391,7 @@ final class ReplicaHost: @unchecked Sendable {
                 storageStatistics.snapshotsStarted += 1
                 logger.info("taking a snapshot", metadata: ["zxid": "0x\(String(tree.lastZxid, radix: 16))", "nodes": "\(tree.nodeCount)"])
                 // Steps not handed over yet go first: jobs reach the thread in order.
-                for job in pendingStorage { storage.enqueue(job) }
+                for job in pendingStorage { handOver(job) }
                 pendingStorage = []
                 storage.enqueue(.snapshot(tree))
             }
