@@ -163,6 +163,7 @@ public enum FourLetterWordResponder {
             ("global_sessions", String(s.status.sessions.count)),
             ("current_epoch", String(s.status.currentEpoch)),
             ("fsync_batches", String(s.storage.fsyncBatches)),
+            ("fsync_batches_on_event_loop", String(s.storage.batchesWrittenOnLoop)),
             ("logged_transactions", String(s.storage.loggedTransactions)),
             ("group_commit_steps", String(s.storage.persistedSteps)),
             ("group_commit_max_transactions", String(s.storage.batchTransactionsMax)),

@@ -342,6 +342,7 @@ final class ReplicaHost: @unchecked Sendable {
                 peerTransport.flush(from: config.serverId)
             }
             if let event = storage.writeNow(jobs) {
+                storageStatistics.batchesWrittenOnLoop += 1
                 storageEvent(event)
                 return
             }

@@ -119,6 +119,9 @@ enum OperationAbbreviation {
 public struct StorageStatistics: Sendable, Hashable {
     /// Durable writes of the log (group-commit batches); with forceSync each is one fsync.
     public var fsyncBatches: Int64 = 0
+    /// Those of them the event loop wrote itself (a lone small append while the storage thread
+    /// was idle).
+    public var batchesWrittenOnLoop: Int64 = 0
     /// Transactions made durable.
     public var loggedTransactions: Int64 = 0
     /// Steps (Readys) whose storage was made durable.
