@@ -150,7 +150,9 @@ public final class TCPPeerTransport: PeerTransport, @unchecked Sendable {
                     channel.writeAndFlush(hello, promise: nil)
                     connected(peer.id, channel)
                 case .failure:
-                    dial(peer, delayMs: min(max(delayMs * 2, 50), 1000))
+                    // Members of a new ensemble start within milliseconds of each other: retry
+                    // soon at first (5, 10, 20 ms ...), then back off to a second.
+                    dial(peer, delayMs: min(max(delayMs * 2, 5), 1000))
                 }
             }
         }
