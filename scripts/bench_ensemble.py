@@ -8,6 +8,11 @@ report gives medians and MiniZK/ZooKeeper ratios.
 
 Usage: scripts/bench_ensemble.py [--minizk .build/release/minizk] [--runs 3] [--seconds 5]
            [--servers zk,minizk] [--workloads create:6:64,set:1:1,...] [--no-failover]
+           [--per-member] [--minizk-args "--no-force-sync"]
+
+--per-member also runs every workload against each member alone and reports it by the member's
+role (`..._on_leader_...`, `..._on_follower_...`); --minizk-args adds arguments to every
+`minizk server` (for example --no-force-sync, to see what the fsyncs cost).
 """
 import argparse, json, os, shutil, signal, socket, statistics, struct, subprocess, sys, tempfile, time
 
@@ -19,8 +24,9 @@ ZK_CLASSPATH = ":".join([
 
 
 class Cluster:
-    def __init__(self, kind, binary, workdir):
+    def __init__(self, kind, binary, workdir, extra_args=()):
         self.kind, self.binary, self.workdir = kind, binary, workdir
+        self.extra_args = list(extra_args)
         ports = free_ports(9)
         self.client_ports, self.peer_ports, self.election_ports = ports[:3], ports[3:6], ports[6:]
         self.procs = {}
@@ -45,7 +51,7 @@ class Cluster:
         if self.kind == "zk":
             cmd = ["java", "-Xmx3g", "-cp", ZK_CLASSPATH, "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
         else:
-            cmd = [self.binary, "server", "--config", cfg, "--id", str(sid), "--log-level", "warning"]
+            cmd = [self.binary, "server", "--config", cfg, "--id", str(sid), "--log-level", "warning"] + self.extra_args
         self.procs[sid] = subprocess.Popen(cmd, stdout=log, stderr=log)
 
     def start(self):
@@ -160,6 +166,8 @@ def main():
     parser.add_argument("--workloads", default="create:6:64,set:6:64,get:6:64,exists:6:64,set:1:1,get:1:1",
                         help="op:connections:outstanding, comma-separated")
     parser.add_argument("--no-failover", action="store_true")
+    parser.add_argument("--per-member", action="store_true")
+    parser.add_argument("--minizk-args", default="")
     args = parser.parse_args()
     binary = os.path.abspath(args.minizk)
     figures = {"zk": {}, "minizk": {}}
@@ -172,7 +180,7 @@ def main():
     for run in range(args.runs):
         for kind in kinds:
             workdir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
-            cluster = Cluster(kind, binary, workdir)
+            cluster = Cluster(kind, binary, workdir, args.minizk_args.split() if kind == "minizk" else ())
             try:
                 note(kind, "startup_s", cluster.start())
                 time.sleep(0.5)
@@ -182,6 +190,12 @@ def main():
                     note(kind, key + "_rate", r.get("rate"))
                     note(kind, key + "_p50_ms", r.get("p50_ms"))
                     note(kind, key + "_p99_ms", r.get("p99_ms"))
+                    if args.per_member:
+                        for member in (1, 2, 3):
+                            role = mode(cluster.client_ports[member - 1]) or "unknown"
+                            r = bench(binary, cluster.hosts([member]), op, conns, window, args.seconds)
+                            note(kind, f"{key}_on_{role}_p50_ms", r.get("p50_ms"))
+                            note(kind, f"{key}_on_{role}_p99_ms", r.get("p99_ms"))
                 if not args.no_failover:
                     note(kind, "failover_s", failover(cluster))
             finally:

@@ -3,6 +3,8 @@ import ZKProtocol
 
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
 /// Builds a tree from the nodes of a snapshot, one node at a time.
@@ -116,7 +118,9 @@ public struct DataTreeBuilder {
             }
         }
         if unordered == nil { leavePreorder() }
-        unordered!.append((entry.path!, node))
+        // The maker kept the path of every entry that is not placed by its depth.
+        guard let path = entry.path else { preconditionFailure("an entry at depth \(entry.depth) does not fit the builder's \(open.count) open nodes") }
+        unordered!.append((path, node))
     }
 
     /// Moves the last open node, finished, into its parent's map.
