@@ -80,9 +80,9 @@ final class ReplicaHost: @unchecked Sendable {
     private var pendingStorage: [StorageJob] = []
     private var isStorageHandOffScheduled = false
     /// Highest storage sequence handed to the storage thread, and highest whose `.persisted` was
-    /// stepped. The loop writes storage itself only once every hand-over was reported: a report of the
-    /// thread still on its way to the loop must not arrive after a later one.
-    /// (`reportedThrough` also counts what the loop wrote itself.)
+    /// stepped (counting what the loop wrote itself). The loop writes storage itself only once
+    /// every hand-over was reported: a report of the thread still on its way to the loop must not
+    /// arrive after a later one.
     private var handedOverThrough: UInt64 = 0
     private var reportedThrough: UInt64 = 0
     private var wakeAtMs: Int64 = .max
