@@ -404,6 +404,12 @@ public struct Replica: Sendable {
 
     /// Applies every logged transaction up to the commit point, in zxid order.
     mutating func applyCommitted(_ ready: inout Ready) {
+        // When this catches up with everything logged (always on a follower, which never
+        // prepares), the prepared tree becomes the committed one again below. Let go of it first:
+        // while it shares nodes with the committed tree, every change copies the nodes it touches.
+        if let first = unapplied.first, first.zxid <= commitZxid, !isLeader || unapplied.last!.zxid <= commitZxid {
+            prepared = Self.placeholderTree
+        }
         while let next = unapplied.first, next.zxid <= commitZxid {
             unapplied.removeFirst()
             apply(next, &ready)
@@ -416,6 +422,9 @@ public struct Replica: Sendable {
         // replica holds one tree rather than two built side by side (a follower never prepares).
         if unapplied.isEmpty || !isLeader { prepared = tree }
     }
+
+    /// Stands in for the prepared tree while `applyCommitted` catches up (see there).
+    private static let placeholderTree = DataTree()
 
     /// Applies a committed transaction: watches fire first, then the local client that asked
     /// for it, if any, gets its reply.

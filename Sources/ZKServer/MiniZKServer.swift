@@ -35,6 +35,26 @@ public final class MiniZKServer: Sendable {
 
     /// Starts a replica and binds its client port. `port` 0 picks a free port.
     /// `config.clientPort` is overwritten with the bound port so that `conf` reports it.
+    /// Recovers the store and hands what it read to a new replica host. The recovered state is
+    /// released when this returns: the replica then holds the only copy of the tree, so applying
+    /// the recovered log changes it in place instead of copying what the two would share.
+    private static func recoverHost(
+        config: ReplicaConfig, options: ServerOptions, store: any ReplicaStore, eventLoop: any EventLoop, logger: Logger
+    ) throws -> ReplicaHost {
+        let recoveryStarted = ContinuousClock.now
+        let recovered = try store.recover()
+        var recoveryMetadata: Logger.Metadata = [
+            "zxid": "0x\(String(recovered.lastZxid, radix: 16))", "znodes": "\(recovered.tree.nodeCount)",
+            "log": "\(recovered.log.count)", "duration": "\(ContinuousClock.now - recoveryStarted)",
+        ]
+        if let sqlite = store as? SQLiteStore { recoveryMetadata["timing"] = "\(sqlite.recoveryTiming)" }
+        logger.info("recovered", metadata: recoveryMetadata)
+        // Recovery decoded the snapshot into temporary arrays, now freed: give that memory back to
+        // the system rather than keep it in the allocator's free lists.
+        SystemFacts.releaseFreeMemory()
+        return ReplicaHost(config: config, options: options, store: store, recovered: recovered, eventLoop: eventLoop, logger: logger)
+    }
+
     public static func start(
         config: ReplicaConfig, host: String, port: Int, group: any EventLoopGroup, logger: Logger,
         options: ServerOptions = ServerOptions(), store: (any ReplicaStore)? = nil,
@@ -50,19 +70,7 @@ public final class MiniZKServer: Sendable {
         var config = config
         config.clientPort = port
         let store = store ?? MemoryStore()
-        let recoveryStarted = ContinuousClock.now
-        let recovered = try store.recover()
-        var recoveryMetadata: Logger.Metadata = [
-            "zxid": "0x\(String(recovered.lastZxid, radix: 16))", "znodes": "\(recovered.tree.nodeCount)",
-            "log": "\(recovered.log.count)", "duration": "\(ContinuousClock.now - recoveryStarted)",
-        ]
-        if let sqlite = store as? SQLiteStore { recoveryMetadata["timing"] = "\(sqlite.recoveryTiming)" }
-        logger.info("recovered", metadata: recoveryMetadata)
-        // Recovery decoded the snapshot into temporary arrays, now freed: give that memory back to
-        // the system rather than keep it in the allocator's free lists.
-        SystemFacts.releaseFreeMemory()
-        let replicaHost = ReplicaHost(
-            config: config, options: options, store: store, recovered: recovered, eventLoop: eventLoop, logger: logger)
+        let replicaHost = try recoverHost(config: config, options: options, store: store, eventLoop: eventLoop, logger: logger)
         // A standalone replica serves as soon as its first epoch is durable: wait for that before
         // opening the client port, so that no client is turned away as "not serving yet".
         let standalone = config.isStandalone
