@@ -76,8 +76,10 @@ final class DataTreeRestoreTests: XCTestCase {
             return nodes
         }()
         XCTAssertEqual(preorder.first?.path, "/")
-        var generator = SplitMix(seed: 7)
-        for order in [preorder, Array(preorder.reversed()), tree.allNodes, preorder.shuffled(using: &generator)] {
+        // A fixed scramble: position i takes node (i * 37) mod n (37 is prime to the node count).
+        XCTAssertNotEqual(preorder.count % 37, 0)
+        let scrambled = preorder.indices.map { preorder[($0 * 37) % preorder.count] }
+        for order in [preorder, Array(preorder.reversed()), tree.allNodes, scrambled] {
             let restored = try XCTUnwrap(DataTree(restoring: order, sessions: [], lastZxid: tree.lastZxid))
             XCTAssertTrue(restored.sameNodes(as: tree))
             XCTAssertEqual(restored.digest, tree.digest)
@@ -130,18 +132,5 @@ final class DataTreeRestoreTests: XCTestCase {
         XCTAssertNil(tree.node("/level-one-1//b1"))
         XCTAssertNotNil(tree.node("/level-one-1/b1"))
         XCTAssertEqual(tree.descendantCount("/level-one-1"), 7 * 4)
-    }
-}
-
-/// A seeded generator for shuffles in tests.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
