@@ -104,13 +104,10 @@ public struct DataNode: @unchecked Sendable {
         data: [UInt8]?, acl: [ACL], czxid: Int64, mzxid: Int64, ctime: Int64, mtime: Int64, version: Int32,
         aversion: Int32, childCreates: Int32, pzxid: Int64, kind: NodeKind
     ) {
-        let header = NodeHeader(
-            czxid: czxid, mzxid: mzxid, ctime: ctime, mtime: mtime, pzxid: pzxid, acl: acl, children: [:],
-            version: version, aversion: aversion, childCreates: childCreates, dataCount: -1, kind: kind)
-        if let data {
-            storage = data.withUnsafeBytes { NodeStorage.make(header, data: $0) }
-        } else {
-            storage = NodeStorage.make(header, data: nil)
+        self = data.withUnsafeOptionalBytes {
+            DataNode(
+                copying: $0, acl: acl, czxid: czxid, mzxid: mzxid, ctime: ctime, mtime: mtime, version: version,
+                aversion: aversion, childCreates: childCreates, pzxid: pzxid, kind: kind)
         }
     }
 
@@ -140,11 +137,7 @@ public struct DataNode: @unchecked Sendable {
         get { storage.withData { $0.map { Array($0) } } }
         set {
             let header = storage.header
-            if let newValue {
-                storage = newValue.withUnsafeBytes { NodeStorage.make(header, data: $0) }
-            } else {
-                storage = NodeStorage.make(header, data: nil)
-            }
+            storage = newValue.withUnsafeOptionalBytes { NodeStorage.make(header, data: $0) }
         }
     }
 
@@ -233,7 +226,6 @@ public struct NodeChildren: Sequence, Sendable {
 
     public var count: Int { map.count }
     public var isEmpty: Bool { map.isEmpty }
-    public func contains(_ name: String) -> Bool { map[NodeName(name)] != nil }
 
     public struct Iterator: IteratorProtocol {
         var keys: ChildMap.Keys.Iterator

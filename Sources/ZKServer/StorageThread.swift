@@ -90,24 +90,15 @@ final class StorageThread: @unchecked Sendable {
         storeBusy = true
         writingNow = true
         condition.unlock()
-        var ops: [StorageOp] = []
-        var through: UInt64 = 0
-        var transactions = 0
-        for job in jobs {
-            guard case .ready(let stepOps, let sequence) = job else { preconditionFailure("only steps are written now") }
-            for op in stepOps {
-                if case .append(let txns) = op { transactions += txns.count }
-            }
-            ops.append(contentsOf: stepOps)
-            through = sequence
+        // The jobs become one batch by the same rules as on the thread, without its limits.
+        var steps = GroupCommitQueue()
+        for job in jobs { steps.enqueue(job) }
+        guard case .batch(let batch)? = steps.next(limits: GroupCommitLimits(transactionsMax: .max, bytesMax: .max)) else {
+            preconditionFailure("only steps are written now")
         }
         let event: StorageEvent
-        let started = ContinuousClock.now
         do {
-            try store.write(ops)
-            event = .persisted(
-                upTo: store.lastZxid, through: through, steps: jobs.count, transactions: transactions,
-                writeSeconds: Self.seconds(since: started), snapshotSeconds: 0)
+            event = try write(batch, snapshotSeconds: 0)
         } catch {
             event = .failed(error)
         }
@@ -116,6 +107,15 @@ final class StorageThread: @unchecked Sendable {
         writingNow = false
         condition.unlock()
         return event
+    }
+
+    /// Makes one batch durable and says so as the thread reports it.
+    private func write(_ batch: GroupCommitBatch, snapshotSeconds: Double) throws(StorageError) -> StorageEvent {
+        let started = ContinuousClock.now
+        try store.write(batch.ops)
+        return .persisted(
+            upTo: store.lastZxid, through: batch.through, steps: batch.steps, transactions: batch.transactions,
+            writeSeconds: Self.seconds(since: started), snapshotSeconds: snapshotSeconds)
     }
 
     /// Asks the thread to finish what is queued and stop; a snapshot under way is abandoned (it
@@ -157,12 +157,7 @@ final class StorageThread: @unchecked Sendable {
             do {
                 switch work {
                 case .batch(let batch):
-                    let started = ContinuousClock.now
-                    try store.write(batch.ops)
-                    deliver(
-                        .persisted(
-                            upTo: store.lastZxid, through: batch.through, steps: batch.steps, transactions: batch.transactions,
-                            writeSeconds: Self.seconds(since: started), snapshotSeconds: snapshotPieceSeconds))
+                    deliver(try write(batch, snapshotSeconds: snapshotPieceSeconds))
                     snapshotPieceSeconds = 0
                 case .snapshot(let tree):
                     try startSnapshot(tree)

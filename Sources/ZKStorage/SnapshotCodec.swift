@@ -344,11 +344,6 @@ public struct SnapshotDecoder {
         return buffer.readString(length: count)
     }
 
-    private func bytes(_ buffer: inout ByteBuffer) throws(Failure) -> [UInt8]? {
-        guard let count = try length(&buffer) else { return nil }
-        return buffer.readBytes(length: count)
-    }
-
     /// Reads an ACL list, handing back an array read before when the bytes are the same: the
     /// ACL lists of a tree are few, and each node then holds a reference to a shared one.
     private mutating func acls(_ buffer: inout ByteBuffer) throws(Failure) -> [ACL] {
