@@ -82,15 +82,8 @@ class MiniZKEnsembleServer(MiniZKServer):
         # cluster waits for everyone once all are up.
         others = [m for m in self.ensemble.members if m is not self and m.running]
         if len(others) + 1 < self.ensemble.quorum:
-            if self.running:
-                return self
-            os.makedirs(self.data_dir, exist_ok=True)
-            self._prepare()
-            import subprocess
-            self._log_file = open(self.log_path, "ab")
-            self.process = subprocess.Popen(
-                self._command(), stdin=subprocess.DEVNULL, stdout=self._log_file,
-                stderr=subprocess.STDOUT, cwd=self.work_dir, start_new_session=True)
+            if not self.running:
+                self.spawn()
             return self
         return super().start(timeout)
 

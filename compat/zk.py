@@ -180,6 +180,12 @@ class ManagedServer:
     def start(self, timeout=START_TIMEOUT_SECONDS):
         if self.running:
             return self
+        self.spawn()
+        self.wait_until_serving(timeout)
+        return self
+
+    def spawn(self):
+        """Starts the process without waiting for it to serve."""
         os.makedirs(self.data_dir, exist_ok=True)
         self._prepare()
         self._log_file = open(self.log_path, "ab")
@@ -191,8 +197,6 @@ class ManagedServer:
             cwd=self.work_dir,
             start_new_session=True,
         )
-        self.wait_until_serving(timeout)
-        return self
 
     def wait_until_serving(self, timeout=START_TIMEOUT_SECONDS):
         deadline = time.monotonic() + timeout
