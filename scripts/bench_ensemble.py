@@ -7,8 +7,12 @@ pipelining client. Every figure is measured in the same run for both, repeated -
 report gives medians and MiniZK/ZooKeeper ratios.
 
 Usage: scripts/bench_ensemble.py [--minizk .build/release/minizk] [--runs 3] [--seconds 5]
-           [--servers zk,minizk] [--workloads create:6:64,set:1:1,...] [--no-failover]
+           [--servers zk,minizk,minizk-inproc] [--workloads create:6:64,set:1:1,...] [--no-failover]
            [--per-member] [--minizk-args "--no-force-sync"]
+
+--servers minizk-inproc is `minizk ensemble` (the three replicas in one process, talking without
+sockets, SQLite stores side by side); it has no failover figure (its members cannot be killed
+one at a time).
 
 --per-member also runs every workload against each member alone and reports it by the member's
 role (`..._on_leader_...`, `..._on_follower_...`); --minizk-args adds arguments to every
@@ -54,8 +58,26 @@ class Cluster:
             cmd = [self.binary, "server", "--config", cfg, "--id", str(sid), "--log-level", "warning"] + self.extra_args
         self.procs[sid] = subprocess.Popen(cmd, stdout=log, stderr=log)
 
+    def start_in_process(self):
+        """`minizk ensemble`: three replicas in one process, free ports, SQLite under workdir."""
+        log = open(os.path.join(self.workdir, "inproc.log"), "a")
+        cmd = [self.binary, "ensemble", "--base-port", "0", "--data-dir", os.path.join(self.workdir, "data"),
+               "--log-level", "warning"] + self.extra_args
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+        self.procs = {0: proc}
+        for line in proc.stdout:
+            if line.startswith("127.0.0.1:"):
+                self.client_ports = [int(h.rsplit(":", 1)[1]) for h in line.strip().split(",")]
+                return
+        raise RuntimeError("minizk ensemble printed no connect string")
+
     def start(self):
         began = time.time()
+        if self.kind == "minizk-inproc":
+            self.start_in_process()
+            if not self.wait_modes(60):
+                raise RuntimeError("in-process ensemble did not start")
+            return time.time() - began
         for sid in (1, 2, 3):
             self.start_member(sid)
         if not self.wait_modes(60):
@@ -170,7 +192,7 @@ def main():
     parser.add_argument("--minizk-args", default="")
     args = parser.parse_args()
     binary = os.path.abspath(args.minizk)
-    figures = {"zk": {}, "minizk": {}}
+    figures = {"zk": {}, "minizk": {}, "minizk-inproc": {}}
 
     def note(kind, key, value):
         figures[kind].setdefault(key, []).append(value)
@@ -180,7 +202,7 @@ def main():
     for run in range(args.runs):
         for kind in kinds:
             workdir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
-            cluster = Cluster(kind, binary, workdir, args.minizk_args.split() if kind == "minizk" else ())
+            cluster = Cluster(kind, binary, workdir, args.minizk_args.split() if kind.startswith("minizk") else ())
             try:
                 note(kind, "startup_s", cluster.start())
                 time.sleep(0.5)
@@ -196,19 +218,33 @@ def main():
                             r = bench(binary, cluster.hosts([member]), op, conns, window, args.seconds)
                             note(kind, f"{key}_on_{role}_p50_ms", r.get("p50_ms"))
                             note(kind, f"{key}_on_{role}_p99_ms", r.get("p99_ms"))
-                if not args.no_failover:
+                if not args.no_failover and kind != "minizk-inproc":
                     note(kind, "failover_s", failover(cluster))
             finally:
                 cluster.stop()
                 shutil.rmtree(workdir, ignore_errors=True)
             print(f"run {run + 1} {kind}: " + ", ".join(f"{k}={v[-1]:.4g}" for k, v in figures[kind].items() if v and v[-1] is not None), flush=True)
 
-    print("\n| figure | Apache ZooKeeper 3.8 | MiniZK | MiniZK / ZooKeeper |")
-    print("|---|---|---|---|")
-    for key in figures["zk"] or figures["minizk"]:
-        zk, mz = median(figures["zk"].get(key, [])), median(figures["minizk"].get(key, []))
-        ratio = f"{mz / zk:.2f}" if zk and mz else "-"
-        print(f"| {key} | {zk:.4g} | {mz:.4g} | {ratio} |" if zk is not None and mz is not None else f"| {key} | {zk} | {mz} | - |")
+    titles = {"zk": "Apache ZooKeeper 3.8", "minizk": "MiniZK, 3 processes", "minizk-inproc": "MiniZK, 1 process"}
+    ran = [kind for kind in ("zk", "minizk", "minizk-inproc") if kind in kinds]
+    others = [kind for kind in ran if kind != "zk"]
+    header = [titles[kind] for kind in ran] + ([f"{titles[kind]} / ZooKeeper" for kind in others] if "zk" in ran else [])
+    print("\n| figure | " + " | ".join(header) + " |")
+    print("|---" * (len(header) + 1) + "|")
+    keys = []
+    for kind in ran:
+        keys += [key for key in figures[kind] if key not in keys]
+
+    def show(value):
+        return "-" if value is None else f"{value:.4g}"
+
+    for key in keys:
+        values = {kind: median(figures[kind].get(key, [])) for kind in ran}
+        cells = [show(values[kind]) for kind in ran]
+        if "zk" in ran:
+            zk = values["zk"]
+            cells += [f"{values[kind] / zk:.2f}" if zk and values[kind] else "-" for kind in others]
+        print(f"| {key} | " + " | ".join(cells) + " |")
     print(json.dumps(figures))
 
 

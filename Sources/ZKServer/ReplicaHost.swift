@@ -79,6 +79,8 @@ final class ReplicaHost: @unchecked Sendable {
     /// Storage of this iteration's steps, handed over (or written) at the end of the iteration.
     private var pendingStorage: [StorageJob] = []
     private var isStorageHandOffScheduled = false
+    /// Shared with the other replicas on this event loop: which of them may write on it.
+    private let loopTurns: LoopStorageTurns
     /// Highest storage sequence handed to the storage thread, and highest whose `.persisted` was
     /// stepped (counting what the loop wrote itself). The loop writes storage itself only once
     /// every hand-over was reported: a report of the thread still on its way to the loop must not
@@ -127,6 +129,7 @@ final class ReplicaHost: @unchecked Sendable {
             everyTransactions: options.snapshotEveryTransactions, seed: seed, alreadyLogged: recovered.log.count)
         self.storageStatistics.lastSnapshotZxid = recovered.tree.lastZxid
         self.storage = StorageThread(store: store, limits: options.groupCommit)
+        self.loopTurns = LoopStorageTurns.forLoop(eventLoop)
     }
 
     // MARK: - Life cycle
@@ -158,6 +161,7 @@ final class ReplicaHost: @unchecked Sendable {
         }
         for job in pendingStorage { handOver(job) }
         pendingStorage = []
+        loopTurns.leave(ObjectIdentifier(self))
         storage.stop()
         return EventLoopFuture.andAllComplete(closed + [storageStopped].compactMap { $0 }, on: eventLoop)
     }
@@ -303,6 +307,7 @@ final class ReplicaHost: @unchecked Sendable {
             pendingStorage.append(.ready(ops: ready.storage, sequence: ready.storageSequence))
             if !isStorageHandOffScheduled {
                 isStorageHandOffScheduled = true
+                loopTurns.pending(ObjectIdentifier(self))
                 eventLoop.execute { [self] in self.handOffStorage() }
             }
         }
@@ -312,10 +317,7 @@ final class ReplicaHost: @unchecked Sendable {
             // iteration leave together.
             if !isPeerFlushScheduled {
                 isPeerFlushScheduled = true
-                eventLoop.execute { [self] in
-                    self.isPeerFlushScheduled = false
-                    peerTransport.flush(from: self.config.serverId)
-                }
+                eventLoop.execute { [self] in self.flushPeerMessagesNow() }
             }
         }
         send(ready.frames)
@@ -327,20 +329,36 @@ final class ReplicaHost: @unchecked Sendable {
     }
 
     /// Hands the storage of this iteration's steps to the storage thread, or writes it here when it
-    /// is one small append and the thread is idle (see `ServerOptions.writeNowTransactionsMax`).
+    /// is one small append, the thread is idle and no other replica of this loop is about to write
+    /// (see `ServerOptions.writeNowTransactionsMax` and `LoopStorageTurns`).
+    ///
+    /// Two passes: the first sends this iteration's peer messages, so that a replica of this loop
+    /// they reach steps them (and queues its own storage) before the second pass decides.
     private func handOffStorage() {
+        guard writeNowCandidate else {
+            finishHandOff()
+            return
+        }
+        flushPeerMessagesNow()
+        eventLoop.execute { [self] in self.finishHandOff() }
+    }
+
+    /// Sends what this iteration queued for peers now rather than at the end of the iteration.
+    private func flushPeerMessagesNow() {
+        guard isPeerFlushScheduled, let peerTransport else { return }
+        isPeerFlushScheduled = false
+        peerTransport.flush(from: config.serverId)
+    }
+
+    private func finishHandOff() {
         isStorageHandOffScheduled = false
+        let mayWriteHere = loopTurns.decide(ObjectIdentifier(self))
         guard !pendingStorage.isEmpty else { return }
         let jobs = pendingStorage
         pendingStorage = []
-        if case .running = state, options.writeNowTransactionsMax > 0, reportedThrough >= handedOverThrough,
-            Self.appendedTransactions(jobs) <= options.writeNowTransactionsMax
-        {
+        if mayWriteHere, writeNowCandidate(jobs) {
             // What this iteration sends to peers leaves before the loop waits for the disk.
-            if isPeerFlushScheduled, let peerTransport {
-                isPeerFlushScheduled = false
-                peerTransport.flush(from: config.serverId)
-            }
+            flushPeerMessagesNow()
             if let event = storage.writeNow(jobs) {
                 storageStatistics.batchesWrittenOnLoop += 1
                 storageEvent(event)
@@ -348,6 +366,16 @@ final class ReplicaHost: @unchecked Sendable {
             }
         }
         for job in jobs { handOver(job) }
+    }
+
+    /// Whether the pending storage may be written on the loop rather than by the thread.
+    private var writeNowCandidate: Bool { writeNowCandidate(pendingStorage) }
+
+    private func writeNowCandidate(_ jobs: [StorageJob]) -> Bool {
+        guard case .running = state, options.writeNowTransactionsMax > 0, reportedThrough >= handedOverThrough else {
+            return false
+        }
+        return Self.appendedTransactions(jobs) <= options.writeNowTransactionsMax
     }
 
     private func handOver(_ job: StorageJob) {
