@@ -22,7 +22,7 @@ struct MiniZKCommand: AsyncParsableCommand {
         commandName: "minizk",
         abstract: "MiniZK: a ZooKeeper-compatible coordination server.",
         version: MiniZKVersion.fullVersion,
-        subcommands: [ServerCommand.self, EnsembleCommand.self, InspectCommand.self, BenchCommand.self, SimCommand.self]
+        subcommands: [ServerCommand.self, EnsembleCommand.self, InspectCommand.self, BenchCommand.self, SimCommand.self, DiskCommand.self]
     )
 }
 
