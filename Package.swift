@@ -80,7 +80,10 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ZKProtocolTests", dependencies: ["ZKProtocol"]),
-        .testTarget(name: "ZKCoreTests", dependencies: ["ZKCore", "ZKProtocol"]),
+        .testTarget(
+            name: "ZKCoreTests",
+            dependencies: ["ZKCore", "ZKProtocol", .product(name: "Crypto", package: "swift-crypto")]
+        ),
         .testTarget(name: "ZKSimulatorTests", dependencies: ["ZKSimulator", "ZKCore", "ZKProtocol", "ZKStorage"]),
         .testTarget(
             name: "MiniZKSimulations",

@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from compat.zk import KAZOO_SUPER_DIGEST, MiniZKServer, ServerError, ZooKeeperServer, four_letter_word, free_port, minizk_binary
+from compat.zk import KAZOO_SASL_USERS, KAZOO_SUPER_DIGEST, MiniZKServer, ServerError, ZooKeeperServer, four_letter_word, free_port, minizk_binary
 
 # Tests that need more than one server, with the reason.  A key is a node-id
 # suffix; "::name" alone matches that test in every class (kazoo runs its
@@ -69,9 +69,7 @@ class MiniZKEnsembleServer(MiniZKServer):
         ]
         if self.extended_types:
             command.append("--extended-types")
-        if self.super_digest:
-            command += ["--super-digest", self.super_digest]
-        return command
+        return command + self._auth_arguments()
 
     def _serving(self):
         text = four_letter_word(self.host, self.port, "srvr", 2.0)
@@ -120,6 +118,7 @@ class MiniZKMember:
         self.host = "127.0.0.1"
         self._server = make_server(
             super_digest=KAZOO_SUPER_DIGEST,
+            sasl_users=KAZOO_SASL_USERS,
             extended_types=True,
             log_name="member-%d.log" % server_id,
         )

@@ -49,6 +49,9 @@ ZOOKEEPER_CLASSPATH = ":".join(
 # "super:test", the digest kazoo's own harness configures.
 KAZOO_SUPER_DIGEST = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
 
+# The SASL DIGEST-MD5 users kazoo's harness gives ZooKeeper (its JAAS Server section).
+KAZOO_SASL_USERS = {"super": "super_secret", "jaasuser": "jaas_password"}
+
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
 
@@ -146,8 +149,10 @@ class ManagedServer:
         extended_types=True,
         work_dir=None,
         log_name=None,
+        sasl_users=None,
     ):
         self.host = host
+        self.sasl_users = dict(sasl_users or {})
         self.port = port or free_port(host)
         self.super_digest = super_digest
         self.extended_types = extended_types
@@ -353,6 +358,20 @@ class MiniZKServer(ManagedServer):
     def _prepare(self):
         if not os.access(self.binary, os.X_OK):
             raise ServerError("minizk binary not found: %s" % self.binary)
+        if self.sasl_users:
+            write_jaas_config(self.jaas_path, self.sasl_users)
+
+    @property
+    def jaas_path(self):
+        return os.path.join(self.work_dir, "jaas.conf")
+
+    def _auth_arguments(self):
+        arguments = []
+        if self.super_digest:
+            arguments += ["--super-digest", self.super_digest]
+        if self.sasl_users:
+            arguments += ["--jaas-config", self.jaas_path]
+        return arguments
 
     def _command(self):
         command = [
@@ -369,9 +388,14 @@ class MiniZKServer(ManagedServer):
         ]
         if self.extended_types:
             command.append("--extended-types")
-        if self.super_digest:
-            command += ["--super-digest", self.super_digest]
-        return command
+        return command + self._auth_arguments()
+
+
+def write_jaas_config(path, users):
+    """A JAAS file whose Server section holds `users` for SASL DIGEST-MD5, as ZooKeeper reads it."""
+    entries = "\n".join('    user_%s="%s"' % (name, password) for name, password in sorted(users.items()))
+    with open(path, "w") as f:
+        f.write("Server {\n    org.apache.zookeeper.server.auth.DigestLoginModule required\n%s;\n};\n" % entries)
 
 
 SERVER_KINDS = {

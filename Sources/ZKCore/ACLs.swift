@@ -9,8 +9,9 @@ import ZKProtocol
 ///   carrying `user:password`;
 /// - `ip:address` or `ip:address/bits`, matched against the connection's peer address, which
 ///   every connection carries implicitly;
-/// - `auth` in an ACL being set stands for every authenticated id of the connection (digest, not
-///   ip);
+/// - `sasl:user`, attached to a connection by a successful SASL DIGEST-MD5 exchange;
+/// - `auth` in an ACL being set stands for every authenticated id of the connection (digest and
+///   sasl, not ip);
 /// - `super` (a digest equal to the configured super digest) passes every check.
 public enum ACLs {
     /// ZooKeeper's digest of `user:password`: `user:` followed by base64 of the SHA-1 of the whole
@@ -70,7 +71,7 @@ public enum ACLs {
                 guard entry.id.id == "anyone" else { throw .invalidACL }
                 add(entry)
             case "auth":
-                let authenticated = authIds.filter { $0.scheme == "digest" }
+                let authenticated = authIds.filter { $0.scheme == "digest" || $0.scheme == "sasl" }
                 guard !authenticated.isEmpty else { throw .invalidACL }
                 for id in authenticated { add(ACL(perms: entry.perms, id: id)) }
             case "digest":
@@ -78,6 +79,9 @@ public enum ACLs {
                 add(entry)
             case "ip":
                 guard isValidIPPattern(entry.id.id) else { throw .invalidACL }
+                add(entry)
+            case "sasl":
+                guard !entry.id.id.isEmpty else { throw .invalidACL }
                 add(entry)
             default:
                 throw .invalidACL

@@ -1,3 +1,5 @@
+import Crypto
+import Foundation
 import ZKProtocol
 
 extension Replica {
@@ -33,9 +35,8 @@ extension Replica {
             case .setWatches(let request), .setWatches2(let request):
                 setWatches(id, request, &ready)
                 reply(id, xid: SpecialXid.setWatches, zxid: zxid, err: .ok, .empty, &ready)
-            case .sasl:
-                reply(id, xid: header.xid, zxid: 0, err: .authFailed, .empty, &ready)
-                closeConnection(id, reason: "SASL authentication is not supported", &ready)
+            case .sasl(let token):
+                sasl(id, sessionId, xid: header.xid, token: token ?? [], &ready)
             case .multi:
                 // Reached only for a multi holding a non-write operation.
                 throw ErrorCode.marshallingError
@@ -57,6 +58,43 @@ extension Replica {
         } catch {
             reply(id, xid: header.xid, zxid: zxid, err: error as? ErrorCode ?? .systemError, .empty, &ready)
         }
+    }
+
+    /// One step of a SASL DIGEST-MD5 exchange (`SASLDigestServer`): the first token gets a
+    /// challenge, the answer to it either authenticates the connection as `sasl:<user>` or fails
+    /// it with AUTHFAILED and closes it, as ZooKeeper does.
+    mutating func sasl(_ id: ConnectionID, _ sessionId: Int64, xid: Int32, token: [UInt8], _ ready: inout Ready) {
+        func fail(_ reason: String) {
+            reply(id, xid: xid, zxid: 0, err: .authFailed, .empty, &ready)
+            closeConnection(id, reason: reason, &ready)
+        }
+        guard !config.saslUsers.isEmpty else { return fail("SASL authentication is not configured") }
+        guard let nonce = connections[id]?.saslNonce else {
+            saslChallenges += 1
+            let nonce = Self.saslNonce(secret: secret, sessionId: sessionId, connection: id, count: saslChallenges, nowMs: nowMs)
+            connections[id]?.saslNonce = nonce
+            reply(id, xid: xid, zxid: 0, err: .ok, .sasl(token: SASLDigestServer.challenge(nonce: nonce)), &ready)
+            return
+        }
+        connections[id]?.saslNonce = nil
+        switch SASLDigestServer(users: config.saslUsers).verify(response: token, nonce: nonce) {
+        case .success(let (user, final)):
+            let saslId = Id(scheme: "sasl", id: user)
+            if !(connections[id]?.authIds.contains(saslId) ?? true) { connections[id]?.authIds.append(saslId) }
+            reply(id, xid: xid, zxid: 0, err: .ok, .sasl(token: final), &ready)
+        case .failure(let failure):
+            fail("SASL authentication failed: \(failure)")
+        }
+    }
+
+    /// A nonce no client can guess without the session secret, different for every challenge;
+    /// made from the replica's inputs only, so a simulated run repeats it.
+    static func saslNonce(secret: UInt64, sessionId: Int64, connection: ConnectionID, count: UInt64, nowMs: Int64) -> String {
+        var material: [UInt8] = []
+        for value in [secret, UInt64(bitPattern: sessionId), connection, count, UInt64(bitPattern: nowMs)] {
+            withUnsafeBytes(of: value.bigEndian) { material += $0 }
+        }
+        return Data(SHA256.hash(data: material)).base64EncodedString()
     }
 
     static func isMultiReadOp(_ op: Request) -> Bool {

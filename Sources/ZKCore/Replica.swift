@@ -48,6 +48,8 @@ public struct Replica: Sendable {
     var sessions: [Int64: SessionState] = [:]
     var nextSessionId: Int64
     let secret: UInt64
+    /// SASL challenges issued, part of every nonce.
+    var saslChallenges: UInt64 = 0
     var nowMs: Int64
     var nextContainerCheckMs: Int64
     var nextTickMs: Int64
@@ -68,6 +70,8 @@ public struct Replica: Sendable {
         var lastZxid: Zxid = 0
         /// A close was requested; nothing more is read from this connection.
         var closing = false
+        /// The nonce of the SASL challenge this connection was sent and has not answered yet.
+        var saslNonce: String?
     }
 
     /// What a connection waits for, in request order. A write is matched to its committed

@@ -14,6 +14,9 @@ public struct ReplicaConfig: Sendable {
     public var maxSessionTimeoutMs: Int64? = nil
     /// `user:base64(sha1(user:password))`; a client whose digest id equals it gets the `super` id.
     public var superDigest: String? = nil
+    /// SASL DIGEST-MD5 users (name → password), as ZooKeeper reads them from the `Server` section
+    /// of its JAAS configuration. Empty: SASL is refused with AUTHFAILED.
+    public var saslUsers: [String: String] = [:]
     /// ZooKeeper's `zookeeper.extendedTypesEnabled`: TTL nodes.
     public var extendedTypesEnabled: Bool = false
     /// How often containers and TTL nodes are checked for removal.

@@ -43,6 +43,9 @@ struct ReplicaArguments: ParsableArguments {
     @Option(help: "user:base64(sha1(user:password)) of the super user.")
     var superDigest: String?
 
+    @Option(help: "JAAS configuration whose Server section's user_NAME=\"PASSWORD\" entries are the SASL DIGEST-MD5 users (ZooKeeper's java.security.auth.login.config).")
+    var jaasConfig: String?
+
     @Option(help: "Smallest session timeout granted, in ms (default 2 ticks).")
     var minSessionTimeoutMs: Int64?
 
@@ -94,8 +97,25 @@ struct ReplicaArguments: ParsableArguments {
         return try SQLiteStore(directory: directory, options: options)
     }
 
-    func replicaConfig(clientPort: Int) -> ReplicaConfig {
+    /// The SASL users of `--jaas-config`; none without it.
+    func saslUsers() throws -> [String: String] {
+        guard let jaasConfig else { return [:] }
+        let text: String
+        do {
+            text = try String(contentsOfFile: jaasConfig, encoding: .utf8)
+        } catch {
+            throw ValidationError("cannot read --jaas-config \(jaasConfig): \(error.localizedDescription)")
+        }
+        do {
+            return try JAASConfig.serverUsers(in: text)
+        } catch {
+            throw ValidationError("--jaas-config \(jaasConfig): \(error)")
+        }
+    }
+
+    func replicaConfig(clientPort: Int) throws -> ReplicaConfig {
         var config = ReplicaConfig()
+        config.saslUsers = try saslUsers()
         config.tickMs = tickMs
         config.minSessionTimeoutMs = minSessionTimeoutMs
         config.maxSessionTimeoutMs = maxSessionTimeoutMs
@@ -170,6 +190,7 @@ struct ServerCommand: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var replicaConfig = zooConfig.replicaConfig(for: id)
         replicaConfig.superDigest = replica.superDigest
+        replicaConfig.saslUsers = try replica.saslUsers()
         replicaConfig.extendedTypesEnabled = zooConfig.extendedTypesEnabled || replica.extendedTypes
         if let ms = replica.minSessionTimeoutMs { replicaConfig.minSessionTimeoutMs = ms }
         if let ms = replica.maxSessionTimeoutMs { replicaConfig.maxSessionTimeoutMs = ms }
@@ -233,7 +254,7 @@ struct EnsembleCommand: AsyncParsableCommand {
         let ensemble: Ensemble
         do {
             ensemble = try await Ensemble.start(
-                nodes: nodes, host: replica.host, basePort: basePort, config: replica.replicaConfig(clientPort: basePort),
+                nodes: nodes, host: replica.host, basePort: basePort, config: try replica.replicaConfig(clientPort: basePort),
                 group: group, logger: logger, options: replica.serverOptions
             ) { id -> any ReplicaStore in
                 if inMemory { return MemoryStore() }
@@ -274,7 +295,7 @@ private func serve(
             store = try arguments.makeStore(directory: arguments.dataDir!)
         }
         server = try await MiniZKServer.start(
-            config: arguments.replicaConfig(clientPort: port), host: arguments.host, port: port, group: group,
+            config: try arguments.replicaConfig(clientPort: port), host: arguments.host, port: port, group: group,
             logger: logger, options: arguments.serverOptions, store: store)
     } catch {
         try? await group.shutdownGracefully()
