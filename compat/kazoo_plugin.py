@@ -113,15 +113,18 @@ class MiniZKEnsemble:
 class MiniZKMember:
     """One cluster member, shaped like kazoo's ``ManagedZooKeeper``."""
 
-    def __init__(self, server_id, make_server):
+    def __init__(self, server_id, make_server, tls=None):
         self.server_id = server_id
         self.host = "127.0.0.1"
-        self._server = make_server(
+        options = dict(
             super_digest=KAZOO_SUPER_DIGEST,
             sasl_users=KAZOO_SASL_USERS,
             extended_types=True,
             log_name="member-%d.log" % server_id,
         )
+        if tls:
+            options["tls"] = tls
+        self._server = make_server(**options)
 
     @property
     def client_port(self):
@@ -133,8 +136,8 @@ class MiniZKMember:
 
     @property
     def secure_client_port(self):
-        # `minizk server` has no TLS client port; nothing listens here.
-        return self._server.port + 1
+        # The TLS client port (`--secure-port`); a ZooKeeper member behind the plugin has none.
+        return getattr(self._server, "secure_port", None) or self._server.port + 1
 
     @property
     def secure_address(self):
@@ -187,7 +190,15 @@ class MiniZKCluster:
             def make_server(**options):
                 return MiniZKServer(binary=binary, **options)
 
-        self._servers = [MiniZKMember(i + 1, make_server) for i in range(size)]
+        # As kazoo's harness does for ZooKeeper: every member also serves TLS, with certificates
+        # of a throw-away CA that TestSSLClient's clients get from get_ssl_client_configuration.
+        self._tls = None
+        tls_files = None
+        if kind != "zk":
+            from compat.zk import WORK_DIR, make_test_certificates
+            self._tls = make_test_certificates(os.path.join(WORK_DIR, "tls-%d" % os.getpid()))
+            tls_files = {key: self._tls[key] for key in ("server_cert", "server_key", "ca_cert")}
+        self._servers = [MiniZKMember(i + 1, make_server, tls=tls_files) for i in range(size)]
 
     def __getitem__(self, index):
         return self._servers[index]
@@ -225,7 +236,13 @@ class MiniZKCluster:
         return logs
 
     def get_ssl_client_configuration(self):
-        raise RuntimeError("`minizk server` has no TLS client port")
+        if not self._tls:
+            raise RuntimeError("this cluster has no TLS client port")
+        return {
+            "client_key": self._tls["client_key_pem"],
+            "client_cert": self._tls["client_cert_pem"],
+            "ca_cert": self._tls["ca_cert_pem"],
+        }
 
     def shutdown(self):
         # Logs stay under compat/work for post-mortems; data does not.

@@ -150,9 +150,13 @@ class ManagedServer:
         work_dir=None,
         log_name=None,
         sasl_users=None,
+        tls=None,
     ):
         self.host = host
         self.sasl_users = dict(sasl_users or {})
+        # {"server_cert": path, "server_key": path, "ca_cert": path}: also serve TLS on secure_port.
+        self.tls = tls
+        self.secure_port = free_port(host) if tls else None
         self.port = port or free_port(host)
         self.super_digest = super_digest
         self.extended_types = extended_types
@@ -371,6 +375,9 @@ class MiniZKServer(ManagedServer):
             arguments += ["--super-digest", self.super_digest]
         if self.sasl_users:
             arguments += ["--jaas-config", self.jaas_path]
+        if self.tls:
+            arguments += ["--secure-port", str(self.secure_port), "--tls-cert", self.tls["server_cert"],
+                          "--tls-key", self.tls["server_key"], "--tls-ca", self.tls["ca_cert"]]
         return arguments
 
     def _command(self):
@@ -389,6 +396,58 @@ class MiniZKServer(ManagedServer):
         if self.extended_types:
             command.append("--extended-types")
         return command + self._auth_arguments()
+
+
+def make_test_certificates(directory):
+    """A throw-away CA, a server certificate (CN localhost) and a client certificate it signed,
+    as PEM files in `directory`. Returns a dict of their paths and PEM bytes."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    os.makedirs(directory, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(common_name):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    def issue(subject, key, issuer, issuer_key, serial, ca=False):
+        builder = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+                   .public_key(key.public_key()).serial_number(serial)
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1)))
+        if ca:
+            builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            builder = builder.add_extension(x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
+                critical=True)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    def new_key():
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    ca_key, server_key, client_key = new_key(), new_key(), new_key()
+    ca_cert = issue("MiniZK test CA", ca_key, "MiniZK test CA", ca_key, 1, ca=True)
+    server_cert = issue("localhost", server_key, "MiniZK test CA", ca_key, 2)
+    client_cert = issue("client", client_key, "MiniZK test CA", ca_key, 3)
+    result = {}
+    for label, cert, key in (("ca", ca_cert, None), ("server", server_cert, server_key), ("client", client_cert, client_key)):
+        cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+        result[label + "_cert_pem"] = cert_pem
+        result[label + "_cert"] = os.path.join(directory, label + "-cert.pem")
+        with open(result[label + "_cert"], "wb") as f:
+            f.write(cert_pem)
+        if key is not None:
+            key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                        serialization.NoEncryption())
+            result[label + "_key_pem"] = key_pem
+            result[label + "_key"] = os.path.join(directory, label + "-key.pem")
+            with open(result[label + "_key"], "wb") as f:
+                f.write(key_pem)
+    return result
 
 
 def write_jaas_config(path, users):

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ZKCore
 import ZKStorage
 import ZKProtocol
@@ -21,16 +22,50 @@ public final class MiniZKServer: Sendable {
     public let localPort: Int
     /// The address the client port is bound to.
     public let host: String
-    private let serverChannel: any Channel
+    /// The port the TLS client port is bound to, when there is one.
+    public let secureLocalPort: Int?
+    private let serverChannels: [any Channel]
     private let replicaHost: ReplicaHost
     private let transport: (any PeerTransport)?
 
-    private init(serverChannel: any Channel, replicaHost: ReplicaHost, host: String, localPort: Int, transport: (any PeerTransport)?) {
+    private init(
+        serverChannels: [any Channel], replicaHost: ReplicaHost, host: String, localPort: Int, secureLocalPort: Int?,
+        transport: (any PeerTransport)?
+    ) {
         self.transport = transport
-        self.serverChannel = serverChannel
+        self.serverChannels = serverChannels
         self.replicaHost = replicaHost
         self.host = host
         self.localPort = localPort
+        self.secureLocalPort = secureLocalPort
+    }
+
+    /// A second client port whose connections speak TLS (ZooKeeper's `secureClientPort`); behind
+    /// the TLS layer it is the same protocol and the same replica.
+    public struct SecureClientPort: Sendable {
+        public var port: Int
+        public var tls: TLSConfiguration
+
+        public init(port: Int, tls: TLSConfiguration) {
+            self.port = port
+            self.tls = tls
+        }
+
+        /// The server's certificate chain and private key from PEM files. With `trustedCAFile`,
+        /// every client must present a certificate that CA signed (ZooKeeper's default
+        /// `ssl.clientAuth=need`); host names are not checked.
+        public static func pem(
+            port: Int, certificateChainFile: String, privateKeyFile: String, trustedCAFile: String?
+        ) throws -> SecureClientPort {
+            let chain = try NIOSSLCertificate.fromPEMFile(certificateChainFile).map { NIOSSLCertificateSource.certificate($0) }
+            let key = try NIOSSLPrivateKey(file: privateKeyFile, format: .pem)
+            var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            if let trustedCAFile {
+                tls.trustRoots = .file(trustedCAFile)
+                tls.certificateVerification = .noHostnameVerification
+            }
+            return SecureClientPort(port: port, tls: tls)
+        }
     }
 
     /// Starts a replica and binds its client port. `port` 0 picks a free port.
@@ -58,8 +93,9 @@ public final class MiniZKServer: Sendable {
     public static func start(
         config: ReplicaConfig, host: String, port: Int, group: any EventLoopGroup, logger: Logger,
         options: ServerOptions = ServerOptions(), store: (any ReplicaStore)? = nil,
-        transport: (any PeerTransport)? = nil
+        transport: (any PeerTransport)? = nil, secure: SecureClientPort? = nil
     ) async throws -> MiniZKServer {
+        let tlsContext = try secure.map { try NIOSSLContext(configuration: $0.tls) }
         let eventLoop = group.next()
         let bootstrap = ServerBootstrap(group: eventLoop, childGroup: eventLoop)
             .serverChannelOption(.backlog, value: 256)
@@ -86,23 +122,37 @@ public final class MiniZKServer: Sendable {
             }
         }
         let childLogger = logger
-        let serverChannel: any Channel
-        do {
-            serverChannel = try await bootstrap.childChannelInitializer { channel in
+        /// Binds a client port; with `tls`, its connections go through a TLS layer first.
+        func bindClientPort(_ port: Int, tls: NIOSSLContext?) async throws -> (any Channel, Int) {
+            let channel = try await bootstrap.childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     let handler = ClientConnectionHandler(host: replicaHost, logger: childLogger)
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }.bind(host: host, port: port).get()
+            guard let bound = channel.localAddress?.port else {
+                try? await channel.close()
+                throw MiniZKServerError.notBound(host: host, port: port)
+            }
+            return (channel, bound)
+        }
+        var serverChannels: [any Channel] = []
+        let boundPort: Int
+        var secureBoundPort: Int?
+        do {
+            let (channel, bound) = try await bindClientPort(port, tls: nil)
+            serverChannels.append(channel)
+            boundPort = bound
+            if let secure, let tlsContext {
+                let (secureChannel, secureBound) = try await bindClientPort(secure.port, tls: tlsContext)
+                serverChannels.append(secureChannel)
+                secureBoundPort = secureBound
+            }
         } catch {
+            for channel in serverChannels { try? await channel.close() }
             try? await eventLoop.flatSubmit { replicaHost.stop() }.get()
             throw error
-        }
-
-        guard let boundPort = serverChannel.localAddress?.port else {
-            try? await serverChannel.close()
-            try? await eventLoop.flatSubmit { replicaHost.stop() }.get()
-            throw MiniZKServerError.notBound(host: host, port: port)
         }
         // `conf` reports the bound port; the replica never reads `clientPort`.
         try await eventLoop.submit {
@@ -117,9 +167,12 @@ public final class MiniZKServer: Sendable {
                 }
             }
         }
-        logger.info("MiniZK serving", metadata: ["host": "\(host)", "port": "\(boundPort)"])
+        var serving: Logger.Metadata = ["host": "\(host)", "port": "\(boundPort)"]
+        if let secureBoundPort { serving["securePort"] = "\(secureBoundPort)" }
+        logger.info("MiniZK serving", metadata: serving)
         return MiniZKServer(
-            serverChannel: serverChannel, replicaHost: replicaHost, host: host, localPort: boundPort, transport: transport)
+            serverChannels: serverChannels, replicaHost: replicaHost, host: host, localPort: boundPort,
+            secureLocalPort: secureBoundPort, transport: transport)
     }
 
     /// The replica's status (mode, zxid, digest, ...), read on its event loop.
@@ -151,7 +204,7 @@ public final class MiniZKServer: Sendable {
     /// Sessions are not closed: a restarted MiniZK with durable storage resumes them.
     public func shutdown() async throws {
         transport?.detach(serverId: replicaHost.config.serverId)
-        try? await serverChannel.close()
+        for channel in serverChannels { try? await channel.close() }
         let replicaHost = self.replicaHost
         try await replicaHost.eventLoop.flatSubmit { replicaHost.stop() }.get()
         replicaHost.logger.info("MiniZK stopped", metadata: ["port": "\(localPort)"])

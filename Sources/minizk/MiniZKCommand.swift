@@ -43,6 +43,18 @@ struct ReplicaArguments: ParsableArguments {
     @Option(help: "user:base64(sha1(user:password)) of the super user.")
     var superDigest: String?
 
+    @Option(help: "Also serve clients over TLS on this port (ZooKeeper's secureClientPort); needs --tls-cert and --tls-key.")
+    var securePort: Int?
+
+    @Option(help: "PEM certificate chain of the TLS client port.")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key of the TLS client port.")
+    var tlsKey: String?
+
+    @Option(help: "PEM CA certificates; TLS clients must present a certificate one of them signed (ZooKeeper's ssl.clientAuth=need).")
+    var tlsCa: String?
+
     @Option(help: "JAAS configuration whose Server section's user_NAME=\"PASSWORD\" entries are the SASL DIGEST-MD5 users (ZooKeeper's java.security.auth.login.config).")
     var jaasConfig: String?
 
@@ -95,6 +107,17 @@ struct ReplicaArguments: ParsableArguments {
         options.forceSync = forceSync
         options.snapshotsKept = snapshotsKept
         return try SQLiteStore(directory: directory, options: options)
+    }
+
+    /// The TLS client port of `--secure-port`, nil without it.
+    func secureClientPort() throws -> MiniZKServer.SecureClientPort? {
+        guard let securePort else { return nil }
+        guard let tlsCert, let tlsKey else { throw ValidationError("--secure-port needs --tls-cert and --tls-key") }
+        do {
+            return try .pem(port: securePort, certificateChainFile: tlsCert, privateKeyFile: tlsKey, trustedCAFile: tlsCa)
+        } catch {
+            throw ValidationError("cannot set up TLS from --tls-cert \(tlsCert) and --tls-key \(tlsKey): \(error)")
+        }
     }
 
     /// The SASL users of `--jaas-config`; none without it.
@@ -174,7 +197,7 @@ struct ServerCommand: AsyncParsableCommand {
     private func runServer() async throws {
         guard let path = config, let id else {
             try await serve(replica: replica, port: port, inMemory: inMemory) { server in
-                printLine("MiniZK serving on \(server.host):\(server.localPort)")
+                printLine("MiniZK serving on \(server.host):\(server.localPort)" + tlsNote(server))
             }
             return
         }
@@ -206,8 +229,8 @@ struct ServerCommand: AsyncParsableCommand {
         try await transport.listen(host: me.host, port: me.peerPort)
         let server = try await MiniZKServer.start(
             config: replicaConfig, host: me.clientHost, port: me.clientPort, group: group, logger: logger,
-            options: replica.serverOptions, store: store, transport: transport)
-        printLine("MiniZK replica \(id) of \(zooConfig.servers.count) serving on \(server.host):\(server.localPort)")
+            options: replica.serverOptions, store: store, transport: transport, secure: try replica.secureClientPort())
+        printLine("MiniZK replica \(id) of \(zooConfig.servers.count) serving on \(server.host):\(server.localPort)" + tlsNote(server))
         server.whenStoreFails { reason in signals.storeFailed(reason) }
         let stop = await signals.wait()
         try await server.shutdown()
@@ -279,6 +302,11 @@ struct EnsembleCommand: AsyncParsableCommand {
     }
 }
 
+/// ", TLS on host:port" when the server has a TLS client port.
+private func tlsNote(_ server: MiniZKServer) -> String {
+    server.secureLocalPort.map { ", TLS on \(server.host):\($0)" } ?? ""
+}
+
 /// Starts a server, reports it, waits for SIGINT or SIGTERM and shuts down cleanly.
 private func serve(
     replica arguments: ReplicaArguments, port: Int, inMemory: Bool, announce: (MiniZKServer) -> Void
@@ -296,7 +324,7 @@ private func serve(
         }
         server = try await MiniZKServer.start(
             config: try arguments.replicaConfig(clientPort: port), host: arguments.host, port: port, group: group,
-            logger: logger, options: arguments.serverOptions, store: store)
+            logger: logger, options: arguments.serverOptions, store: store, secure: try arguments.secureClientPort())
     } catch {
         try? await group.shutdownGracefully()
         throw error

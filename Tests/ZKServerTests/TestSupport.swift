@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import XCTest
 import ZKCore
 import ZKProtocol
@@ -28,8 +29,10 @@ final class RawClient: Sendable {
     /// - Parameters:
     ///   - receiveBufferBytes: a small SO_RCVBUF makes a client that does not read fill up fast.
     ///   - autoRead: false leaves the server's bytes unread until `startReading()`.
+    ///   - tls: speak TLS with this context (to a TLS client port).
     static func connect(
-        port: Int, group: any EventLoopGroup, receiveBufferBytes: Int32? = nil, autoRead: Bool = true
+        port: Int, group: any EventLoopGroup, receiveBufferBytes: Int32? = nil, autoRead: Bool = true,
+        tls: NIOSSLContext? = nil
     ) async throws -> RawClient {
         var bootstrap = ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -40,6 +43,9 @@ final class RawClient: Sendable {
         let channel = try await bootstrap
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: nil))
+                    }
                     try channel.pipeline.syncOperations.addHandler(CollectingHandler())
                 }
             }
