@@ -9,7 +9,7 @@ extension Replica {
     mutating func answer(_ id: ConnectionID, _ header: RequestHeader, _ request: Request, _ ready: inout Ready) {
         guard let connection = connections[id], let sessionId = connection.sessionId else { return }
         let zxid = tree.lastZxid
-        if sessions[sessionId]?.closing ?? true {
+        if sessions[sessionId]?.closing ?? (readOnlySessions[sessionId] == nil) {
             if case .ping = request {} else {
                 reply(id, xid: header.xid, zxid: zxid, err: .sessionExpired, .empty, &ready)
                 return

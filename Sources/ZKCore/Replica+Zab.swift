@@ -77,6 +77,8 @@ extension Replica {
     mutating func startElection(_ ready: inout Ready) {
         closeAllConnections(reason: "replica is electing a leader", &ready)
         sessions.removeAll()
+        readOnlySessions.removeAll()
+        lookingSinceMs = nowMs
         prepared = tree
         round += 1
         var election = LeaderElection(

@@ -46,6 +46,11 @@ public struct Replica: Sendable {
     var watches = WatchTable()
     var connections: [ConnectionID: Connection] = [:]
     var sessions: [Int64: SessionState] = [:]
+    /// Read-only sessions (read-only mode): local to this replica, never in the log, ended when
+    /// the replica stops looking for a leader.
+    var readOnlySessions: [Int64: SessionState] = [:]
+    /// When the replica last started looking for a leader.
+    var lookingSinceMs: Int64 = 0
     var nextSessionId: Int64
     let secret: UInt64
     /// SASL challenges issued, part of every nonce.
@@ -188,6 +193,7 @@ public struct Replica: Sendable {
         case .peerDisconnected(let peer):
             onPeerDisconnected(peer, &ready)
         }
+        if !readOnlySessions.isEmpty, !isLooking { endReadOnlySessions(&ready) }
         ready.wakeAtMs = wakeAtMs
         return ready
     }
@@ -225,7 +231,11 @@ public struct Replica: Sendable {
             return
         }
         guard isServing else {
-            closeConnection(id, reason: "not serving: no leader yet", &ready)
+            if servesReadOnly, request.readOnly == true {
+                connectReadOnly(id, request, &ready)
+            } else {
+                closeConnection(id, reason: "not serving: no leader yet", &ready)
+            }
             return
         }
         if request.lastZxidSeen > tree.lastZxid {
@@ -267,6 +277,93 @@ public struct Replica: Sendable {
         ready.send(connectResponse(sessionId: sessionId, timeoutMs: timeoutMs, request: request), to: id)
     }
 
+    // MARK: - Read-only mode
+
+    var isLooking: Bool {
+        if case .looking = role { return true }
+        return false
+    }
+
+    /// Whether read-only clients are served now: read-only mode is on, this is a member of an
+    /// ensemble, and it has been looking for a leader for `readOnlyAfterMs`.
+    public var servesReadOnly: Bool {
+        config.readOnlyModeEnabled && !config.isStandalone && isLooking && nowMs - lookingSinceMs >= config.readOnlyAfterMs
+    }
+
+    /// A read-only client while there is no leader: a session of this replica alone. A client that
+    /// resumes a session this replica does not hold as read-only is told it expired.
+    private mutating func connectReadOnly(_ id: ConnectionID, _ request: ConnectRequest, _ ready: inout Ready) {
+        if request.lastZxidSeen > tree.lastZxid {
+            closeConnection(id, reason: "client has seen zxid 0x\(String(request.lastZxidSeen, radix: 16)), newer than ours", &ready)
+            return
+        }
+        let timeoutMs = min(max(Int64(request.timeoutMs), config.sessionTimeoutMsMin), config.sessionTimeoutMsMax)
+        var sessionId = request.sessionId
+        if sessionId == 0 {
+            sessionId = allocateSessionId()
+        } else {
+            guard readOnlySessions[sessionId] != nil, request.password == password(for: sessionId) else {
+                ready.send(.connect(.expired(readOnly: request.readOnly)), to: id)
+                closeConnection(id, reason: "session 0x\(String(sessionId, radix: 16)) is not a read-only session here", &ready)
+                return
+            }
+            if let previous = readOnlySessions[sessionId]?.connection, previous != id, connections[previous] != nil {
+                closeConnection(previous, reason: "session 0x\(String(sessionId, radix: 16)) moved to another connection", &ready)
+            }
+        }
+        readOnlySessions[sessionId] = SessionState(timeoutMs: timeoutMs, expiresAtMs: expiry(timeoutMs), connection: id)
+        connections[id]?.sessionId = sessionId
+        ready.send(
+            .connect(
+                ConnectResponse(
+                    timeoutMs: Int32(clamping: timeoutMs), sessionId: sessionId, password: password(for: sessionId), readOnly: true)),
+            to: id)
+    }
+
+    /// A request of a read-only session: reads are answered from this replica's tree, writes (and
+    /// sync, which needs a leader) get NOTREADONLY, closeSession ends the session.
+    private mutating func onReadOnlyRequest(_ id: ConnectionID, _ sessionId: Int64, _ header: RequestHeader, _ request: Request, _ ready: inout Ready) {
+        if let timeoutMs = readOnlySessions[sessionId]?.timeoutMs {
+            let expiresAtMs = expiry(timeoutMs)
+            readOnlySessions[sessionId]?.expiresAtMs = expiresAtMs
+        }
+        switch request {
+        case .closeSession:
+            readOnlySessions[sessionId] = nil
+            reply(id, xid: header.xid, zxid: tree.lastZxid, err: .ok, .empty, &ready)
+            closeConnection(id, reason: "read-only session closed", &ready)
+        case .sync:
+            reply(id, xid: header.xid, zxid: tree.lastZxid, err: .notReadOnly, .empty, &ready)
+        default:
+            if Prepare.isWrite(request) {
+                reply(id, xid: header.xid, zxid: tree.lastZxid, err: .notReadOnly, .empty, &ready)
+            } else {
+                answer(id, header, request, &ready)
+            }
+        }
+    }
+
+    /// Read-only sessions that timed out are closed (no ping kept them alive).
+    mutating func expireReadOnlySessions(_ ready: inout Ready) {
+        let expired = readOnlySessions.filter { $0.value.expiresAtMs <= nowMs }.keys.sorted()
+        for sessionId in expired {
+            let connection = readOnlySessions.removeValue(forKey: sessionId)?.connection
+            if let connection { closeConnection(connection, reason: "read-only session expired", &ready) }
+        }
+    }
+
+    /// The replica has a leader again (or is one): its read-only clients reconnect to get a
+    /// session of the ensemble, as ZooKeeper's read-only server closes them when it stops.
+    private mutating func endReadOnlySessions(_ ready: inout Ready) {
+        let ended = readOnlySessions
+        readOnlySessions.removeAll()
+        for sessionId in ended.keys.sorted() {
+            if let connection = ended[sessionId]?.connection, connections[connection]?.sessionId == sessionId {
+                closeConnection(connection, reason: "read-only mode ended", &ready)
+            }
+        }
+    }
+
     func connectResponse(sessionId: Int64, timeoutMs: Int64, request: ConnectRequest) -> ServerFrame {
         .connect(
             ConnectResponse(
@@ -276,7 +373,7 @@ public struct Replica: Sendable {
 
     private mutating func allocateSessionId() -> Int64 {
         repeat { nextSessionId &+= 1 } while nextSessionId == 0 || nextSessionId == .min || sessions[nextSessionId] != nil
-            || tree.sessions[nextSessionId] != nil
+            || tree.sessions[nextSessionId] != nil || readOnlySessions[nextSessionId] != nil
         return nextSessionId
     }
 
@@ -345,6 +442,10 @@ public struct Replica: Sendable {
         else { return }
         guard let sessionId = session else {
             closeConnection(id, reason: "request before connect", &ready)
+            return
+        }
+        if readOnlySessions[sessionId] != nil {
+            onReadOnlyRequest(id, sessionId, header, request, &ready)
             return
         }
         touched(sessionId)
@@ -534,6 +635,7 @@ public struct Replica: Sendable {
             onZabTick(&ready)
         }
         onElectionTick(&ready)
+        if !readOnlySessions.isEmpty { expireReadOnlySessions(&ready) }
         guard isLeader else { return }
         let expired = sessions.filter { !$0.value.closing && $0.value.expiresAtMs <= nowMs }.keys.sorted()
         for sessionId in expired {
@@ -577,7 +679,7 @@ public struct Replica: Sendable {
         switch role {
         case .leading: status.mode = config.isStandalone ? "standalone" : "leader"
         case .following: status.mode = "follower"
-        case .looking: status.mode = "looking"
+        case .looking: status.mode = servesReadOnly ? "read-only" : "looking"
         }
         status.serving = isServing
         status.currentEpoch = hard.currentEpoch

@@ -14,6 +14,11 @@ public struct ReplicaConfig: Sendable {
     public var maxSessionTimeoutMs: Int64? = nil
     /// `user:base64(sha1(user:password))`; a client whose digest id equals it gets the `super` id.
     public var superDigest: String? = nil
+    /// ZooKeeper's `readonlymode.enabled`: a member of an ensemble that has been without a leader
+    /// for `readOnlyAfterMs` serves clients that ask for read-only sessions, from its own tree,
+    /// and refuses their writes with NOTREADONLY.
+    public var readOnlyModeEnabled: Bool = false
+    public var readOnlyAfterMs: Int64 = 2000
     /// SASL DIGEST-MD5 users (name → password), as ZooKeeper reads them from the `Server` section
     /// of its JAAS configuration. Empty: SASL is refused with AUTHFAILED.
     public var saslUsers: [String: String] = [:]

@@ -43,6 +43,9 @@ struct ReplicaArguments: ParsableArguments {
     @Option(help: "user:base64(sha1(user:password)) of the super user.")
     var superDigest: String?
 
+    @Flag(help: "Read-only mode (ZooKeeper's readonlymode.enabled): a member without a leader serves read-only clients.")
+    var readOnlyMode = false
+
     @Option(help: "Also serve clients over TLS on this port (ZooKeeper's secureClientPort); needs --tls-cert and --tls-key.")
     var securePort: Int?
 
@@ -139,6 +142,7 @@ struct ReplicaArguments: ParsableArguments {
     func replicaConfig(clientPort: Int) throws -> ReplicaConfig {
         var config = ReplicaConfig()
         config.saslUsers = try saslUsers()
+        config.readOnlyModeEnabled = readOnlyMode
         config.tickMs = tickMs
         config.minSessionTimeoutMs = minSessionTimeoutMs
         config.maxSessionTimeoutMs = maxSessionTimeoutMs
@@ -214,6 +218,7 @@ struct ServerCommand: AsyncParsableCommand {
         var replicaConfig = zooConfig.replicaConfig(for: id)
         replicaConfig.superDigest = replica.superDigest
         replicaConfig.saslUsers = try replica.saslUsers()
+        replicaConfig.readOnlyModeEnabled = replica.readOnlyMode
         replicaConfig.extendedTypesEnabled = zooConfig.extendedTypesEnabled || replica.extendedTypes
         if let ms = replica.minSessionTimeoutMs { replicaConfig.minSessionTimeoutMs = ms }
         if let ms = replica.maxSessionTimeoutMs { replicaConfig.maxSessionTimeoutMs = ms }
