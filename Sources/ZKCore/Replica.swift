@@ -444,7 +444,7 @@ public struct Replica: Sendable {
             closeConnection(id, reason: "request before connect", &ready)
             return
         }
-        if readOnlySessions[sessionId] != nil {
+        if !readOnlySessions.isEmpty, readOnlySessions[sessionId] != nil {
             onReadOnlyRequest(id, sessionId, header, request, &ready)
             return
         }

@@ -28,10 +28,11 @@ public final class Ensemble: Sendable {
 
     /// Starts `nodes` replicas with ids 1...nodes. `basePort` 0 picks free ports; otherwise
     /// member N listens on `basePort + N - 1`. `makeStore` gives each member its store (memory by
-    /// default).
+    /// default). With `secure`, every member also serves TLS, member N on `secure.port + N - 1`.
     public static func start(
         nodes: Int = 3, host: String = "127.0.0.1", basePort: Int = 0, config: ReplicaConfig = ReplicaConfig(),
         group: any EventLoopGroup, logger: Logger, options: ServerOptions = ServerOptions(),
+        secure: MiniZKServer.SecureClientPort? = nil,
         makeStore: (Int64) throws -> any ReplicaStore = { _ in MemoryStore() }
     ) async throws -> Ensemble {
         precondition(nodes >= 1, "an ensemble needs at least one member")
@@ -53,9 +54,14 @@ public final class Ensemble: Sendable {
                 memberConfig.ensembleConfigText = nodes > 1 ? configText : nil
                 var memberLogger = logger
                 memberLogger[metadataKey: "replica"] = "\(id)"
+                // Member N's TLS port is the one asked for plus N - 1 (0 stays 0: a free one each).
+                let memberSecure = secure.map { secure in
+                    MiniZKServer.SecureClientPort(port: secure.port == 0 ? 0 : secure.port + Int(id) - 1, tls: secure.tls)
+                }
                 let server = try await MiniZKServer.start(
                     config: memberConfig, host: host, port: basePort == 0 ? 0 : basePort + Int(id) - 1, group: group,
-                    logger: memberLogger, options: options, store: try makeStore(id), transport: nodes > 1 ? network : nil)
+                    logger: memberLogger, options: options, store: try makeStore(id), transport: nodes > 1 ? network : nil,
+                    secure: memberSecure)
                 servers.append(server)
             }
         } catch {

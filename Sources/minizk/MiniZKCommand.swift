@@ -46,7 +46,7 @@ struct ReplicaArguments: ParsableArguments {
     @Flag(help: "Read-only mode (ZooKeeper's readonlymode.enabled): a member without a leader serves read-only clients.")
     var readOnlyMode = false
 
-    @Option(help: "Also serve clients over TLS on this port (ZooKeeper's secureClientPort); needs --tls-cert and --tls-key.")
+    @Option(help: "Also serve clients over TLS on this port (ZooKeeper's secureClientPort; ensemble: member N on this port + N - 1); needs --tls-cert and --tls-key.")
     var securePort: Int?
 
     @Option(help: "PEM certificate chain of the TLS client port.")
@@ -283,7 +283,7 @@ struct EnsembleCommand: AsyncParsableCommand {
         do {
             ensemble = try await Ensemble.start(
                 nodes: nodes, host: replica.host, basePort: basePort, config: try replica.replicaConfig(clientPort: basePort),
-                group: group, logger: logger, options: replica.serverOptions
+                group: group, logger: logger, options: replica.serverOptions, secure: try replica.secureClientPort()
             ) { id -> any ReplicaStore in
                 if inMemory { return MemoryStore() }
                 return try replica.makeStore(directory: "\(dataDir)/node-\(id)")
@@ -297,6 +297,8 @@ struct EnsembleCommand: AsyncParsableCommand {
         let storage = inMemory ? "in memory" : "SQLite under \(dataDir)"
         printLine("MiniZK ensemble of \(nodes) replicas (\(storage)), \(serving ? "serving" : "not serving yet") after \(elapsed)")
         printLine(ensemble.connectString)
+        let securePorts = ensemble.servers.compactMap { server in server.secureLocalPort.map { "\(server.host):\($0)" } }
+        if !securePorts.isEmpty { printLine("TLS: " + securePorts.joined(separator: ",")) }
         for server in ensemble.servers {
             server.whenStoreFails { reason in signals.storeFailed(reason) }
         }
