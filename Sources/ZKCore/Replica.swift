@@ -193,7 +193,7 @@ public struct Replica: Sendable {
         case .peerDisconnected(let peer):
             onPeerDisconnected(peer, &ready)
         }
-        if !readOnlySessions.isEmpty, !isLooking { endReadOnlySessions(&ready) }
+        if !readOnlySessions.isEmpty, !isLooking { endReadOnlySessions(Array(readOnlySessions.keys), reason: "read-only mode ended", &ready) }
         ready.wakeAtMs = wakeAtMs
         return ready
     }
@@ -230,19 +230,19 @@ public struct Replica: Sendable {
             closeConnection(id, reason: "second connect request on one connection", &ready)
             return
         }
-        guard isServing else {
-            if servesReadOnly, request.readOnly == true {
-                connectReadOnly(id, request, &ready)
-            } else {
-                closeConnection(id, reason: "not serving: no leader yet", &ready)
-            }
-            return
-        }
         if request.lastZxidSeen > tree.lastZxid {
             closeConnection(id, reason: "client has seen zxid 0x\(String(request.lastZxidSeen, radix: 16)), newer than ours", &ready)
             return
         }
         let timeoutMs = min(max(Int64(request.timeoutMs), config.sessionTimeoutMsMin), config.sessionTimeoutMsMax)
+        guard isServing else {
+            if servesReadOnly, request.readOnly == true {
+                connectReadOnly(id, request, timeoutMs: timeoutMs, &ready)
+            } else {
+                closeConnection(id, reason: "not serving: no leader yet", &ready)
+            }
+            return
+        }
         if request.sessionId == 0 {
             let sessionId = allocateSessionId()
             sessions[sessionId] = SessionState(timeoutMs: timeoutMs, expiresAtMs: expiry(timeoutMs), connection: id)
@@ -292,12 +292,7 @@ public struct Replica: Sendable {
 
     /// A read-only client while there is no leader: a session of this replica alone. A client that
     /// resumes a session this replica does not hold as read-only is told it expired.
-    private mutating func connectReadOnly(_ id: ConnectionID, _ request: ConnectRequest, _ ready: inout Ready) {
-        if request.lastZxidSeen > tree.lastZxid {
-            closeConnection(id, reason: "client has seen zxid 0x\(String(request.lastZxidSeen, radix: 16)), newer than ours", &ready)
-            return
-        }
-        let timeoutMs = min(max(Int64(request.timeoutMs), config.sessionTimeoutMsMin), config.sessionTimeoutMsMax)
+    private mutating func connectReadOnly(_ id: ConnectionID, _ request: ConnectRequest, timeoutMs: Int64, _ ready: inout Ready) {
         var sessionId = request.sessionId
         if sessionId == 0 {
             sessionId = allocateSessionId()
@@ -313,11 +308,7 @@ public struct Replica: Sendable {
         }
         readOnlySessions[sessionId] = SessionState(timeoutMs: timeoutMs, expiresAtMs: expiry(timeoutMs), connection: id)
         connections[id]?.sessionId = sessionId
-        ready.send(
-            .connect(
-                ConnectResponse(
-                    timeoutMs: Int32(clamping: timeoutMs), sessionId: sessionId, password: password(for: sessionId), readOnly: true)),
-            to: id)
+        ready.send(connectResponse(sessionId: sessionId, timeoutMs: timeoutMs, request: request, readOnly: true), to: id)
     }
 
     /// A request of a read-only session: reads are answered from this replica's tree, writes (and
@@ -345,30 +336,28 @@ public struct Replica: Sendable {
 
     /// Read-only sessions that timed out are closed (no ping kept them alive).
     mutating func expireReadOnlySessions(_ ready: inout Ready) {
-        let expired = readOnlySessions.filter { $0.value.expiresAtMs <= nowMs }.keys.sorted()
-        for sessionId in expired {
-            let connection = readOnlySessions.removeValue(forKey: sessionId)?.connection
-            if let connection { closeConnection(connection, reason: "read-only session expired", &ready) }
-        }
+        let expired = readOnlySessions.filter { $0.value.expiresAtMs <= nowMs }.keys
+        endReadOnlySessions(expired, reason: "read-only session expired", &ready)
     }
 
-    /// The replica has a leader again (or is one): its read-only clients reconnect to get a
+    /// Removes read-only sessions and closes the connections that still hold them. When the
+    /// replica has a leader again (or is one) all of them end: their clients reconnect to get a
     /// session of the ensemble, as ZooKeeper's read-only server closes them when it stops.
-    private mutating func endReadOnlySessions(_ ready: inout Ready) {
-        let ended = readOnlySessions
-        readOnlySessions.removeAll()
-        for sessionId in ended.keys.sorted() {
-            if let connection = ended[sessionId]?.connection, connections[connection]?.sessionId == sessionId {
-                closeConnection(connection, reason: "read-only mode ended", &ready)
-            }
+    private mutating func endReadOnlySessions<S: Sequence<Int64>>(_ sessionIds: S, reason: String, _ ready: inout Ready) {
+        for sessionId in sessionIds.sorted() {
+            guard let connection = readOnlySessions.removeValue(forKey: sessionId)?.connection,
+                connections[connection]?.sessionId == sessionId
+            else { continue }
+            closeConnection(connection, reason: reason, &ready)
         }
     }
 
-    func connectResponse(sessionId: Int64, timeoutMs: Int64, request: ConnectRequest) -> ServerFrame {
+    /// The response in the client's form: the read-only byte only when the request had one.
+    func connectResponse(sessionId: Int64, timeoutMs: Int64, request: ConnectRequest, readOnly: Bool = false) -> ServerFrame {
         .connect(
             ConnectResponse(
                 timeoutMs: Int32(clamping: timeoutMs), sessionId: sessionId, password: password(for: sessionId),
-                readOnly: request.readOnly.map { _ in false }))
+                readOnly: request.readOnly.map { _ in readOnly }))
     }
 
     private mutating func allocateSessionId() -> Int64 {

@@ -164,11 +164,7 @@ final class BenchRun: @unchecked Sendable {
         var errors: Int
         var seconds: Double
         var latencies: [Double]
-        func percentile(_ p: Double) -> Double {
-            guard !latencies.isEmpty else { return 0 }
-            let sorted = latencies.sorted()
-            return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
-        }
+        func percentile(_ p: Double) -> Double { minizk.percentile(latencies, p) }
     }
 
     func stopMeasuring() -> Result {
@@ -282,4 +278,11 @@ final class BenchHandler: ChannelInboundHandler, @unchecked Sendable {
             enqueue(request(), context: context)
         }
     }
+}
+
+/// The sample at `fraction` (0...1) of `samples` sorted; 0 without samples.
+func percentile(_ samples: [Double], _ fraction: Double) -> Double {
+    guard !samples.isEmpty else { return 0 }
+    let sorted = samples.sorted()
+    return sorted[min(sorted.count - 1, Int(Double(sorted.count) * fraction))]
 }

@@ -64,11 +64,6 @@ struct DiskCommand: ParsableCommand {
             printLine(String(decoding: data, as: UTF8.self))
         }
     }
-
-    private func percentile(_ samples: [Double], _ fraction: Double) -> Double {
-        let sorted = samples.sorted()
-        return sorted[min(sorted.count - 1, Int(Double(sorted.count) * fraction))]
-    }
 }
 
 /// N files, each with a thread that overwrites a block and syncs it when its round starts.
