@@ -9,7 +9,8 @@ one that returns a cluster of ``minizk server`` processes.
 The cluster has one member.  kazoo's own harness runs a three-member ensemble,
 so the few tests that stop two members, move a client between members or
 reconfigure the ensemble cannot run; they are deselected here (and listed at the
-end of the run) rather than reported as failures.
+end of the run) rather than reported as failures.  With ``MINIZK_CLUSTER_SIZE=3``
+the members form an ensemble and nothing is deselected.
 
 Environment:
     MINIZK_BIN            the minizk executable (default: swift's bin path)
@@ -44,13 +45,8 @@ MULTI_SERVER_TESTS = {
 
 
 # With MINIZK_CLUSTER_SIZE=3 the members form one ensemble (``minizk server --config``, with
-# read-only mode on, as kazoo's harness runs ZooKeeper); these tests still cannot run: MiniZK has
-# no dynamic reconfiguration.
-ENSEMBLE_UNSUPPORTED_TESTS = {
-    "test_client.py::TestReconfig::test_no_super_auth": "MiniZK has no dynamic reconfiguration",
-    "test_client.py::TestReconfig::test_add_remove_observer": "MiniZK has no dynamic reconfiguration",
-    "test_client.py::TestReconfig::test_bad_input": "MiniZK has no dynamic reconfiguration",
-}
+# read-only mode and reconfiguration on, as kazoo's harness runs ZooKeeper); every test runs.
+ENSEMBLE_UNSUPPORTED_TESTS = {}
 
 
 class MiniZKEnsembleServer(MiniZKServer):
@@ -95,7 +91,7 @@ class MiniZKEnsemble:
         self.config_path = os.path.join(work_dir, "zoo.cfg")
         ports = [(free_port("127.0.0.1"), free_port("127.0.0.1"), free_port("127.0.0.1")) for _ in range(size)]
         with open(self.config_path, "w") as config:
-            config.write("tickTime=200\ninitLimit=10\nsyncLimit=5\n")
+            config.write("tickTime=200\ninitLimit=10\nsyncLimit=5\nreconfigEnabled=true\n")
             for index, (client, peer, election) in enumerate(ports):
                 config.write("server.%d=127.0.0.1:%d:%d;%d\n" % (index + 1, peer, election, client))
         self.client_ports = [client for client, _, _ in ports]

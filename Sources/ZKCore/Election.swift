@@ -149,14 +149,15 @@ struct LeaderElection: Sendable {
     /// looks because it gave up leading (maybe for a follower with a newer history), and only
     /// votes of its current round may elect it (as in ZooKeeper's `checkLeader`).
     private func leaderClaims(_ vote: Vote, round: Int64?) -> Bool {
-        if vote.leader == me { return round == self.round }
+        if vote.leader == me { return round == self.round && members.contains(me) }
         guard let claim = settled[vote.leader] else { return false }
         return claim.state == .leading && claim.vote.leader == vote.leader
     }
 
+    /// Voters whose vote is `vote` (a non-voter's own vote never counts).
     private func supporters(of vote: Vote, in table: [Int64: Vote]) -> Int {
-        table.values.filter { $0.leader == vote.leader && $0.zxid == vote.zxid && $0.epoch == vote.epoch }.count
-            + (table[me] == nil && vote == self.vote ? 1 : 0)
+        table.filter { members.contains($0.key) && $0.value.leader == vote.leader && $0.value.zxid == vote.zxid && $0.value.epoch == vote.epoch }.count
+            + (table[me] == nil && vote == self.vote && members.contains(me) ? 1 : 0)
     }
 
     private mutating func check(nowMs: Int64) -> Vote? {
@@ -164,7 +165,7 @@ struct LeaderElection: Sendable {
             finalizeAtMs = nil
             return nil
         }
-        if votes.count == members.count { return vote }
+        if votes.keys.filter(members.contains).count == members.count { return vote }
         if let at = finalizeAtMs {
             return nowMs >= at ? vote : nil
         }

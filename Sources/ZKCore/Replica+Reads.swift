@@ -175,7 +175,7 @@ extension Replica {
             guard watches.remove(path, connection: id, type: type) else { throw .noWatcher }
             return .empty
         case .reconfig:
-            throw .reconfigDisabled
+            throw config.reconfigEnabled ? .unimplemented : .reconfigDisabled
         case .nullPath:
             throw .marshallingError
         default:

@@ -81,9 +81,14 @@ extension Replica {
         lookingSinceMs = nowMs
         prepared = tree
         round += 1
+        // Only voters of the newest known configuration elect; a non-voter starts with the least
+        // vote, takes up the voters' choice and never counts itself.
+        let voters = lastSeenEnsemble.voters
+        let vote = voters.contains(config.serverId)
+            ? Vote(leader: config.serverId, zxid: lastLoggedZxid, epoch: hard.currentEpoch)
+            : Vote(leader: config.serverId, zxid: 0, epoch: -1)
         var election = LeaderElection(
-            me: config.serverId, members: config.ensembleMembers, round: round,
-            vote: Vote(leader: config.serverId, zxid: lastLoggedZxid, epoch: hard.currentEpoch), nowMs: nowMs,
+            me: config.serverId, members: voters, round: round, vote: vote, nowMs: nowMs,
             finalizeWaitMs: config.electionFinalizeWaitMs, resendMinMs: config.electionResendMinMs,
             resendMaxMs: config.electionResendMaxMs)
         let step = election.start(nowMs: nowMs)
@@ -129,7 +134,9 @@ extension Replica {
     // MARK: - Peers
 
     mutating func onPeerMessage(from peer: Int64, _ message: PeerMessage, _ ready: inout Ready) {
-        guard config.ensembleMembers.contains(peer), peer != config.serverId else { return }
+        // Any server may follow (a joining server is not in the configuration yet); the
+        // election counts voters only.
+        guard peer != config.serverId else { return }
         if case .notification(let notification) = message {
             onNotification(from: peer, notification, &ready)
             return
@@ -207,7 +214,7 @@ extension Replica {
     }
 
     private mutating func chooseEpochIfQuorum(_ ready: inout Ready) {
-        guard case .leading(var leader) = role, leader.epoch == 0, leader.infos.count >= quorum else { return }
+        guard case .leading(var leader) = role, leader.epoch == 0, hasQuorum(leader.infos.keys) else { return }
         leader.epoch = max(leader.infos.values.map(\.acceptedEpoch).max() ?? 0, hard.currentEpoch) + 1
         hard.acceptedEpoch = leader.epoch
         role = .leading(leader)
@@ -300,7 +307,7 @@ extension Replica {
 
     private mutating func startSyncIfQuorum(_ ready: inout Ready) {
         guard case .leading(var leader) = role, !leader.syncStarted, leader.epochAcked[config.serverId] != nil,
-            leader.epochAcked.count >= quorum
+            hasQuorum(leader.epochAcked.keys)
         else { return }
         leader.syncStarted = true
         leader.historyZxid = lastLoggedZxid
@@ -355,7 +362,7 @@ extension Replica {
 
     private mutating func establishIfQuorum(_ ready: inout Ready) {
         guard case .leading(var leader) = role, !leader.established, leader.newLeaderAcked.contains(config.serverId),
-            leader.newLeaderAcked.count >= quorum
+            hasQuorum(leader.newLeaderAcked)
         else { return }
         leader.established = true
         leader.acked[config.serverId] = persistedZxid
@@ -390,6 +397,7 @@ extension Replica {
         var ignored: [WatchTrigger] = []
         prepared.apply(txn, triggers: &ignored)
         unapplied.append(txn)
+        noteLogged(txn, &ready)
         store(.append([txn]), &ready)
         for peer in leader.forwarding.sorted() { ready.send(.propose(txn), to: peer) }
     }
@@ -397,14 +405,12 @@ extension Replica {
     /// Leader: commits up to the highest zxid a quorum holds durably.
     private mutating func tryCommit(_ ready: inout Ready) {
         guard case .leading(var leader) = role, leader.established else { return }
-        var holdings = [leader.acked[config.serverId] ?? 0]
-        for peer in leader.newLeaderAcked where peer != config.serverId { holdings.append(leader.acked[peer] ?? 0) }
-        holdings.sort(by: >)
-        guard holdings.count >= quorum else { return }
+        var holdings = [config.serverId: leader.acked[config.serverId] ?? 0]
+        for peer in leader.newLeaderAcked where peer != config.serverId { holdings[peer] = leader.acked[peer] ?? 0 }
         #if MINIZK_BUG_COMMIT_WITHOUT_QUORUM
-        let candidate = min(holdings[0], lastLoggedZxid)  // Planted bug: the best holder, not a quorum.
+        let candidate = min(holdings.values.max() ?? 0, lastLoggedZxid)  // Planted bug: the best holder, not a quorum.
         #else
-        let candidate = min(holdings[quorum - 1], lastLoggedZxid)
+        let candidate = min(committableZxid(holdings), lastLoggedZxid)
         #endif
         guard candidate > commitZxid else { return }
         commitZxid = candidate
@@ -464,6 +470,8 @@ extension Replica {
             case .trunc(let zxid):
                 precondition(tree.lastZxid <= zxid, "TRUNC to 0x\(String(zxid, radix: 16)) below the committed 0x\(String(tree.lastZxid, radix: 16))")
                 while let last = unapplied.last, last.zxid > zxid { unapplied.removeLast() }
+                notePendingReconfig()
+                ready.ensembleServers = knownServers
                 store(.truncate(after: zxid), &ready)
             case .snap(let snapshot):
                 tree = snapshot
@@ -472,6 +480,12 @@ extension Replica {
                 unapplied.removeAll()
                 logBase = snapshot.lastZxid
                 commitZxid = max(commitZxid, snapshot.lastZxid)
+                if let reconfigured = snapshot.node(Paths.config).flatMap({ $0.mzxid > 0 ? Self.ensemble(from: $0.data) : nil }) {
+                    membership = reconfigured
+                    electAfterApplying = true
+                }
+                pendingReconfig = nil
+                ready.ensembleServers = knownServers
                 store(.installSnapshot(snapshot), &ready)
             }
             if !plan.transactions.isEmpty {
@@ -480,6 +494,10 @@ extension Replica {
                     return
                 }
                 unapplied.append(contentsOf: plan.transactions)
+                if plan.transactions.contains(where: { Self.reconfiguration($0) != nil }) {
+                    notePendingReconfig()
+                    ready.ensembleServers = knownServers
+                }
                 store(.append(plan.transactions), &ready)
             }
             hard.currentEpoch = plan.epoch
@@ -504,6 +522,7 @@ extension Replica {
                 return
             }
             unapplied.append(txn)
+            noteLogged(txn, &ready)
             store(.append([txn]), &ready)
             #if MINIZK_BUG_ACK_BEFORE_FSYNC
             ready.send(.ack(txn.zxid), to: follower.leader)  // Planted bug: acknowledges what is not durable yet.
@@ -637,7 +656,7 @@ extension Replica {
                 }
             }
             role = .leading(leader)
-            if leader.serving.count + 1 < quorum {
+            if !hasQuorum(leader.serving.union([config.serverId])) {
                 // Lost the quorum: stop serving rather than accept writes nobody can commit.
                 startElection(&ready)
             }

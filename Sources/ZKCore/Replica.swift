@@ -20,8 +20,8 @@ import ZKProtocol
 ///
 /// Deliberate differences from ZooKeeper 3.8, each documented in `docs/protocol.md`: an unknown
 /// opcode gets an UNIMPLEMENTED reply but the connection stays open; SASL is refused with
-/// AUTHFAILED; reconfig answers RECONFIGDISABLED; a standalone replica also runs Zab (with a quorum
-/// of one), so its zxids carry an epoch.
+/// AUTHFAILED unless users are configured; a standalone replica also runs Zab (with a quorum of
+/// one), so its zxids carry an epoch.
 public struct Replica: Sendable {
     public let config: ReplicaConfig
     /// The committed state that reads see.
@@ -65,6 +65,13 @@ public struct Replica: Sendable {
     var connectedPeers: Set<Int64> = []
     /// FOLLOWERINFO that arrived while this replica was still electing.
     var earlyFollowerInfo: [Int64: (acceptedEpoch: Int64, lastZxid: Zxid)] = [:]
+    /// The ensemble as the committed `/zookeeper/config` describes it.
+    var membership: EnsembleConfig
+    /// A reconfiguration that is logged but not committed yet (at most one at a time), with its zxid.
+    var pendingReconfig: (zxid: Zxid, config: EnsembleConfig)?
+    /// Set when applying a reconfiguration made this replica's leader (or this leader) stop
+    /// being a voter: the replica elects again once the commit is through.
+    var electAfterApplying = false
 
     struct Connection {
         var peerAddress: String
@@ -121,7 +128,11 @@ public struct Replica: Sendable {
         self.config = config
         self.secret = secret == 0 ? config.sessionSecret : secret
         var tree = recovered.tree
-        if let text = config.ensembleConfigText { tree.setConfigData(Array(text.utf8)) }
+        // A reconfiguration in the snapshot (the config node changed by a transaction) wins over
+        // the configuration the replica was started with.
+        let reconfigured = tree.node(Paths.config).flatMap { $0.mzxid > 0 ? Self.ensemble(from: $0.data) : nil }
+        if reconfigured == nil, let text = config.ensembleConfigText { tree.setConfigData(Array(text.utf8)) }
+        self.membership = reconfigured ?? config.initialEnsemble
         self.tree = tree
         self.prepared = tree
         self.unapplied = Deque(recovered.log)
@@ -136,17 +147,22 @@ public struct Replica: Sendable {
         self.nextSessionId = (config.serverId << 56) | timeBits
         self.role = .looking(
             LeaderElection(
-                me: config.serverId, members: config.ensembleMembers, round: 0,
+                me: config.serverId, members: config.initialEnsemble.voters, round: 0,
                 vote: Vote(leader: config.serverId, zxid: recovered.lastZxid, epoch: recovered.hardState.currentEpoch),
                 nowMs: startTimeMs, finalizeWaitMs: config.electionFinalizeWaitMs, resendMinMs: config.electionResendMinMs,
                 resendMaxMs: config.electionResendMaxMs))
+        notePendingReconfig()
     }
 
     var lastLoggedZxid: Zxid { unapplied.last?.zxid ?? applied.last?.zxid ?? logBase }
 
-    var quorum: Int { config.ensembleMembers.count / 2 + 1 }
-
-    var others: [Int64] { config.ensembleMembers.filter { $0 != config.serverId } }
+    /// Every other server of the known configurations: who hears this replica's election.
+    var others: [Int64] {
+        var ids = Set(membership.ids)
+        if let pending = pendingReconfig { ids.formUnion(pending.config.ids) }
+        ids.remove(config.serverId)
+        return ids.sorted()
+    }
 
     /// Whether clients are served: an established leader, or a follower that is up to date.
     public var isServing: Bool {
@@ -192,6 +208,10 @@ public struct Replica: Sendable {
             onPeerConnected(peer, &ready)
         case .peerDisconnected(let peer):
             onPeerDisconnected(peer, &ready)
+        }
+        if electAfterApplying {
+            electAfterApplying = false
+            if leavesAfterReconfiguration { startElection(&ready) }
         }
         if !readOnlySessions.isEmpty, !isLooking { endReadOnlySessions(Array(readOnlySessions.keys), reason: "read-only mode ended", &ready) }
         ready.wakeAtMs = wakeAtMs
@@ -443,7 +463,7 @@ public struct Replica: Sendable {
             return
         }
         let isClosing = sessions[sessionId]?.closing ?? true
-        if Prepare.isWrite(request) && !isClosing && isWellFormedWrite(request) {
+        if (Prepare.isWrite(request) || isReconfigWrite(request)) && !isClosing && isWellFormedWrite(request) {
             connections[id]!.queue.append(.write(header, request))
             if case .closeSession = request { sessions[sessionId]?.closing = true }
             if isLeader {
@@ -463,6 +483,13 @@ public struct Replica: Sendable {
         }
     }
 
+    /// A reconfig goes through the log when reconfiguration is on in an ensemble; otherwise it is
+    /// answered at once (RECONFIGDISABLED, or UNIMPLEMENTED on a standalone server, as ZooKeeper).
+    private func isReconfigWrite(_ request: Request) -> Bool {
+        guard case .reconfig = request else { return false }
+        return config.reconfigEnabled && !config.isStandalone
+    }
+
     /// A multi may only hold write operations; anything else is answered MARSHALLINGERROR
     /// without a transaction.
     private func isWellFormedWrite(_ request: Request) -> Bool {
@@ -475,6 +502,8 @@ public struct Replica: Sendable {
         let body: TransactionBody
         if sessions[sessionId] == nil && tree.sessions[sessionId] == nil && !isPendingSession(sessionId) {
             body = .error(.sessionExpired)
+        } else if case .reconfig(let reconfig) = request {
+            body = prepareReconfig(reconfig, authIds: authIds)
         } else {
             let context = PrepareContext(sessionId: sessionId, authIds: authIds, extendedTypesEnabled: config.extendedTypesEnabled)
             body = Prepare.write(request, tree: prepared, context: context)
@@ -530,6 +559,7 @@ public struct Replica: Sendable {
         #endif
         var triggers: [WatchTrigger] = []
         let outcome = tree.apply(txn, triggers: &triggers)
+        if let next = Self.reconfiguration(txn) { adopt(next, at: txn.zxid, &ready) }
         for trigger in triggers {
             for connection in watches.fire(trigger) where connections[connection]?.closing == false {
                 ready.send(.notification(zxid: -1, WatcherEvent(trigger.type, path: trigger.path)), to: connection)
@@ -551,7 +581,7 @@ public struct Replica: Sendable {
             ready.send(connectResponse(sessionId: txn.sessionId, timeoutMs: timeoutMs, request: request), to: id)
         case .write(let header, let request)? where header.xid == txn.cxid:
             connections[id]!.queue.removeFirst()
-            let (err, response) = Self.writeResponse(request, outcome)
+            let (err, response) = Self.writeResponse(request, outcome, txn.body)
             reply(id, xid: header.xid, zxid: txn.zxid, err: err, response, &ready)
             if case .closeSession = request {
                 closeConnection(id, reason: "session closed by client", &ready)
@@ -574,10 +604,13 @@ public struct Replica: Sendable {
         }
     }
 
-    private static func writeResponse(_ request: Request, _ outcome: ApplyOutcome) -> (ErrorCode, Response) {
+    private static func writeResponse(_ request: Request, _ outcome: ApplyOutcome, _ body: TransactionBody) -> (ErrorCode, Response) {
         switch (request, outcome) {
         case (_, .failed(let code)):
             return (code, .empty)
+        case (.reconfig, .dataSet(let stat)):
+            guard case .setData(_, let data, _) = body else { return (.ok, .empty) }
+            return (.ok, .getData(data: data, stat: stat))
         case (.create, .created(let path, _)):
             return (.ok, .create(path: path))
         case (.create2, .created(let path, let stat)), (.createContainer, .created(let path, let stat)),
@@ -667,7 +700,7 @@ public struct Replica: Sendable {
         var status = ReplicaStatus()
         switch role {
         case .leading: status.mode = config.isStandalone ? "standalone" : "leader"
-        case .following: status.mode = "follower"
+        case .following: status.mode = membership.servers[config.serverId]?.role == .observer ? "observer" : "follower"
         case .looking: status.mode = servesReadOnly ? "read-only" : "looking"
         }
         status.serving = isServing

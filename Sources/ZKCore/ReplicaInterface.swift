@@ -47,14 +47,25 @@ public struct ReplicaConfig: Sendable {
     public var logWindowMax: Int = 20_000
     /// Proposals the leader lets be in flight before it stops preparing new writes.
     public var proposalsInFlightMax: Int = 10_000
-    /// Text of `/zookeeper/config` in an ensemble (ZooKeeper's dynamic config format).
+    /// Text of `/zookeeper/config` in an ensemble (ZooKeeper's dynamic config format, see
+    /// `EnsembleConfig`); it names voters and observers. Without it every member votes.
     public var ensembleConfigText: String? = nil
+    /// ZooKeeper's `reconfigEnabled`: clients (with WRITE on `/zookeeper/config`) may change the
+    /// ensemble's members. Off: reconfig answers RECONFIGDISABLED.
+    public var reconfigEnabled: Bool = false
     /// Shared by every member: session passwords must check out wherever a client reconnects.
     public var sessionSecret: UInt64 = 0x5EC2_E7A1_1CE0_2181
     public init() {}
 
     public var ensembleMembers: [Int64] { members.isEmpty ? [serverId] : members.sorted() }
     public var isStandalone: Bool { ensembleMembers.count == 1 }
+
+    /// The ensemble this replica starts with: `ensembleConfigText` when set (and valid), else
+    /// every member a voter.
+    public var initialEnsemble: EnsembleConfig {
+        if let text = ensembleConfigText, let parsed = try? EnsembleConfig(parsing: text), !parsed.voters.isEmpty { return parsed }
+        return EnsembleConfig(voters: ensembleMembers)
+    }
 
     public var sessionTimeoutMsMin: Int64 { minSessionTimeoutMs ?? 2 * tickMs }
     public var sessionTimeoutMsMax: Int64 { maxSessionTimeoutMs ?? 20 * tickMs }
@@ -118,12 +129,15 @@ public struct Ready: Sendable {
     /// When the replica next wants a `.tick`, besides the regular ticks.
     public var wakeAtMs: Int64? = nil
     public var frames: [OutgoingFrame] = []
+    /// Every server of the configurations the replica now knows of (the committed one and one
+    /// being proposed), when that changed: the shell connects to them.
+    public var ensembleServers: [EnsembleConfig.Server]? = nil
     public var close: [ConnectionID] = []
     /// Reasons for the closes, for the shell's log, index-aligned with `close`.
     public var closeReasons: [String] = []
     public init() {}
 
-    public var isEmpty: Bool { storage.isEmpty && frames.isEmpty && close.isEmpty && messages.isEmpty }
+    public var isEmpty: Bool { storage.isEmpty && frames.isEmpty && close.isEmpty && messages.isEmpty && ensembleServers == nil }
 
     /// The transactions `storage` appends, in order.
     public var persist: [Transaction] {

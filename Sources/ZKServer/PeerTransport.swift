@@ -16,6 +16,13 @@ public protocol PeerTransport: AnyObject, Sendable {
     func flush(from serverId: Int64)
     /// Detaches the replica: its peers see it disconnect.
     func detach(serverId: Int64)
+    /// The servers of the configurations the replica knows of changed (a reconfiguration): the
+    /// transport reaches the new ones.
+    func updatePeers(_ servers: [EnsembleConfig.Server], of serverId: Int64)
+}
+
+extension PeerTransport {
+    public func updatePeers(_ servers: [EnsembleConfig.Server], of serverId: Int64) {}
 }
 
 /// The transport of an embedded ensemble: replicas in one process hand each other messages
@@ -75,7 +82,9 @@ public final class InProcessNetwork: PeerTransport, @unchecked Sendable {
 ///
 /// One connection per pair: the replica with the higher id dials every replica with a lower id and
 /// says who it is in a hello; the lower one accepts. A dial that fails, or a connection that
-/// breaks, is retried with back-off. Frames follow the grammar in `PeerCodec.swift`.
+/// breaks, is retried with back-off. Frames follow the grammar in `PeerCodec.swift`. Any server
+/// may dial in (one that joins the ensemble is not in its configuration yet); servers that a
+/// reconfiguration adds are dialled from then on (`updatePeers`).
 public final class TCPPeerTransport: PeerTransport, @unchecked Sendable {
     public struct Peer: Sendable {
         public var id: Int64
@@ -89,7 +98,7 @@ public final class TCPPeerTransport: PeerTransport, @unchecked Sendable {
     }
 
     private let serverId: Int64
-    private let peers: [Int64: Peer]
+    private var peers: [Int64: Peer]
     private let group: any EventLoopGroup
     private let logger: Logger
     private let lock = NIOLock()
@@ -121,8 +130,28 @@ public final class TCPPeerTransport: PeerTransport, @unchecked Sendable {
     }
 
     public func attach(serverId: Int64, deliver: @escaping @Sendable ([ReplicaInput]) -> Void) {
-        lock.withLock { self.deliver = deliver }
+        let peers = lock.withLock {
+            self.deliver = deliver
+            return self.peers
+        }
         for peer in peers.values.sorted(by: { $0.id < $1.id }) where peer.id < serverId {
+            dial(peer, delayMs: 0)
+        }
+    }
+
+    public func updatePeers(_ servers: [EnsembleConfig.Server], of serverId: Int64) {
+        let added: [Peer] = lock.withLock {
+            var added: [Peer] = []
+            for server in servers where server.id != serverId {
+                let peer = Peer(id: server.id, host: server.host, port: server.peerPort)
+                let known = peers[server.id]
+                peers[server.id] = peer
+                if known?.host != peer.host || known?.port != peer.port { added.append(peer) }
+            }
+            return stopped ? [] : added
+        }
+        for peer in added where peer.id < serverId {
+            logger.info("dialling a server of the new configuration", metadata: ["peer": "\(peer.id)", "address": "\(peer.host):\(peer.port)"])
             dial(peer, delayMs: 0)
         }
     }
@@ -130,7 +159,7 @@ public final class TCPPeerTransport: PeerTransport, @unchecked Sendable {
     private func dial(_ peer: Peer, delayMs: Int64) {
         let loop = group.next()
         loop.scheduleTask(in: .milliseconds(delayMs)) { [self] in
-            if lock.withLock({ stopped || channels[peer.id] != nil }) { return }
+            if lock.withLock({ stopped || channels[peer.id] != nil || peers[peer.id]?.port != peer.port }) { return }
             let bootstrap = ClientBootstrap(group: loop)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .connectTimeout(.seconds(2))
@@ -182,7 +211,7 @@ public final class TCPPeerTransport: PeerTransport, @unchecked Sendable {
         guard wasCurrent else { return }
         logger.debug("peer disconnected", metadata: ["peer": "\(peer)"])
         deliver?([.peerDisconnected(peer)])
-        if !stopped, peer < serverId, let info = peers[peer] { dial(info, delayMs: 50) }
+        if !stopped, peer < serverId, let info = lock.withLock({ peers[peer] }) { dial(info, delayMs: 50) }
     }
 
     fileprivate func received(_ messages: [PeerMessage], from peer: Int64) {
@@ -213,7 +242,7 @@ public final class TCPPeerTransport: PeerTransport, @unchecked Sendable {
         listener?.close(promise: nil)
     }
 
-    fileprivate var knownPeers: Set<Int64> { Set(peers.keys) }
+    fileprivate func accepts(_ peer: Int64) -> Bool { peer != serverId }
 }
 
 /// Cuts the peer byte stream into messages; on an accepted connection the first bytes are the
@@ -266,7 +295,7 @@ final class PeerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .hello(let id):
-            guard transport.knownPeers.contains(id) else {
+            guard transport.accepts(id) else {
                 context.close(promise: nil)
                 return
             }

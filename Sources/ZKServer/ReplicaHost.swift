@@ -320,6 +320,7 @@ final class ReplicaHost: @unchecked Sendable {
                 eventLoop.execute { [self] in self.flushPeerMessagesNow() }
             }
         }
+        if let servers = ready.ensembleServers { peerTransport?.updatePeers(servers, of: config.serverId) }
         send(ready.frames)
         for (index, id) in ready.close.enumerated() {
             let reason = index < ready.closeReasons.count ? ready.closeReasons[index] : "closed by the replica"

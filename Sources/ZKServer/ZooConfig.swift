@@ -9,6 +9,8 @@ import ZKCore
 ///     dataDir=/var/lib/minizk
 ///     clientPort=2181                       (used when a server line has no client address)
 ///     server.1=127.0.0.1:2888:3888;2181     (host:peerPort:electionPort[:role][;[clientHost:]clientPort])
+///     server.4=127.0.0.1:2891:3891:observer;2184   (an observer: follows, does not vote)
+///     reconfigEnabled=true                  (clients may change the members with reconfig)
 ///     minSessionTimeout=… maxSessionTimeout=… 4lw.commands.whitelist=… (accepted)
 ///
 /// MiniZK speaks its whole peer protocol on the peer port; the election port is accepted and
@@ -21,6 +23,7 @@ public struct ZooConfig: Sendable, Equatable {
         public var electionPort: Int
         public var clientHost: String
         public var clientPort: Int
+        public var role: EnsembleConfig.Role = .participant
     }
 
     public var tickMs: Int64 = 2000
@@ -32,6 +35,7 @@ public struct ZooConfig: Sendable, Equatable {
     public var maxSessionTimeoutMs: Int64?
     public var servers: [Server] = []
     public var extendedTypesEnabled = false
+    public var reconfigEnabled = false
 
     public enum ParseError: Error, CustomStringConvertible, Equatable {
         case invalidLine(number: Int, line: String, reason: String)
@@ -68,6 +72,7 @@ public struct ZooConfig: Sendable, Equatable {
             case "minSessionTimeout": minSessionTimeoutMs = try integer()
             case "maxSessionTimeout": maxSessionTimeoutMs = try integer()
             case "extendedTypesEnabled": extendedTypesEnabled = value == "true"
+            case "reconfigEnabled": reconfigEnabled = value == "true"
             default:
                 if key.hasPrefix("server.") {
                     guard let id = Int64(key.dropFirst("server.".count)) else {
@@ -91,6 +96,12 @@ public struct ZooConfig: Sendable, Equatable {
             throw ParseError.invalidLine(number: lineNumber, line: line, reason: "expected host:peerPort:electionPort")
         }
         var server = Server(id: id, host: String(parts[0]), peerPort: peer, electionPort: election, clientHost: "127.0.0.1", clientPort: 0)
+        if parts.count >= 4 {
+            guard parts.count == 4, let role = EnsembleConfig.Role(rawValue: parts[3].lowercased()) else {
+                throw ParseError.invalidLine(number: lineNumber, line: line, reason: "role must be participant or observer")
+            }
+            server.role = role
+        }
         if halves.count == 2 {
             let client = halves[1].split(separator: ":")
             if client.count == 2, let port = Int(client[1]) {
@@ -116,6 +127,7 @@ public struct ZooConfig: Sendable, Equatable {
         config.minSessionTimeoutMs = minSessionTimeoutMs
         config.maxSessionTimeoutMs = maxSessionTimeoutMs
         config.extendedTypesEnabled = extendedTypesEnabled
+        config.reconfigEnabled = reconfigEnabled
         config.dataDir = dataDir ?? ""
         if servers.count > 1 { config.ensembleConfigText = dynamicConfigText }
         return config
@@ -123,7 +135,7 @@ public struct ZooConfig: Sendable, Equatable {
 
     /// `/zookeeper/config` in ZooKeeper's format.
     public var dynamicConfigText: String {
-        servers.map { "server.\($0.id)=\($0.host):\($0.peerPort):\($0.electionPort):participant;\($0.clientHost):\($0.clientPort)" }
+        servers.map { "server.\($0.id)=\($0.host):\($0.peerPort):\($0.electionPort):\($0.role.rawValue);\($0.clientHost):\($0.clientPort)" }
             .joined(separator: "\n") + "\nversion=0"
     }
 }

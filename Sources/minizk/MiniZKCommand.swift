@@ -46,6 +46,9 @@ struct ReplicaArguments: ParsableArguments {
     @Flag(help: "Read-only mode (ZooKeeper's readonlymode.enabled): a member without a leader serves read-only clients.")
     var readOnlyMode = false
 
+    @Flag(help: "Let clients change the ensemble's members with reconfig (ZooKeeper's reconfigEnabled; also read from zoo.cfg).")
+    var reconfigEnabled = false
+
     @Option(help: "Also serve clients over TLS on this port (ZooKeeper's secureClientPort; ensemble: member N on this port + N - 1); needs --tls-cert and --tls-key.")
     var securePort: Int?
 
@@ -143,6 +146,7 @@ struct ReplicaArguments: ParsableArguments {
         var config = ReplicaConfig()
         config.saslUsers = try saslUsers()
         config.readOnlyModeEnabled = readOnlyMode
+        config.reconfigEnabled = reconfigEnabled
         config.tickMs = tickMs
         config.minSessionTimeoutMs = minSessionTimeoutMs
         config.maxSessionTimeoutMs = maxSessionTimeoutMs
@@ -222,10 +226,9 @@ struct ServerCommand: AsyncParsableCommand {
         replicaConfig.extendedTypesEnabled = zooConfig.extendedTypesEnabled || replica.extendedTypes
         if let ms = replica.minSessionTimeoutMs { replicaConfig.minSessionTimeoutMs = ms }
         if let ms = replica.maxSessionTimeoutMs { replicaConfig.maxSessionTimeoutMs = ms }
-        // Every member must derive the same session secret: take it from the shared configuration.
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in zooConfig.dynamicConfigText.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
-        replicaConfig.sessionSecret = hash
+        replicaConfig.reconfigEnabled = zooConfig.reconfigEnabled || replica.reconfigEnabled
+        // Every member keeps the default session secret: a session must check out on any member,
+        // also on one that joined later with a configuration of its own.
         let dataDir = replica.dataDir ?? zooConfig.dataDir ?? "minizk-data/node-\(id)"
         let store: any ReplicaStore
         if inMemory { store = MemoryStore() } else { store = try replica.makeStore(directory: dataDir) }

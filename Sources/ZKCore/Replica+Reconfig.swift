@@ -1,0 +1,136 @@
+import ZKProtocol
+
+// Dynamic reconfiguration, as ZooKeeper 3.5+ offers it.
+//
+// The ensemble is what the committed `/zookeeper/config` says: its participants vote, its
+// observers follow without voting. `reconfig` (opcode 16) is a write: the leader checks it in
+// ZooKeeper's order (enabled, not standalone, none in progress, the expected version, the new
+// members parse, at least two voters, a quorum of the new voters synced with the leader, WRITE
+// on `/zookeeper/config`) and proposes the new text as a change of `/zookeeper/config` — the
+// transaction ZooKeeper logs, a setData with version -1, which nothing else produces. From the
+// moment it is logged until it commits, the reconfiguration is *pending*: the leader commits
+// only what a quorum of the old voters and a quorum of the new voters hold, and establishes a
+// new epoch only with both. Every replica switches to the new configuration when it applies the
+// transaction. A leader that is no longer a voter then steps down, and followers whose leader
+// is no longer a voter elect again; servers that joined (or stayed on) as non-voters go on
+// following whoever leads.
+
+extension Replica {
+    /// The configuration a transaction installs, if it is a reconfiguration.
+    static func reconfiguration(_ txn: Transaction) -> EnsembleConfig? {
+        guard case .setData(let path, let data, let version) = txn.body, path == Paths.config, version == -1 else { return nil }
+        return ensemble(from: data)
+    }
+
+    static func ensemble(from data: [UInt8]?) -> EnsembleConfig? {
+        guard let data, let config = try? EnsembleConfig(parsing: String(decoding: data, as: UTF8.self)), !config.voters.isEmpty else {
+            return nil
+        }
+        return config
+    }
+
+    /// The newest configuration this replica knows of: pending, else committed.
+    var lastSeenEnsemble: EnsembleConfig { pendingReconfig?.config ?? membership }
+
+    /// Whether `ids` hold a quorum of every configuration that may be in force: the committed one
+    /// and, while a reconfiguration is pending, the proposed one.
+    func hasQuorum<S: Sequence<Int64>>(_ ids: S) -> Bool {
+        let ids = Set(ids)
+        return membership.isQuorum(ids) && (pendingReconfig.map { $0.config.isQuorum(ids) } ?? true)
+    }
+
+    /// The highest zxid that may commit, given what each replica holds durably: a quorum of the
+    /// committed voters must hold it and, from a pending reconfiguration on, a quorum of its voters too.
+    func committableZxid(_ holdings: [Int64: Zxid]) -> Zxid {
+        let old = membership.quorumZxid(holdings)
+        guard let pending = pendingReconfig, old >= pending.zxid else { return old }
+        return max(pending.zxid - 1, min(old, pending.config.quorumZxid(holdings)))
+    }
+
+    /// Every server of the known configurations (a pending one's entries win).
+    var knownServers: [EnsembleConfig.Server] {
+        var servers = membership.servers
+        if let pending = pendingReconfig { servers.merge(pending.config.servers) { _, new in new } }
+        return servers.keys.sorted().map { servers[$0]! }
+    }
+
+    /// Finds the last reconfiguration among the logged, unapplied transactions.
+    mutating func notePendingReconfig() {
+        pendingReconfig = nil
+        for txn in unapplied.reversed() {
+            if let config = Self.reconfiguration(txn) {
+                pendingReconfig = (txn.zxid, config)
+                return
+            }
+        }
+    }
+
+    /// Notes a transaction just logged (by the leader's proposal or a follower's copy).
+    mutating func noteLogged(_ txn: Transaction, _ ready: inout Ready) {
+        guard let config = Self.reconfiguration(txn) else { return }
+        pendingReconfig = (txn.zxid, config)
+        ready.ensembleServers = knownServers
+    }
+
+    /// A committed reconfiguration was applied.
+    mutating func adopt(_ next: EnsembleConfig, at zxid: Zxid, _ ready: inout Ready) {
+        membership = next
+        if let pending = pendingReconfig, pending.zxid <= zxid { pendingReconfig = nil }
+        ready.ensembleServers = knownServers
+        electAfterApplying = true
+    }
+
+    /// After applying a reconfiguration: a leader that no longer votes, or a follower whose leader
+    /// no longer does, looks for the leader of the new configuration.
+    var leavesAfterReconfiguration: Bool {
+        switch role {
+        case .leading: return !membership.isVoter(config.serverId)
+        case .following(let follower): return !membership.isVoter(follower.leader)
+        case .looking: return false
+        }
+    }
+
+    /// Leader: checks a reconfig request and makes it a transaction (or an error).
+    func prepareReconfig(_ request: ReconfigRequest, authIds: [Id]) -> TransactionBody {
+        do throws(ErrorCode) {
+            return try checkedReconfig(request, authIds: authIds)
+        } catch {
+            return .error(error)
+        }
+    }
+
+    private func checkedReconfig(_ request: ReconfigRequest, authIds: [Id]) throws(ErrorCode) -> TransactionBody {
+        guard config.reconfigEnabled else { throw .reconfigDisabled }
+        guard case .leading(let leader) = role else { throw .systemError }
+        guard pendingReconfig == nil else { throw .reconfigInProgress }
+        let current = membership
+        if request.currentConfigId != -1 && request.currentConfigId != current.version { throw .badVersion }
+        var next: EnsembleConfig
+        do throws(EnsembleConfig.ParseError) {
+            if let members = request.newMembers {
+                next = try EnsembleConfig(parsing: members)
+                guard !next.servers.isEmpty else { throw EnsembleConfig.ParseError("no servers") }
+            } else {
+                for entry in (request.joiningServers ?? "").split(separator: ",") where !entry.trimmingSpaces.isEmpty {
+                    let server = try EnsembleConfig.parseServerLine(String(entry))
+                    guard server.clientPort != nil else { throw EnsembleConfig.ParseError("server.\(server.id) has no client port") }
+                }
+                next = try current.changed(joining: request.joiningServers, leaving: request.leavingServers)
+            }
+        } catch {
+            throw .badArguments
+        }
+        guard next.voters.count >= 2 else { throw .badArguments }
+        var synced = leader.serving
+        synced.insert(config.serverId)
+        guard next.isQuorum(synced) else { throw .newConfigNoQuorum }
+        guard let node = prepared.node(Paths.config), ACLs.check(node.acl, .write, authIds: authIds) else { throw .noAuth }
+        // The version is the zxid of the transaction: `propose` follows at once with the next one.
+        next.version = Zxid.make(epoch: Int32(truncatingIfNeeded: leader.epoch), counter: leader.counter &+ 1)
+        return .setData(path: Paths.config, data: Array(next.text.utf8), version: -1)
+    }
+}
+
+extension Substring {
+    fileprivate var trimmingSpaces: Substring { drop(while: { $0 == " " }) }
+}
