@@ -17,7 +17,7 @@ import ZKProtocol
 
 extension Replica {
     /// The configuration a transaction installs, if it is a reconfiguration.
-    static func reconfiguration(_ txn: Transaction) -> EnsembleConfig? {
+    public static func reconfiguration(_ txn: Transaction) -> EnsembleConfig? {
         guard case .setData(let path, let data, let version) = txn.body, path == Paths.config, version == -1 else { return nil }
         return ensemble(from: data)
     }

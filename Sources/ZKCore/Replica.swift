@@ -462,6 +462,14 @@ public struct Replica: Sendable {
             closeConnection(id, reason: "more than \(config.outstandingRequestsPerConnectionMax) outstanding requests", &ready)
             return
         }
+        if queueCount > 0, case .auth(_, let scheme, let auth) = request,
+            let ids = ACLs.authenticate(scheme: scheme, auth: auth, peerAddress: connections[id]!.peerAddress, superDigest: config.superDigest)
+        {
+            // The identity changes on receipt, as in ZooKeeper, which handles auth as soon as it
+            // reads it: writes sent after it carry it even while earlier requests (the session's
+            // creation) still wait. Its reply keeps its place in the queue.
+            for newId in ids where !connections[id]!.authIds.contains(newId) { connections[id]!.authIds.append(newId) }
+        }
         let isClosing = sessions[sessionId]?.closing ?? true
         if (Prepare.isWrite(request) || isReconfigWrite(request)) && !isClosing && isWellFormedWrite(request) {
             connections[id]!.queue.append(.write(header, request))

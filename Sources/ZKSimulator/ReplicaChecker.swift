@@ -38,14 +38,16 @@ public final class Verdict {
 /// - **contiguity**: applied zxids follow each other (next counter, or counter 1 of a later
 ///   epoch), and so do the zxids in every replica's log;
 /// - **durability of commits**: the moment a transaction is first applied anywhere (committed),
-///   a quorum holds it durably — in records that survive a crash now, not in an unsynced tail;
+///   a quorum holds it durably — in records that survive a crash now, not in an unsynced tail —
+///   a quorum of the voters in force before it and, for a reconfiguration, of its new voters too;
 /// - **one established leader per epoch**;
 /// - **no regression**: a replica's applied state never goes back, except by restarting from
 ///   what its disk kept, which must itself be a committed state;
 /// - **equal trees at equal zxids**, and **ephemerals only of live sessions**, at checkpoints.
 final class ReplicaChecker: ClusterObserver {
     let verdict: Verdict
-    let quorum: Int
+    /// Voters of the configuration in force, following the committed reconfigurations.
+    private var voters: [Int64]
     /// Every committed transaction, by zxid.
     private(set) var committed: [Zxid: Transaction] = [:]
     /// When each was first applied: (logical time, virtual ms).
@@ -69,7 +71,7 @@ final class ReplicaChecker: ClusterObserver {
 
     init(verdict: Verdict, members: Int) {
         self.verdict = verdict
-        self.quorum = members / 2 + 1
+        self.voters = (1...Int64(max(members, 1))).map { $0 }
     }
 
     func cluster(_ cluster: Cluster, stepped id: Int64, input: ReplicaInput, ready: Ready) {
@@ -142,7 +144,11 @@ final class ReplicaChecker: ClusterObserver {
             committedAt[txn.zxid] = (cluster.eventsHandled, cluster.nowMs)
             if txn.zxid > maxCommitted {
                 maxCommitted = txn.zxid
-                checkDurableOnQuorum(txn.zxid, by: id, cluster)
+                checkDurableOnQuorum(txn.zxid, of: voters, by: id, cluster)
+                if let next = Replica.reconfiguration(txn) {
+                    checkDurableOnQuorum(txn.zxid, of: next.voters, by: id, cluster)
+                    voters = next.voters
+                }
             }
         }
         if let next = successor[previous] {
@@ -160,13 +166,14 @@ final class ReplicaChecker: ClusterObserver {
 
     /// A transaction is committed once a quorum acknowledged it, and a replica acknowledges
     /// only what is durable: so when it is first applied, a quorum must hold it on disk.
-    private func checkDurableOnQuorum(_ zxid: Zxid, by id: Int64, _ cluster: Cluster) {
-        let holders = cluster.members.filter { cluster.store($0).durableZxid >= zxid }
+    private func checkDurableOnQuorum(_ zxid: Zxid, of voters: [Int64], by id: Int64, _ cluster: Cluster) {
+        let holders = voters.filter { cluster.store($0).durableZxid >= zxid }
+        let quorum = voters.count / 2 + 1
         if holders.count < quorum {
             let state = cluster.members.map { "n\($0): durable \(hex(cluster.store($0).durableZxid)) logged \(hex(cluster.store($0).lastZxid))\(cluster.isUp($0) ? "" : " (down)")" }
             verdict.fail(
                 "zab.commit-durable-on-quorum",
-                "n\(id) applied \(hex(zxid)) as committed while only \(holders.count) replica(s) \(holders.map { "n\($0)" }) hold it durably (quorum \(quorum))",
+                "n\(id) applied \(hex(zxid)) as committed while only \(holders.count) of the voters \(voters) (\(holders.map { "n\($0)" })) hold it durably (quorum \(quorum))",
                 context: state)
         }
     }

@@ -7,7 +7,8 @@ import ZKProtocol
 /// 1. **Start**: the ensemble elects a leader; a setup client creates the workload's parents.
 /// 2. **Safety phase**: clients run the workload while the nemesis injects faults (crashes,
 ///    partitions, clogs, pauses, disk stalls, broken connections) and the network drops,
-///    duplicates and reorders at the connection level. Checkers watch every step.
+///    duplicates and reorders at the connection level; in some seeds an administrator also
+///    reconfigures the membership now and then. Checkers watch every step.
 /// 3. **Liveness phase**: every fault is healed and every replica restarted. Within a bounded
 ///    virtual time a quorum must elect a leader, every replica must catch up, every client
 ///    must get its probe (a write and a read) answered, and every abandoned session must expire.
@@ -24,9 +25,13 @@ public final class Simulation {
     var clients: [SimClient] = []
     var setup: SimClient?
     private var nemesisRandom: SimRandom
+    /// Reconfigurations draw from a stream of their own: seeds without them run as before.
+    private var reconfigRandom: SimRandom
     private var faultPhase = true
     private var cutCounts: [String: Int] = [:]
     public private(set) var faultsInjected: [String] = []
+    /// Reconfigurations the administrator asked for.
+    private var reconfigsAsked = 0
 
     public init(options: SimulationOptions, traceSink: ((String) -> Void)? = nil) {
         self.options = options
@@ -44,15 +49,23 @@ public final class Simulation {
         clusterOptions.reconnectDelay = options.reconnectDelay
         clusterOptions.recordsMessages = false
         let logWindowMax = options.logWindowMax
+        let members = (1...Int64(options.nodes)).map { $0 }
+        let ensembleText = options.reconfigIntervalMs == nil ? nil : Self.ensemble(members).text
         clusterOptions.configure = { config in
             config.logWindowMax = logWindowMax
+            if let ensembleText {
+                config.ensembleConfigText = ensembleText
+                config.reconfigEnabled = true
+                config.superDigest = Simulation.adminDigest
+            }
         }
-        cluster = Cluster(members: (1...Int64(options.nodes)).map { $0 }, options: clusterOptions)
+        cluster = Cluster(members: members, options: clusterOptions)
         cluster.traceSink = traceSink
         verdict = Verdict(cluster: cluster)
         checker = ReplicaChecker(verdict: verdict, members: options.nodes)
         cluster.observers.append(checker)
         nemesisRandom = SimRandom.derive(options.seed, "nemesis")
+        reconfigRandom = SimRandom.derive(options.seed, "reconfig")
     }
 
     // MARK: - Running
@@ -76,7 +89,8 @@ public final class Simulation {
             operations: history.entries.count, completed: history.completed, sessions: history.sessions.count,
             committed: checker.committed.count, faults: faultsInjected, unknownPaths: summary.unknownPaths,
             linearizabilityPaths: summary.paths, readsChecked: summary.readsChecked, statistics: cluster.statistics,
-            leaders: checker.leaderOfEpoch.count)
+            leaders: checker.leaderOfEpoch.count, reconfigsAsked: reconfigsAsked,
+            reconfigsCommitted: checker.committed.values.filter { Replica.reconfiguration($0) != nil }.count)
     }
 
     private func runSetup() {
@@ -111,6 +125,7 @@ public final class Simulation {
         }
         let end = cluster.nowMs + options.safetyMs
         if !options.faults.isEmpty { scheduleNextFault(until: end) }
+        if let interval = options.reconfigIntervalMs { scheduleNextReconfig(every: interval, until: end) }
         cluster.run(forMs: options.safetyMs)
     }
 
@@ -304,6 +319,70 @@ public final class Simulation {
         }
     }
 
+    // MARK: - Reconfiguration
+
+    static let adminDigest = ACLs.digest("admin:reconfig")
+
+    /// Every member a participant, with made-up addresses (the simulator routes by id).
+    static func ensemble(_ members: [Int64]) -> EnsembleConfig {
+        EnsembleConfig(servers: members.map { server($0, .participant) })
+    }
+
+    static func server(_ id: Int64, _ role: EnsembleConfig.Role) -> EnsembleConfig.Server {
+        EnsembleConfig.Server(
+            id: id, host: "10.0.1.\(id)", peerPort: 2888, electionPort: 3888, role: role, clientHost: "10.0.1.\(id)", clientPort: 2181)
+    }
+
+    private func scheduleNextReconfig(every intervalMs: Int64, until end: Int64) {
+        let delay = reconfigRandom.int((intervalMs / 2)...(intervalMs * 3 / 2))
+        cluster.after(delay) { [weak self] in
+            guard let self, self.faultPhase, self.cluster.nowMs < end else { return }
+            self.reconfigure()
+            self.scheduleNextReconfig(every: intervalMs, until: end)
+        }
+    }
+
+    /// An administrator asks a random member to change one member: a participant becomes an
+    /// observer or leaves, an observer becomes a participant, one that left joins again. The
+    /// request may fail (no quorum synced, one in progress, the connection breaks): that is
+    /// part of the test. The membership it sees is the leader's, if there is one.
+    private func reconfigure() {
+        guard let leader = cluster.leaders.first,
+            let data = cluster.replica(leader).tree.node(Paths.config)?.data,
+            let current = try? EnsembleConfig(parsing: String(decoding: data, as: UTF8.self))
+        else { return }
+        let member = reconfigRandom.pick(cluster.members)
+        let voters = current.voters
+        var joining: String?
+        var leaving: String?
+        switch current.servers[member]?.role {
+        case .participant?:
+            guard voters.count > 2 else { return }
+            if reconfigRandom.chance(0.5) {
+                leaving = "\(member)"
+            } else {
+                joining = "server.\(member)=" + Self.server(member, .observer).spec
+            }
+        case .observer?:
+            joining = "server.\(member)=" + Self.server(member, .participant).spec
+        case nil:
+            joining = "server.\(member)=" + Self.server(member, reconfigRandom.chance(0.5) ? .participant : .observer).spec
+        }
+        let via = reconfigRandom.pick(cluster.members)
+        reconfigsAsked += 1
+        record("reconfig \(joining.map { "+" + $0 } ?? "-server.\(leaving!)") via n\(via)")
+        let admin = cluster.openConnection(to: via) { _ in }
+        cluster.clientSend(admin, .connect(admin, ConnectRequest(timeoutMs: 4_000, sessionId: 0, password: [UInt8](repeating: 0, count: 16))))
+        cluster.clientSend(admin, .request(admin, RequestHeader(xid: -4, type: OpCode.auth.rawValue), .auth(type: 0, scheme: "digest", auth: Array("admin:reconfig".utf8))))
+        let request = ReconfigRequest(joiningServers: joining, leavingServers: leaving, newMembers: nil, currentConfigId: -1)
+        cluster.clientSend(admin, .request(admin, RequestHeader(xid: 1, type: OpCode.reconfig.rawValue), .reconfig(request)))
+        cluster.after(2_000) { [weak self] in
+            guard let self else { return }
+            self.cluster.clientSend(admin, .request(admin, RequestHeader(xid: 2, type: OpCode.closeSession.rawValue), .closeSession))
+            self.cluster.clientClose(admin)
+        }
+    }
+
     private func shuffle(_ items: inout [Int64]) {
         guard items.count > 1 else { return }
         for index in stride(from: items.count - 1, to: 0, by: -1) {
@@ -381,6 +460,8 @@ public struct SimulationResult: Sendable {
     public var readsChecked: Int?
     public var statistics: Cluster.Statistics
     public var leaders: Int
+    public var reconfigsAsked = 0
+    public var reconfigsCommitted = 0
 
     public var passed: Bool { violation == nil }
     public var seed: UInt64 { options.seed }
@@ -392,7 +473,8 @@ public struct SimulationResult: Sendable {
     /// The summary line of a run.
     public var summary: String {
         let outcome = violation.map { "FAIL \($0.property)" } ?? (unknownPaths.isEmpty ? "pass" : "pass (linearizability unknown on \(unknownPaths.count) path(s))")
-        return "seed \(seed): \(outcome); \(simulatedMs)ms simulated, \(events) events, \(operations) ops (\(completed) answered), \(committed) txns, \(faults.count) faults, \(leaders) leader epochs"
+        let reconfigs = reconfigsAsked > 0 ? ", \(reconfigsCommitted) of \(reconfigsAsked) reconfigs committed" : ""
+        return "seed \(seed): \(outcome); \(simulatedMs)ms simulated, \(events) events, \(operations) ops (\(completed) answered), \(committed) txns, \(faults.count) faults, \(leaders) leader epochs\(reconfigs)"
     }
 
     /// The full report: options first, then the outcome, the evidence, and the replay command.

@@ -69,6 +69,10 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
     public var workload: WorkloadSpec
     /// How often replicas are compared (digests, ephemerals) during the run.
     public var checkpointMs: Int64 = 500
+    /// Mean time between two reconfigurations in the fault phase (a member becomes an observer
+    /// or a participant again, leaves or joins again); nil: the membership never changes.
+    /// Drawn from a stream of its own, so that the rest of a seed's options do not depend on it.
+    public var reconfigIntervalMs: Int64?
     /// Steps the linearizability search may take per path before it says "unknown".
     public var linearizabilityBudget: Int = 200_000
 
@@ -118,6 +122,8 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
             faultIntervalMs: faultIntervalMs, faults: faults, tornWriteProbability: torn, logWindowMax: logWindowMax,
             workload: workload)
         if profile == .quick { options.checkpointMs = 1_000 }
+        var reconfigRandom = SimRandom.derive(seed, "reconfig-options")
+        if nodes > 1 && reconfigRandom.chance(0.3) { options.reconfigIntervalMs = reconfigRandom.pick([300, 1_000, 3_000] as [Int64]) }
         return options
     }
 
@@ -127,7 +133,8 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
             "phases: safety \(safetyMs)ms with faults, then healed; liveness within \(livenessMs)ms",
             "network: peer latency \(peerLatency) x1-\(linkLatencySpread) per link, client latency \(clientLatency), drop=\(formatProbability(dropProbability)) duplicate=\(formatProbability(duplicateProbability)) reorder=\(formatProbability(reorderProbability)) (connection-level), break detection \(detectionDelay), reconnect \(reconnectDelay)",
             "disk: fsync \(fsyncLatency), torn last write p=\(tornWriteProbability)",
-            "nemesis: every ~\(faultIntervalMs)ms one of [\(faults.map(\.rawValue).joined(separator: ","))]",
+            "nemesis: every ~\(faultIntervalMs)ms one of [\(faults.map(\.rawValue).joined(separator: ","))]"
+                + (reconfigIntervalMs.map { "; reconfig every ~\($0)ms" } ?? "; no reconfig"),
             "replicas: DIFF window \(logWindowMax)",
             "workload: \(workload)",
         ].joined(separator: "\n")
@@ -142,6 +149,8 @@ public struct SimulationOverrides: Sendable {
     public var clients: Int?
     public var safetyMs: Int64?
     public var faults: [FaultKind]?
+    /// Mean interval of reconfigurations; 0 turns them off.
+    public var reconfigMs: Int64?
     public init() {}
 
     public func apply(seed: UInt64) -> SimulationOptions {
@@ -149,6 +158,7 @@ public struct SimulationOverrides: Sendable {
         if let nodes { options.nodes = nodes }
         if let clients { options.clients = clients }
         if let safetyMs { options.safetyMs = safetyMs }
+        if let reconfigMs { options.reconfigIntervalMs = reconfigMs > 0 && options.nodes > 1 ? reconfigMs : nil }
         if let faults {
             options.faults = faults
             if faults.isEmpty {
@@ -167,6 +177,7 @@ public struct SimulationOverrides: Sendable {
         if let nodes { arguments += ["--nodes", "\(nodes)"] }
         if let clients { arguments += ["--clients", "\(clients)"] }
         if let safetyMs { arguments += ["--safety-ms", "\(safetyMs)"] }
+        if let reconfigMs { arguments += ["--reconfig-ms", "\(reconfigMs)"] }
         if let faults { arguments += ["--faults", faults.isEmpty ? "none" : faults.map(\.rawValue).joined(separator: ",")] }
         return arguments
     }

@@ -43,6 +43,9 @@ struct SimCommand: ParsableCommand {
     @Option(help: "Length of the fault phase in virtual ms (default: from the seed).")
     var safetyMs: Int64?
 
+    @Option(help: "Mean virtual ms between two reconfigurations of the membership, 0 for none (default: from the seed).")
+    var reconfigMs: Int64?
+
     @Option(help: "Fault kinds, comma-separated, or 'none' (default: from the seed). Kinds: \(FaultKind.allCases.map(\.rawValue).joined(separator: ", ")).")
     var faults: String?
 
@@ -91,6 +94,7 @@ struct SimCommand: ParsableCommand {
         overrides.nodes = nodes
         overrides.clients = clients
         overrides.safetyMs = safetyMs
+        overrides.reconfigMs = reconfigMs
         overrides.faults = faults.flatMap { try? parseFaults($0) }
         return overrides
     }

@@ -201,6 +201,18 @@ final class ReconfigTests: XCTestCase {
         XCTAssertEqual(call(cluster, admin, reconfig(leaving: "9", from: version))?.0, .ok)
     }
 
+    func testAWritePipelinedBehindAuthWhileTheSessionIsCreatedCarriesTheNewIdentity() {
+        // Found by `minizk sim --reconfig-ms 500`: the administrator sends connect, auth and
+        // reconfig at once; the reconfig reached the leader without the super id.
+        let cluster = cluster(members: [1, 2, 3], initial: Self.configText(voters: [1, 2, 3]))
+        let follower = cluster.members.first { !cluster.leaders.contains($0) }!
+        let admin = cluster.connectClient(to: follower)
+        cluster.send(admin, .auth(type: 0, scheme: "digest", auth: Array("super:test".utf8)))
+        let xid = cluster.send(admin, reconfig(leaving: "\(cluster.leaders[0])"))
+        cluster.run(untilMs: 3000) { $0.reply(admin, xid: xid) != nil }
+        XCTAssertEqual(cluster.reply(admin, xid: xid)?.0, .ok)
+    }
+
     func testReconfigIsRefusedWhenDisabled() {
         let cluster = cluster(members: [1, 2, 3], initial: Self.configText(voters: [1, 2, 3]), reconfigEnabled: false)
         let admin = client(cluster, 1)
