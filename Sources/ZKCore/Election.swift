@@ -51,9 +51,20 @@ public struct Notification: Sendable, Hashable {
 /// decides. Replicas already following or leading answer lookers with the vote they settled on;
 /// a looker that sees a quorum of those, including the leader itself claiming to lead, joins
 /// them. Unanswered notifications are re-sent with exponential back-off.
+///
+/// Only voters count, and a decision needs a quorum of every configuration the replica knows may
+/// be in force (`voterSets`: the committed one and any logged but not applied), as the leader
+/// it elects will need to establish itself. A replica whose view of the
+/// configuration is stale (it missed reconfigurations that changed the voters) may never see a
+/// quorum of the voters it knows of, or may hold them to be others; after `staleViewAfterMs` of
+/// looking it follows any server that says it leads. That choice does not endanger safety: the leader decides what commits,
+/// with quorums of its own configurations, and steps down for a follower with a newer history;
+/// following it brings the replica's configuration up to date.
 struct LeaderElection: Sendable {
     let me: Int64
+    /// Every voter of any of `voterSets`.
     let members: [Int64]
+    let voterSets: [[Int64]]
     let finalizeWaitMs: Int64
     let resendMinMs: Int64
     let resendMaxMs: Int64
@@ -64,6 +75,8 @@ struct LeaderElection: Sendable {
     private var finalizeAtMs: Int64?
     private var resendAtMs: Int64
     private var resendIntervalMs: Int64
+    private let startedAtMs: Int64
+    var staleViewAfterMs: Int64 { 2 * resendMaxMs }
 
     /// Messages the election wants sent, and the leader once decided.
     struct Step {
@@ -72,9 +85,10 @@ struct LeaderElection: Sendable {
         var decision: Vote?
     }
 
-    init(me: Int64, members: [Int64], round: Int64, vote: Vote, nowMs: Int64, finalizeWaitMs: Int64, resendMinMs: Int64, resendMaxMs: Int64) {
+    init(me: Int64, voterSets: [[Int64]], round: Int64, vote: Vote, nowMs: Int64, finalizeWaitMs: Int64, resendMinMs: Int64, resendMaxMs: Int64) {
         self.me = me
-        self.members = members
+        self.voterSets = voterSets
+        self.members = Array(Set(voterSets.joined())).sorted()
         self.finalizeWaitMs = finalizeWaitMs
         self.resendMinMs = resendMinMs
         self.resendMaxMs = resendMaxMs
@@ -83,9 +97,13 @@ struct LeaderElection: Sendable {
         self.votes = [me: vote]
         self.resendAtMs = nowMs + resendMinMs
         self.resendIntervalMs = resendMinMs
+        self.startedAtMs = nowMs
     }
 
-    var quorum: Int { members.count / 2 + 1 }
+    /// Whether the servers `count` says yes to are a quorum of every voter set.
+    private func isQuorum(_ count: (Int64) -> Bool) -> Bool {
+        voterSets.allSatisfy { set in set.filter(count).count > set.count / 2 }
+    }
 
     var notification: Notification { Notification(vote: vote, round: round, state: .looking) }
 
@@ -98,7 +116,23 @@ struct LeaderElection: Sendable {
 
     mutating func receive(from sender: Int64, _ n: Notification, nowMs: Int64) -> Step {
         var step = Step()
-        guard members.contains(sender) else { return step }
+        if n.state == .leading, n.vote.leader == sender, sender != me, nowMs - startedAtMs >= staleViewAfterMs {
+            round = n.round
+            step.decision = n.vote
+            return step
+        }
+        guard members.contains(sender) else {
+            // A leader this replica does not count as a voter (its view of the configuration is
+            // stale): its claim still counts when a quorum of the known voters follow it.
+            if n.state == .leading, n.vote.leader == sender, sender != me {
+                settled[sender] = n
+                if isQuorum({ self.settled[$0]?.vote.leader == sender }) {
+                    round = n.round
+                    step.decision = n.vote
+                }
+            }
+            return step
+        }
         switch n.state {
         case .looking:
             // A replica that looks again no longer follows or leads.
@@ -124,7 +158,7 @@ struct LeaderElection: Sendable {
         case .following, .leading:
             if n.round == round {
                 votes[sender] = n.vote
-                if supporters(of: n.vote, in: votes) >= quorum && leaderClaims(n.vote, round: n.round) {
+                if isSupported(n.vote) && leaderClaims(n.vote, round: n.round) {
                     step.decision = n.vote
                     return step
                 }
@@ -133,10 +167,12 @@ struct LeaderElection: Sendable {
             // Replicas that joined the leader at different times settled on votes that differ in
             // zxid and epoch: out of election only the leader counts (as in ZooKeeper, whose votes
             // out of election compare the leader alone).
-            let following = settled.values.filter { $0.vote.leader == n.vote.leader }.count
-            if following >= quorum && leaderClaims(n.vote, round: nil) {
+            if isQuorum({ self.settled[$0]?.vote.leader == n.vote.leader }) && leaderClaims(n.vote, round: nil) {
                 round = n.round
                 step.decision = n.vote
+            } else if n.vote.leader != me, !members.contains(n.vote.leader), settled[n.vote.leader] == nil {
+                // Voters follow a server this replica does not know as a voter: ask it directly.
+                step.replies.append((n.vote.leader, notification))
             }
         }
         return step
@@ -154,14 +190,16 @@ struct LeaderElection: Sendable {
         return claim.state == .leading && claim.vote.leader == vote.leader
     }
 
-    /// Voters whose vote is `vote` (a non-voter's own vote never counts).
-    private func supporters(of vote: Vote, in table: [Int64: Vote]) -> Int {
-        table.filter { members.contains($0.key) && $0.value.leader == vote.leader && $0.value.zxid == vote.zxid && $0.value.epoch == vote.epoch }.count
-            + (table[me] == nil && vote == self.vote && members.contains(me) ? 1 : 0)
+    /// Whether a quorum of every voter set votes `vote` (a non-voter's own vote never counts).
+    private func isSupported(_ vote: Vote) -> Bool {
+        isQuorum { voter in
+            if let cast = self.votes[voter] { return cast.leader == vote.leader && cast.zxid == vote.zxid && cast.epoch == vote.epoch }
+            return voter == self.me && vote == self.vote
+        }
     }
 
     private mutating func check(nowMs: Int64) -> Vote? {
-        guard supporters(of: vote, in: votes) >= quorum else {
+        guard isSupported(vote) else {
             finalizeAtMs = nil
             return nil
         }

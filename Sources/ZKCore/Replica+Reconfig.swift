@@ -8,9 +8,10 @@ import ZKProtocol
 // members parse, at least two voters, a quorum of the new voters synced with the leader, WRITE
 // on `/zookeeper/config`) and proposes the new text as a change of `/zookeeper/config` — the
 // transaction ZooKeeper logs, a setData with version -1, which nothing else produces. From the
-// moment it is logged until it commits, the reconfiguration is *pending*: the leader commits
+// moment it is logged until it is applied, the reconfiguration is *pending*: the leader commits
 // only what a quorum of the old voters and a quorum of the new voters hold, and establishes a
-// new epoch only with both. Every replica switches to the new configuration when it applies the
+// new epoch only with both. A replica that restarts from an older snapshot may find several
+// reconfigurations in its log without knowing which committed: it requires a quorum of each. Every replica switches to the new configuration when it applies the
 // transaction. A leader that is no longer a voter then steps down, and followers whose leader
 // is no longer a voter elect again; servers that joined (or stayed on) as non-voters go on
 // following whoever leads.
@@ -30,52 +31,50 @@ extension Replica {
     }
 
     /// The newest configuration this replica knows of: pending, else committed.
-    var lastSeenEnsemble: EnsembleConfig { pendingReconfig?.config ?? membership }
+    var lastSeenEnsemble: EnsembleConfig { pendingReconfigs.last?.config ?? membership }
 
     /// Whether `ids` hold a quorum of every configuration that may be in force: the committed one
-    /// and, while a reconfiguration is pending, the proposed one.
+    /// and every pending one.
     func hasQuorum<S: Sequence<Int64>>(_ ids: S) -> Bool {
         let ids = Set(ids)
-        return membership.isQuorum(ids) && (pendingReconfig.map { $0.config.isQuorum(ids) } ?? true)
+        return membership.isQuorum(ids) && pendingReconfigs.allSatisfy { $0.config.isQuorum(ids) }
     }
 
     /// The highest zxid that may commit, given what each replica holds durably: a quorum of the
-    /// committed voters must hold it and, from a pending reconfiguration on, a quorum of its voters too.
+    /// committed voters must hold it and, from each pending reconfiguration on, a quorum of its
+    /// voters too.
     func committableZxid(_ holdings: [Int64: Zxid]) -> Zxid {
-        let old = membership.quorumZxid(holdings)
-        guard let pending = pendingReconfig, old >= pending.zxid else { return old }
-        return max(pending.zxid - 1, min(old, pending.config.quorumZxid(holdings)))
+        var candidate = membership.quorumZxid(holdings)
+        for pending in pendingReconfigs {
+            guard candidate >= pending.zxid else { break }
+            candidate = max(pending.zxid - 1, min(candidate, pending.config.quorumZxid(holdings)))
+        }
+        return candidate
     }
 
-    /// Every server of the known configurations (a pending one's entries win).
+    /// Every server of the known configurations (a later one's entries win).
     var knownServers: [EnsembleConfig.Server] {
         var servers = membership.servers
-        if let pending = pendingReconfig { servers.merge(pending.config.servers) { _, new in new } }
+        for pending in pendingReconfigs { servers.merge(pending.config.servers) { _, new in new } }
         return servers.keys.sorted().map { servers[$0]! }
     }
 
-    /// Finds the last reconfiguration among the logged, unapplied transactions.
+    /// Finds the reconfigurations among the logged, unapplied transactions.
     mutating func notePendingReconfig() {
-        pendingReconfig = nil
-        for txn in unapplied.reversed() {
-            if let config = Self.reconfiguration(txn) {
-                pendingReconfig = (txn.zxid, config)
-                return
-            }
-        }
+        pendingReconfigs = unapplied.compactMap { txn in Self.reconfiguration(txn).map { (txn.zxid, $0) } }
     }
 
     /// Notes a transaction just logged (by the leader's proposal or a follower's copy).
     mutating func noteLogged(_ txn: Transaction, _ ready: inout Ready) {
         guard let config = Self.reconfiguration(txn) else { return }
-        pendingReconfig = (txn.zxid, config)
+        pendingReconfigs.append((txn.zxid, config))
         ready.ensembleServers = knownServers
     }
 
     /// A committed reconfiguration was applied.
     mutating func adopt(_ next: EnsembleConfig, at zxid: Zxid, _ ready: inout Ready) {
         membership = next
-        if let pending = pendingReconfig, pending.zxid <= zxid { pendingReconfig = nil }
+        pendingReconfigs.removeAll { $0.zxid <= zxid }
         ready.ensembleServers = knownServers
         electAfterApplying = true
     }
@@ -102,7 +101,7 @@ extension Replica {
     private func checkedReconfig(_ request: ReconfigRequest, authIds: [Id]) throws(ErrorCode) -> TransactionBody {
         guard config.reconfigEnabled else { throw .reconfigDisabled }
         guard case .leading(let leader) = role else { throw .systemError }
-        guard pendingReconfig == nil else { throw .reconfigInProgress }
+        guard pendingReconfigs.isEmpty else { throw .reconfigInProgress }
         let current = membership
         if request.currentConfigId != -1 && request.currentConfigId != current.version { throw .badVersion }
         var next: EnsembleConfig

@@ -81,14 +81,14 @@ extension Replica {
         lookingSinceMs = nowMs
         prepared = tree
         round += 1
-        // Only voters of the newest known configuration elect; a non-voter starts with the least
-        // vote, takes up the voters' choice and never counts itself.
-        let voters = lastSeenEnsemble.voters
-        let vote = voters.contains(config.serverId)
+        // Only voters elect, with a quorum of every configuration that may be in force; a
+        // non-voter starts with the least vote, takes up the voters' choice and never counts itself.
+        let voterSets = [membership.voters] + pendingReconfigs.map(\.config.voters)
+        let vote = voterSets.joined().contains(config.serverId)
             ? Vote(leader: config.serverId, zxid: lastLoggedZxid, epoch: hard.currentEpoch)
             : Vote(leader: config.serverId, zxid: 0, epoch: -1)
         var election = LeaderElection(
-            me: config.serverId, members: voters, round: round, vote: vote, nowMs: nowMs,
+            me: config.serverId, voterSets: voterSets, round: round, vote: vote, nowMs: nowMs,
             finalizeWaitMs: config.electionFinalizeWaitMs, resendMinMs: config.electionResendMinMs,
             resendMaxMs: config.electionResendMaxMs)
         let step = election.start(nowMs: nowMs)
@@ -484,7 +484,7 @@ extension Replica {
                     membership = reconfigured
                     electAfterApplying = true
                 }
-                pendingReconfig = nil
+                pendingReconfigs = []
                 ready.ensembleServers = knownServers
                 store(.installSnapshot(snapshot), &ready)
             }

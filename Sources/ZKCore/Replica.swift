@@ -67,8 +67,10 @@ public struct Replica: Sendable {
     var earlyFollowerInfo: [Int64: (acceptedEpoch: Int64, lastZxid: Zxid)] = [:]
     /// The ensemble as the committed `/zookeeper/config` describes it.
     var membership: EnsembleConfig
-    /// A reconfiguration that is logged but not committed yet (at most one at a time), with its zxid.
-    var pendingReconfig: (zxid: Zxid, config: EnsembleConfig)?
+    /// Reconfigurations that are logged but not applied, in zxid order. A leader proposes one
+    /// at a time, but a replica that restarts from a snapshot older than some it applied before
+    /// finds several in its log and cannot tell which of them committed.
+    var pendingReconfigs: [(zxid: Zxid, config: EnsembleConfig)] = []
     /// Set when applying a reconfiguration made this replica's leader (or this leader) stop
     /// being a voter: the replica elects again once the commit is through.
     var electAfterApplying = false
@@ -147,7 +149,7 @@ public struct Replica: Sendable {
         self.nextSessionId = (config.serverId << 56) | timeBits
         self.role = .looking(
             LeaderElection(
-                me: config.serverId, members: config.initialEnsemble.voters, round: 0,
+                me: config.serverId, voterSets: [config.initialEnsemble.voters], round: 0,
                 vote: Vote(leader: config.serverId, zxid: recovered.lastZxid, epoch: recovered.hardState.currentEpoch),
                 nowMs: startTimeMs, finalizeWaitMs: config.electionFinalizeWaitMs, resendMinMs: config.electionResendMinMs,
                 resendMaxMs: config.electionResendMaxMs))
@@ -159,7 +161,7 @@ public struct Replica: Sendable {
     /// Every other server of the known configurations: who hears this replica's election.
     var others: [Int64] {
         var ids = Set(membership.ids)
-        if let pending = pendingReconfig { ids.formUnion(pending.config.ids) }
+        for pending in pendingReconfigs { ids.formUnion(pending.config.ids) }
         ids.remove(config.serverId)
         return ids.sorted()
     }

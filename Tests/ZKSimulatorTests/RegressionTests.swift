@@ -141,7 +141,7 @@ extension RegressionTests {
     /// leader counts.
     func testALookerJoinsAnEstablishedLeaderWhoseFollowersJoinedAtDifferentTimes() {
         var election = LeaderElection(
-            me: 1, members: [1, 2, 3, 4, 5], round: 4, vote: Vote(leader: 3, zxid: 0x3_0000_000A, epoch: 3), nowMs: 0,
+            me: 1, voterSets: [[1, 2, 3, 4, 5]], round: 4, vote: Vote(leader: 3, zxid: 0x3_0000_000A, epoch: 3), nowMs: 0,
             finalizeWaitMs: 50, resendMinMs: 50, resendMaxMs: 2000)
         _ = election.start(nowMs: 0)
         let current = Vote(leader: 4, zxid: 0x3_0000_000A, epoch: 3)
@@ -190,7 +190,7 @@ extension RegressionTests {
     /// itself only with votes of its current round.
     func testALookerIsNotReelectedByFollowersOfItsPreviousRound() {
         var election = LeaderElection(
-            me: 5, members: [1, 2, 3, 4, 5], round: 13, vote: Vote(leader: 5, zxid: 0xA_0000_0050, epoch: 10), nowMs: 0,
+            me: 5, voterSets: [[1, 2, 3, 4, 5]], round: 13, vote: Vote(leader: 5, zxid: 0xA_0000_0050, epoch: 10), nowMs: 0,
             finalizeWaitMs: 50, resendMinMs: 50, resendMaxMs: 2000)
         _ = election.start(nowMs: 0)
         let previous = Vote(leader: 5, zxid: 0xA_0000_0050, epoch: 10)
@@ -253,5 +253,46 @@ extension RegressionTests {
         // Replica 2's cumulative acknowledgement of the proposal commits it.
         step(.peerMessage(from: 2, .ack(proposal)))
         XCTAssertEqual(replica.tree.lastZxid, proposal)
+    }
+}
+
+extension RegressionTests {
+    /// Found by `minizk sim --seed 261 --reconfig-ms 400`: a reconfiguration (server 3 from
+    /// observer to participant) was logged by replicas 2 and 3 but not 1. Replica 1, whose voters
+    /// were {1, 2}, elected 2; replica 2, counting {1, 2, 3}, elected 3; replica 3 could not
+    /// establish itself without a quorum of {1, 2} as well, and the three went round for ever.
+    /// Election now needs a quorum of every configuration that may be in force, as establishing
+    /// does: 2 and 3 cannot elect 3 without 1.
+    func testElectionNeedsAQuorumOfEveryConfigurationThatMayBeInForce() {
+        var election = LeaderElection(
+            me: 2, voterSets: [[1, 2], [1, 2, 3]], round: 1, vote: Vote(leader: 2, zxid: 0x4_0000_000F, epoch: 4), nowMs: 0,
+            finalizeWaitMs: 0, resendMinMs: 50, resendMaxMs: 2000)
+        XCTAssertNil(election.start(nowMs: 0).decision)
+        let best = Vote(leader: 3, zxid: 0x4_0000_000F, epoch: 4)
+        XCTAssertNil(election.receive(from: 3, Notification(vote: best, round: 1, state: .looking), nowMs: 1).decision,
+                     "2 and 3 are a quorum of {1, 2, 3} but not of {1, 2}")
+        let step = election.receive(from: 1, Notification(vote: best, round: 1, state: .looking), nowMs: 2)
+        XCTAssertEqual(step.decision, best)
+    }
+
+    /// Found by `minizk sim --seed 1362 --reconfig-ms 300` (five replicas): replica 1 missed the
+    /// reconfigurations that made 4 a voter again; it heard 2, 3 and 5 follow 4 but never spoke
+    /// to 4, whose claim to lead it needed. It now asks a leader it does not know directly, and
+    /// counts its claim.
+    func testAReplicaWithAStaleConfigurationAsksTheLeaderItsVotersFollow() {
+        var election = LeaderElection(
+            me: 1, voterSets: [[2, 3, 5]], round: 5, vote: Vote(leader: 1, zxid: 0, epoch: -1), nowMs: 0,
+            finalizeWaitMs: 50, resendMinMs: 50, resendMaxMs: 2000)
+        _ = election.start(nowMs: 0)
+        let leader = Vote(leader: 4, zxid: 0x4_0000_00CB, epoch: 4)
+        var asked = false
+        for peer in [2, 3, 5] as [Int64] {
+            let step = election.receive(from: peer, Notification(vote: leader, round: 5, state: .following), nowMs: peer)
+            XCTAssertNil(step.decision, "followers alone do not make a leader")
+            asked = asked || step.replies.contains { $0.to == 4 }
+        }
+        XCTAssertTrue(asked, "the replica did not ask server 4")
+        let step = election.receive(from: 4, Notification(vote: leader, round: 5, state: .leading), nowMs: 10)
+        XCTAssertEqual(step.decision, leader)
     }
 }
