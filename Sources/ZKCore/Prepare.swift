@@ -89,7 +89,10 @@ enum Prepare {
             guard let node = tree.node(path) else { throw .noNode }
             guard ACLs.check(node.acl, .write, authIds: context.authIds) else { throw .noAuth }
             try checkVersion(version, node.version)
-            return .setData(path: path, data: data, version: node.version &+ 1)
+            // After 2^32 changes the version wraps; like ZooKeeper it skips -1, which means "any
+            // version" to clients (and marks a reconfiguration in the log).
+            let next = node.version &+ 1
+            return .setData(path: path, data: data, version: next == -1 ? 0 : next)
         case .setACL(let path, let acl, let version):
             guard Paths.isValid(path) else { throw .badArguments }
             let fixed = try ACLs.fixup(acl, authIds: context.authIds)

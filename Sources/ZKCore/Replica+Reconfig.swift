@@ -10,11 +10,12 @@ import ZKProtocol
 // transaction ZooKeeper logs, a setData with version -1, which nothing else produces. From the
 // moment it is logged until it is applied, the reconfiguration is *pending*: the leader commits
 // only what a quorum of the old voters and a quorum of the new voters hold, and establishes a
-// new epoch only with both. A replica that restarts from an older snapshot may find several
-// reconfigurations in its log without knowing which committed: it requires a quorum of each. Every replica switches to the new configuration when it applies the
-// transaction. A leader that is no longer a voter then steps down, and followers whose leader
-// is no longer a voter elect again; servers that joined (or stayed on) as non-voters go on
-// following whoever leads.
+// new epoch only with both; elections, too, need a quorum of each configuration that may be in
+// force. A replica that restarts from an older snapshot may find several reconfigurations in
+// its log without knowing which committed: it requires a quorum of each. Every replica switches
+// to the new configuration when it applies the transaction. A leader that is no longer a voter
+// then steps down, and followers whose leader is no longer a voter elect again; servers that
+// joined (or stayed on) as non-voters go on following whoever leads.
 
 extension Replica {
     /// The configuration a transaction installs, if it is a reconfiguration.
@@ -29,9 +30,6 @@ extension Replica {
         }
         return config
     }
-
-    /// The newest configuration this replica knows of: pending, else committed.
-    var lastSeenEnsemble: EnsembleConfig { pendingReconfigs.last?.config ?? membership }
 
     /// Whether `ids` hold a quorum of every configuration that may be in force: the committed one
     /// and every pending one.
