@@ -13,7 +13,10 @@ free loopback ports, through kazoo:
   6. a participant that is not the leader leaves; writes go on through every remaining server
   7. the leader leaves; writes resume within ~10 s and a remaining voter leads
   8. every remaining server shows the same /zookeeper/config and the same children of /rc
-  9. everything stops and the temporary directories go away
+  9. every remaining server is stopped and started again on its data directory and its own
+     zoo.cfg (as the server left it): they serve the final configuration and data, and a
+     write goes through; the removed servers stay down
+ 10. everything stops and the temporary directories go away
 
 Each step prints `ok` or `FAILED: reason`; a table of step x kind ends the run, and the exit
 status is 0 only when every step passed for every kind. After a failure the tails of the server
@@ -58,7 +61,8 @@ STEPS = [
     (6, "a follower leaves"),
     (7, "the leader leaves"),
     (8, "remaining servers agree"),
-    (9, "stop and clean up"),
+    (9, "restart the remaining servers"),
+    (10, "stop and clean up"),
 ]
 
 
@@ -90,7 +94,17 @@ def zoo_cfg_text(data_dir, server_lines):
     )
 
 
-class ZooKeeperMember(ZooKeeperServer):
+class Relaunch:
+    """Starts the process again on what it left on disk (no fresh zoo.cfg, no fresh data)."""
+
+    def relaunch(self):
+        self._log_file = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            self._command(), stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
+            cwd=self.work_dir, start_new_session=True)
+
+
+class ZooKeeperMember(Relaunch, ZooKeeperServer):
     """A QuorumPeerMain reading its own zoo.cfg and myid."""
 
     def __init__(self, sid, server_lines, **kwargs):
@@ -111,7 +125,7 @@ class ZooKeeperMember(ZooKeeperServer):
         return command
 
 
-class MiniZKMember(MiniZKServer):
+class MiniZKMember(Relaunch, MiniZKServer):
     """`minizk server --config zoo.cfg --id N --data-dir DIR`."""
 
     def __init__(self, sid, server_lines, **kwargs):
@@ -514,6 +528,28 @@ class Scenario:
             raise StepFailed("final configuration lists %s, expected %s" % (server_lines_of(text), wanted))
 
 
+    def step9(self):
+        e = self.e
+        before = None
+        with Client(e, [e.members()[0]]) as zk:
+            before = read_config(zk)
+        for sid in list(e.servers):
+            e.servers[sid].stop()
+        for sid in e.members():
+            e.servers[sid].relaunch()
+        wanted = {sid: ("observer",) if sid in e.observers else VOTING_MODES for sid in e.members()}
+        modes = e.wait_modes(wanted, timeout=30.0)
+        if any(modes[sid] not in wanted[sid] for sid in wanted):
+            raise StepFailed("after the restart the servers report %s" % modes)
+        for sid in e.members():
+            with Client(e, [sid]) as zk:
+                zk.sync("/rc")
+                if read_config(zk) != before:
+                    raise StepFailed("server %d came back with another configuration:\n%s" % (sid, read_config(zk)))
+        write_via(e, e.members()[-1], "after-restart")
+        self.observed["leader after the restart"] = "server %s" % (e.leaders(e.members()) or ["?"])[0]
+
+
 def run_kind(kind, binary, keep):
     """Runs the scenario on one kind of server; returns ({step: None | reason}, {observation: text})."""
     results = {}
@@ -544,9 +580,10 @@ def run_kind(kind, binary, keep):
     finally:
         if any(results.values()):
             ensemble.log_tails()
-        print("  step 9 %s ... " % STEPS[-1][1], flush=True)
-        results[9] = stop_and_clean(ensemble, keep)
-        print("  step 9 %s" % ("ok" if results[9] is None else "FAILED: %s" % results[9]), flush=True)
+        last = STEPS[-1][0]
+        print("  step %d %s ... " % (last, STEPS[-1][1]), flush=True)
+        results[last] = stop_and_clean(ensemble, keep)
+        print("  step %d %s" % (last, "ok" if results[last] is None else "FAILED: %s" % results[last]), flush=True)
     print("  %s took %.1f s" % (kind, time.monotonic() - started), flush=True)
     return results, scenario.observed
 

@@ -74,6 +74,7 @@ extension Replica {
         membership = next
         pendingReconfigs.removeAll { $0.zxid <= zxid }
         ready.ensembleServers = knownServers
+        ready.snapshotSoon = true
         electAfterApplying = true
     }
 

@@ -132,6 +132,10 @@ public struct Ready: Sendable {
     /// Every server of the configurations the replica now knows of (the committed one and one
     /// being proposed), when that changed: the shell connects to them.
     public var ensembleServers: [EnsembleConfig.Server]? = nil
+    /// A reconfiguration was applied: the shell should snapshot the committed state soon, so
+    /// that a restart knows the configuration committed without replaying the log (ZooKeeper
+    /// writes its dynamic configuration file at that moment).
+    public var snapshotSoon = false
     public var close: [ConnectionID] = []
     /// Reasons for the closes, for the shell's log, index-aligned with `close`.
     public var closeReasons: [String] = []

@@ -185,6 +185,11 @@ struct SnapshotSchedule {
     mutating func snapshotWritten() {
         inFlight = false
     }
+
+    /// The next durable batch takes a snapshot (or the one after the snapshot being written).
+    mutating func takeSoon() {
+        threshold = 0
+    }
 }
 
 /// A small seeded generator (Steele, Lea and Flood's SplitMix64): the same seed, the same draws.

@@ -321,6 +321,7 @@ final class ReplicaHost: @unchecked Sendable {
             }
         }
         if let servers = ready.ensembleServers { peerTransport?.updatePeers(servers, of: config.serverId) }
+        if ready.snapshotSoon { snapshotSchedule.takeSoon() }
         send(ready.frames)
         for (index, id) in ready.close.enumerated() {
             let reason = index < ready.closeReasons.count ? ready.closeReasons[index] : "closed by the replica"

@@ -127,6 +127,20 @@ final class GroupCommitTests: XCTestCase {
         XCTAssertTrue(schedule.logged(schedule.threshold), "counting went on meanwhile")
     }
 
+    /// A reconfiguration asks for a snapshot at the next durable batch (after the one in flight).
+    func testASnapshotAskedForComesWithTheNextBatch() {
+        var schedule = SnapshotSchedule(everyTransactions: 100_000, seed: 1)
+        XCTAssertFalse(schedule.logged(1))
+        schedule.takeSoon()
+        XCTAssertTrue(schedule.logged(0))
+        XCTAssertFalse(schedule.logged(1), "one at a time")
+        schedule.takeSoon()
+        XCTAssertFalse(schedule.logged(1), "the first is still being written")
+        schedule.snapshotWritten()
+        XCTAssertTrue(schedule.logged(1))
+        XCTAssertFalse(schedule.logged(1), "then the usual interval again")
+    }
+
     // MARK: - The storage thread
 
     /// While the first batch is being written, the steps that arrive pile up and go as one batch.
