@@ -459,15 +459,21 @@ class Scenario:
         self.observed["version after server %d left" % sid] = config_version(text)[0]
         e.voters.discard(sid)
 
-    def step6(self):
+    def _the_leader(self):
+        """The one voter that says it leads."""
         e = self.e
         voters = sorted(e.voters)
         leaders = e.leaders(voters)
         if len(leaders) != 1:
             raise StepFailed("expected one leader among voters %s, srvr says %s"
                              % (voters, {sid: e.mode(sid) for sid in voters}))
-        leaving = min(sid for sid in voters if sid != leaders[0])
-        note("leader is %d; removing follower %d" % (leaders[0], leaving))
+        return leaders[0]
+
+    def step6(self):
+        e = self.e
+        leader = self._the_leader()
+        leaving = min(sid for sid in e.voters if sid != leader)
+        note("leader is %d; removing follower %d" % (leader, leaving))
         self._leave(leaving, [sid for sid in e.members() if sid != leaving])
         time.sleep(0.5)
         note("srvr on removed server %d: %s" % (leaving, e.srvr_text(leaving) or "(no answer)"))
@@ -477,12 +483,7 @@ class Scenario:
 
     def step7(self):
         e = self.e
-        voters = sorted(e.voters)
-        leaders = e.leaders(voters)
-        if len(leaders) != 1:
-            raise StepFailed("expected one leader among voters %s, srvr says %s"
-                             % (voters, {sid: e.mode(sid) for sid in voters}))
-        old = leaders[0]
+        old = self._the_leader()
         remaining = [sid for sid in e.members() if sid != old]
         note("removing leader %d; remaining %s" % (old, remaining))
         started = time.monotonic()
