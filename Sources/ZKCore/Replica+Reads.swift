@@ -28,9 +28,7 @@ extension Replica {
                     closeConnection(id, reason: "authentication with unsupported scheme \(scheme)", &ready)
                     return
                 }
-                for newId in ids where !connections[id]!.authIds.contains(newId) {
-                    connections[id]!.authIds.append(newId)
-                }
+                addAuthIds(ids, to: id)
                 reply(id, xid: SpecialXid.auth, zxid: 0, err: .ok, .empty, &ready)
             case .setWatches(let request), .setWatches2(let request):
                 setWatches(id, request, &ready)

@@ -24,6 +24,12 @@ extension Replica {
         return ensemble(from: data)
     }
 
+    /// The configuration a reconfiguration left in `tree` (none while `/zookeeper/config` still
+    /// holds the text the replica was started with, which no transaction wrote).
+    static func reconfiguredEnsemble(in tree: DataTree) -> EnsembleConfig? {
+        tree.node(Paths.config).flatMap { $0.mzxid > 0 ? ensemble(from: $0.data) : nil }
+    }
+
     static func ensemble(from data: [UInt8]?) -> EnsembleConfig? {
         guard let data, let config = try? EnsembleConfig(parsing: String(decoding: data, as: UTF8.self)), !config.voters.isEmpty else {
             return nil

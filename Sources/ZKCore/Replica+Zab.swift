@@ -480,7 +480,7 @@ extension Replica {
                 unapplied.removeAll()
                 logBase = snapshot.lastZxid
                 commitZxid = max(commitZxid, snapshot.lastZxid)
-                if let reconfigured = snapshot.node(Paths.config).flatMap({ $0.mzxid > 0 ? Self.ensemble(from: $0.data) : nil }) {
+                if let reconfigured = Self.reconfiguredEnsemble(in: snapshot) {
                     membership = reconfigured
                     electAfterApplying = true
                 }

@@ -132,7 +132,7 @@ public struct Replica: Sendable {
         var tree = recovered.tree
         // A reconfiguration in the snapshot (the config node changed by a transaction) wins over
         // the configuration the replica was started with.
-        let reconfigured = tree.node(Paths.config).flatMap { $0.mzxid > 0 ? Self.ensemble(from: $0.data) : nil }
+        let reconfigured = Self.reconfiguredEnsemble(in: tree)
         if reconfigured == nil, let text = config.ensembleConfigText { tree.setConfigData(Array(text.utf8)) }
         self.membership = reconfigured ?? config.initialEnsemble
         self.tree = tree
@@ -470,7 +470,7 @@ public struct Replica: Sendable {
             // The identity changes on receipt, as in ZooKeeper, which handles auth as soon as it
             // reads it: writes sent after it carry it even while earlier requests (the session's
             // creation) still wait. Its reply keeps its place in the queue.
-            for newId in ids where !connections[id]!.authIds.contains(newId) { connections[id]!.authIds.append(newId) }
+            addAuthIds(ids, to: id)
         }
         let isClosing = sessions[sessionId]?.closing ?? true
         if (Prepare.isWrite(request) || isReconfigWrite(request)) && !isClosing && isWellFormedWrite(request) {
@@ -491,6 +491,10 @@ public struct Replica: Sendable {
         } else {
             connections[id]!.queue.append(.read(header, request))
         }
+    }
+
+    mutating func addAuthIds(_ ids: [Id], to id: ConnectionID) {
+        for newId in ids where !connections[id]!.authIds.contains(newId) { connections[id]!.authIds.append(newId) }
     }
 
     /// A reconfig goes through the log when reconfiguration is on in an ensemble; otherwise it is
