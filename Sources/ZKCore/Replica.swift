@@ -718,6 +718,7 @@ public struct Replica: Sendable {
         case .looking: status.mode = servesReadOnly ? "read-only" : "looking"
         }
         status.serving = isServing
+        status.ensemble = config.isStandalone ? nil : membership
         status.currentEpoch = hard.currentEpoch
         status.lastZxid = tree.lastZxid
         status.nodeCount = tree.nodeCount

@@ -199,6 +199,22 @@ public enum FourLetterWordResponder {
             clientPortListenBacklog=-1
             serverId=\(c.serverId)
 
+            """ + quorumConfiguration(s)
+    }
+
+    /// What an ensemble member adds to `conf`, as ZooKeeper 3.5+: limits, its own ports and role
+    /// (0 participant, 1 observer), then the committed configuration after `membership: `.
+    static func quorumConfiguration(_ s: FourLetterWordSnapshot) -> String {
+        guard let ensemble = s.status.ensemble else { return "" }
+        let me = ensemble.servers[s.config.serverId]
+        return """
+            initLimit=\(s.config.initLimitTicks)
+            syncLimit=\(s.config.syncLimitTicks)
+            electionAlg=3
+            electionPort=\(me?.electionPort ?? 0)
+            quorumPort=\(me?.peerPort ?? 0)
+            peerType=\(me?.role == .observer ? 1 : 0)
+            membership: \n\(ensemble.text)
             """
     }
 

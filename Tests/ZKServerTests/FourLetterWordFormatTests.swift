@@ -125,6 +125,17 @@ final class FourLetterWordFormatTests: XCTestCase {
         XCTAssertTrue(conf.contains("\ntickTime=2000\n"))
         XCTAssertTrue(conf.contains("\nminSessionTimeout=4000\nmaxSessionTimeout=40000\n"))
         XCTAssertTrue(conf.contains("\nserverId=1\n"))
+        XCTAssertFalse(conf.contains("membership"), "a standalone server has no quorum section")
+
+        // An ensemble member adds its quorum settings and the membership, as ZooKeeper 3.5+.
+        var member = snapshot()
+        member.status.ensemble = try! EnsembleConfig(
+            parsing: "server.1=127.0.0.1:2888:3888:participant;127.0.0.1:2181\nserver.2=127.0.0.1:2889:3889:observer;127.0.0.1:2182\nversion=100000000")
+        let quorum = FourLetterWordResponder.respond(to: .conf, snapshot: member)
+        XCTAssertTrue(quorum.hasSuffix(
+            "\nserverId=1\ninitLimit=10\nsyncLimit=5\nelectionAlg=3\nelectionPort=3888\nquorumPort=2888\npeerType=0\nmembership: \n"
+                + "server.1=127.0.0.1:2888:3888:participant;127.0.0.1:2181\nserver.2=127.0.0.1:2889:3889:observer;127.0.0.1:2182\nversion=100000000"),
+            quorum)
 
         XCTAssertEqual(
             FourLetterWordResponder.respond(to: .envi, snapshot: snapshot()),
