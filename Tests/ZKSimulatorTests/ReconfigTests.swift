@@ -160,6 +160,27 @@ final class ReconfigTests: XCTestCase {
         XCTAssertNotNil(cluster.replica(leader).tree.node("/before"))
     }
 
+    func testANonIncrementalReconfigReplacesTheWholeMembership() {
+        let cluster = cluster(members: [1, 2, 3], initial: Self.configText(voters: [1, 2, 3]))
+        let admin = client(cluster, 1)
+        // Commas or newlines separate the entries, as in ZooKeeper.
+        let members = ["server.1=" + Self.line(1, .participant).spec, "server.2=" + Self.line(2, .participant).spec,
+                       "server.3=" + Self.line(3, .observer).spec].joined(separator: ",")
+        let (err, response) = call(cluster, admin, reconfig(newMembers: members)) ?? (.systemError, nil)
+        XCTAssertEqual(err, .ok)
+        let config = try? EnsembleConfig(parsing: configData(response) ?? "")
+        XCTAssertEqual(config?.voters, [1, 2])
+        XCTAssertEqual(config?.observers, [3])
+        // Had server 3 led, it stepped down and every client reconnects: so does the administrator.
+        XCTAssertTrue(cluster.awaitStable())
+        for id in cluster.members { XCTAssertEqual(voters(cluster, id), [1, 2], "replica \(id)") }
+        XCTAssertFalse(cluster.leaders.contains(3))
+        let again = client(cluster, 1)
+        XCTAssertEqual(call(cluster, again, reconfig(newMembers: "server.1=" + Self.line(1, .participant).spec))?.0, .badArguments,
+                       "one voter is too few")
+        XCTAssertEqual(call(cluster, again, reconfig(newMembers: "nonsense"))?.0, .badArguments)
+    }
+
     func testAfterRemovingAFollowerTwoOfTwoVotersAreNeeded() {
         let cluster = cluster(members: [1, 2, 3], initial: Self.configText(voters: [1, 2, 3]))
         let leader = cluster.leaders[0]
