@@ -100,6 +100,11 @@ struct LeaderElection: Sendable {
         self.startedAtMs = nowMs
     }
 
+    /// Whether a quorum of every voter set follows (or leads as) `leader` out of election.
+    private func isFollowedByQuorum(_ leader: Int64) -> Bool {
+        isQuorum { self.settled[$0]?.vote.leader == leader }
+    }
+
     /// Whether the servers `count` says yes to are a quorum of every voter set.
     private func isQuorum(_ count: (Int64) -> Bool) -> Bool {
         voterSets.allSatisfy { set in set.filter(count).count > set.count / 2 }
@@ -126,7 +131,7 @@ struct LeaderElection: Sendable {
             // stale): its claim still counts when a quorum of the known voters follow it.
             if n.state == .leading, n.vote.leader == sender, sender != me {
                 settled[sender] = n
-                if isQuorum({ self.settled[$0]?.vote.leader == sender }) {
+                if isFollowedByQuorum(sender) {
                     round = n.round
                     step.decision = n.vote
                 }
@@ -167,11 +172,12 @@ struct LeaderElection: Sendable {
             // Replicas that joined the leader at different times settled on votes that differ in
             // zxid and epoch: out of election only the leader counts (as in ZooKeeper, whose votes
             // out of election compare the leader alone).
-            if isQuorum({ self.settled[$0]?.vote.leader == n.vote.leader }) && leaderClaims(n.vote, round: nil) {
+            if isFollowedByQuorum(n.vote.leader) && leaderClaims(n.vote, round: nil) {
                 round = n.round
                 step.decision = n.vote
-            } else if n.vote.leader != me, !members.contains(n.vote.leader), settled[n.vote.leader] == nil {
-                // Voters follow a server this replica does not know as a voter: ask it directly.
+            } else if n.vote.leader != me, !members.contains(n.vote.leader) {
+                // Voters follow a server this replica does not know as a voter: ask it directly
+                // (each time, so that its answers keep coming while this replica looks).
                 step.replies.append((n.vote.leader, notification))
             }
         }

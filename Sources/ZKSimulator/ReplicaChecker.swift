@@ -69,9 +69,9 @@ final class ReplicaChecker: ClusterObserver {
     /// one step than the DIFF window holds).
     private(set) var unverifiedJumps = 0
 
-    init(verdict: Verdict, members: Int) {
+    init(verdict: Verdict, voters: [Int64]) {
         self.verdict = verdict
-        self.voters = (1...Int64(max(members, 1))).map { $0 }
+        self.voters = voters
     }
 
     func cluster(_ cluster: Cluster, stepped id: Int64, input: ReplicaInput, ready: Ready) {

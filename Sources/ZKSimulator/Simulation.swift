@@ -50,7 +50,7 @@ public final class Simulation {
         clusterOptions.recordsMessages = false
         let logWindowMax = options.logWindowMax
         let members = (1...Int64(options.nodes)).map { $0 }
-        let ensembleText = options.reconfigIntervalMs == nil ? nil : Self.ensemble(members).text
+        let ensembleText = options.reconfigIntervalMs == nil ? nil : Self.ensemble(options.initialVoters).text
         clusterOptions.configure = { config in
             config.logWindowMax = logWindowMax
             if let ensembleText {
@@ -62,7 +62,7 @@ public final class Simulation {
         cluster = Cluster(members: members, options: clusterOptions)
         cluster.traceSink = traceSink
         verdict = Verdict(cluster: cluster)
-        checker = ReplicaChecker(verdict: verdict, members: options.nodes)
+        checker = ReplicaChecker(verdict: verdict, voters: options.initialVoters)
         cluster.observers.append(checker)
         nemesisRandom = SimRandom.derive(options.seed, "nemesis")
         reconfigRandom = SimRandom.derive(options.seed, "reconfig")

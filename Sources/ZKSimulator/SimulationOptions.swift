@@ -73,6 +73,14 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
     /// or a participant again, leaves or joins again); nil: the membership never changes.
     /// Drawn from a stream of its own, so that the rest of a seed's options do not depend on it.
     public var reconfigIntervalMs: Int64?
+    /// With reconfiguration in a run of three or more: the highest member starts outside the
+    /// configuration (a server that has yet to be joined), following without a vote.
+    public var outsiderAtStart = false
+    /// The configuration members start with: every member a voter but the outsider, if any.
+    public var initialVoters: [Int64] {
+        let all = (1...Int64(max(nodes, 1))).map { $0 }
+        return reconfigIntervalMs != nil && outsiderAtStart && nodes >= 3 ? Array(all.dropLast()) : all
+    }
     /// Steps the linearizability search may take per path before it says "unknown".
     public var linearizabilityBudget: Int = 200_000
 
@@ -124,6 +132,8 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
         if profile == .quick { options.checkpointMs = 1_000 }
         var reconfigRandom = SimRandom.derive(seed, "reconfig-options")
         if nodes > 1 && reconfigRandom.chance(0.3) { options.reconfigIntervalMs = reconfigRandom.pick([300, 1_000, 3_000] as [Int64]) }
+        var outsiderRandom = SimRandom.derive(seed, "reconfig-outsider")
+        options.outsiderAtStart = outsiderRandom.chance(0.5)
         return options
     }
 
@@ -134,7 +144,8 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
             "network: peer latency \(peerLatency) x1-\(linkLatencySpread) per link, client latency \(clientLatency), drop=\(formatProbability(dropProbability)) duplicate=\(formatProbability(duplicateProbability)) reorder=\(formatProbability(reorderProbability)) (connection-level), break detection \(detectionDelay), reconnect \(reconnectDelay)",
             "disk: fsync \(fsyncLatency), torn last write p=\(tornWriteProbability)",
             "nemesis: every ~\(faultIntervalMs)ms one of [\(faults.map(\.rawValue).joined(separator: ","))]"
-                + (reconfigIntervalMs.map { "; reconfig every ~\($0)ms" } ?? "; no reconfig"),
+                + (reconfigIntervalMs.map { "; reconfig every ~\($0)ms" } ?? "; no reconfig")
+                + (initialVoters.count < nodes ? "; n\(nodes) starts outside the configuration" : ""),
             "replicas: DIFF window \(logWindowMax)",
             "workload: \(workload)",
         ].joined(separator: "\n")

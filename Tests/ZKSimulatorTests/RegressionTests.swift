@@ -279,6 +279,29 @@ extension RegressionTests {
     /// reconfigurations that made 4 a voter again; it heard 2, 3 and 5 follow 4 but never spoke
     /// to 4, whose claim to lead it needed. It now asks a leader it does not know directly, and
     /// counts its claim.
+    /// Found by `minizk sim --seed 2704 --reconfig-ms 300` (five replicas, server 5 joined later):
+    /// replica 2 restarted with reconfigurations in its log that made it one of two voters; the
+    /// others followed 5, and 2 could never count a quorum of {1, 2} following 5 without itself;
+    /// it asked 5 once, and 5's answer came before 2 had looked long enough to follow any leader.
+    /// A looker now asks an unknown leader every time its voters name it, so that after
+    /// `staleViewAfterMs` it joins.
+    func testALookerKeepsAskingAnUnknownLeaderAndJoinsItOnceItsViewIsStale() {
+        var election = LeaderElection(
+            me: 2, voterSets: [[1, 2, 3, 4], [1, 2]], round: 8, vote: Vote(leader: 2, zxid: 0x2_0000_003B, epoch: 2), nowMs: 0,
+            finalizeWaitMs: 50, resendMinMs: 50, resendMaxMs: 2000)
+        _ = election.start(nowMs: 0)
+        let leader = Vote(leader: 5, zxid: 0x4_0000_004B, epoch: 5)
+        for peer in [1, 3, 4] as [Int64] {
+            let step = election.receive(from: peer, Notification(vote: leader, round: 7, state: .following), nowMs: peer)
+            XCTAssertTrue(step.replies.contains { $0.to == 5 }, "server 5 is asked every time")
+        }
+        XCTAssertNil(election.receive(from: 5, Notification(vote: leader, round: 7, state: .leading), nowMs: 10).decision,
+                     "one of {1, 2} follows 5: no quorum of the voters it knows")
+        XCTAssertTrue(election.receive(from: 1, Notification(vote: leader, round: 7, state: .following), nowMs: 3_990).replies.contains { $0.to == 5 })
+        let step = election.receive(from: 5, Notification(vote: leader, round: 7, state: .leading), nowMs: 4_000)
+        XCTAssertEqual(step.decision, leader)
+    }
+
     func testAReplicaWithAStaleConfigurationAsksTheLeaderItsVotersFollow() {
         var election = LeaderElection(
             me: 1, voterSets: [[2, 3, 5]], round: 5, vote: Vote(leader: 1, zxid: 0, epoch: -1), nowMs: 0,
