@@ -49,12 +49,18 @@ public struct EnsembleConfig: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// By id.
-    public private(set) var servers: [Int64: Server]
+    public let servers: [Int64: Server]
     public var version: Zxid
+    /// Participants, by id (kept: the leader counts them at every acknowledgement).
+    public let voters: [Int64]
+    public let observers: [Int64]
 
     public init(servers: [Server], version: Zxid = 0) {
-        self.servers = Dictionary(servers.map { ($0.id, $0) }, uniquingKeysWith: { _, last in last })
+        let byId = Dictionary(servers.map { ($0.id, $0) }, uniquingKeysWith: { _, last in last })
+        self.servers = byId
         self.version = version
+        self.voters = byId.values.filter { $0.role == .participant }.map(\.id).sorted()
+        self.observers = byId.values.filter { $0.role == .observer }.map(\.id).sorted()
     }
 
     /// A configuration of voters known only by id (a simulated ensemble without addresses).
@@ -131,16 +137,12 @@ public struct EnsembleConfig: Sendable, Hashable, CustomStringConvertible {
         text.split(whereSeparator: { $0 == "\n" || $0 == "," || $0 == "\r" }).map { String($0).trimmed }.filter { !$0.isEmpty }
     }
 
-    /// Participants, by id.
-    public var voters: [Int64] { servers.values.filter { $0.role == .participant }.map(\.id).sorted() }
-    public var observers: [Int64] { servers.values.filter { $0.role == .observer }.map(\.id).sorted() }
     public var ids: [Int64] { servers.keys.sorted() }
 
     public func isVoter(_ id: Int64) -> Bool { servers[id]?.role == .participant }
 
     /// Whether `ids` hold a majority of the voters.
     public func isQuorum<S: Sequence<Int64>>(_ ids: S) -> Bool {
-        let voters = voters
         let count = Set(ids).filter { servers[$0]?.role == .participant }.count
         return count > voters.count / 2
     }
@@ -162,7 +164,8 @@ public struct EnsembleConfig: Sendable, Hashable, CustomStringConvertible {
     public var description: String { text }
 
     /// An incremental change: the servers in `leaving` (ids, comma-separated) go, those in
-    /// `joining` (`server.ID=SPEC` entries, comma-separated) come or replace the entry of their id.
+    /// `joining` (`server.ID=SPEC` entries, comma-separated, each with a client port, as
+    /// ZooKeeper requires of joiners) come or replace the entry of their id.
     public func changed(joining: String?, leaving: String?) throws(ParseError) -> EnsembleConfig {
         var next = servers
         for entry in Self.entries(leaving ?? "") {
@@ -171,6 +174,7 @@ public struct EnsembleConfig: Sendable, Hashable, CustomStringConvertible {
         }
         for entry in Self.entries(joining ?? "") {
             let server = try Self.parseServerLine(entry)
+            guard server.clientPort != nil else { throw ParseError("server.\(server.id) has no client port") }
             for other in next.values where other.id != server.id {
                 let taken = [other.peerPort, other.electionPort].filter { $0 > 0 }
                 if other.host == server.host && taken.contains(where: { [server.peerPort, server.electionPort].contains($0) }) {

@@ -115,10 +115,6 @@ extension Replica {
                 next = try EnsembleConfig(parsing: members)
                 guard !next.servers.isEmpty else { throw EnsembleConfig.ParseError("no servers") }
             } else {
-                for entry in (request.joiningServers ?? "").split(separator: ",") where !entry.trimmingSpaces.isEmpty {
-                    let server = try EnsembleConfig.parseServerLine(String(entry))
-                    guard server.clientPort != nil else { throw EnsembleConfig.ParseError("server.\(server.id) has no client port") }
-                }
                 next = try current.changed(joining: request.joiningServers, leaving: request.leavingServers)
             }
         } catch {
@@ -133,8 +129,4 @@ extension Replica {
         next.version = Zxid.make(epoch: Int32(truncatingIfNeeded: leader.epoch), counter: leader.counter &+ 1)
         return .setData(path: Paths.config, data: Array(next.text.utf8), version: -1)
     }
-}
-
-extension Substring {
-    fileprivate var trimmingSpaces: Substring { drop(while: { $0 == " " }) }
 }

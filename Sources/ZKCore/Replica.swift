@@ -134,7 +134,8 @@ public struct Replica: Sendable {
         // the configuration the replica was started with.
         let reconfigured = Self.reconfiguredEnsemble(in: tree)
         if reconfigured == nil, let text = config.ensembleConfigText { tree.setConfigData(Array(text.utf8)) }
-        self.membership = reconfigured ?? config.initialEnsemble
+        let membership = reconfigured ?? config.initialEnsemble
+        self.membership = membership
         self.tree = tree
         self.prepared = tree
         self.unapplied = Deque(recovered.log)
@@ -149,7 +150,7 @@ public struct Replica: Sendable {
         self.nextSessionId = (config.serverId << 56) | timeBits
         self.role = .looking(
             LeaderElection(
-                me: config.serverId, voterSets: [config.initialEnsemble.voters], round: 0,
+                me: config.serverId, voterSets: [membership.voters], round: 0,
                 vote: Vote(leader: config.serverId, zxid: recovered.lastZxid, epoch: recovered.hardState.currentEpoch),
                 nowMs: startTimeMs, finalizeWaitMs: config.electionFinalizeWaitMs, resendMinMs: config.electionResendMinMs,
                 resendMaxMs: config.electionResendMaxMs))
