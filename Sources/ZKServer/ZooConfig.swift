@@ -75,10 +75,7 @@ public struct ZooConfig: Sendable, Equatable {
             case "reconfigEnabled": reconfigEnabled = value == "true"
             default:
                 if key.hasPrefix("server.") {
-                    guard let id = Int64(key.dropFirst("server.".count)) else {
-                        throw ParseError.invalidLine(number: index + 1, line: line, reason: "server id must be a number")
-                    }
-                    servers.append(try Self.parseServer(id: id, value, lineNumber: index + 1, line: line, clientPort: clientPort))
+                    servers.append(try Self.parseServer(key: key, value, lineNumber: index + 1, line: line))
                 }
                 // Other ZooKeeper settings are accepted and ignored.
             }
@@ -89,31 +86,20 @@ public struct ZooConfig: Sendable, Equatable {
         }
     }
 
-    private static func parseServer(id: Int64, _ value: String, lineNumber: Int, line: String, clientPort: Int?) throws -> Server {
-        let halves = value.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false)
-        let parts = halves[0].split(separator: ":")
-        guard parts.count >= 3, let peer = Int(parts[1]), let election = Int(parts[2]) else {
-            throw ParseError.invalidLine(number: lineNumber, line: line, reason: "expected host:peerPort:electionPort")
+    /// One `server.N` line, in the grammar `/zookeeper/config` uses (`EnsembleConfig`); a client
+    /// address listening everywhere is reached on the loopback address, a missing client port is
+    /// filled in from `clientPort` once the file is read.
+    private static func parseServer(key: String, _ value: String, lineNumber: Int, line: String) throws -> Server {
+        let parsed: EnsembleConfig.Server
+        do {
+            parsed = try EnsembleConfig.parseServerLine("\(key)=\(value)")
+        } catch {
+            throw ParseError.invalidLine(number: lineNumber, line: line, reason: error.message)
         }
-        var server = Server(id: id, host: String(parts[0]), peerPort: peer, electionPort: election, clientHost: "127.0.0.1", clientPort: 0)
-        if parts.count >= 4 {
-            guard parts.count == 4, let role = EnsembleConfig.Role(rawValue: parts[3].lowercased()) else {
-                throw ParseError.invalidLine(number: lineNumber, line: line, reason: "role must be participant or observer")
-            }
-            server.role = role
-        }
-        if halves.count == 2 {
-            let client = halves[1].split(separator: ":")
-            if client.count == 2, let port = Int(client[1]) {
-                server.clientHost = String(client[0]) == "0.0.0.0" ? "127.0.0.1" : String(client[0])
-                server.clientPort = port
-            } else if client.count == 1, let port = Int(client[0]) {
-                server.clientPort = port
-            } else {
-                throw ParseError.invalidLine(number: lineNumber, line: line, reason: "expected [clientHost:]clientPort after ;")
-            }
-        }
-        return server
+        let clientHost = parsed.clientHost.flatMap { $0 == "0.0.0.0" ? nil : $0 } ?? "127.0.0.1"
+        return Server(
+            id: parsed.id, host: parsed.host, peerPort: parsed.peerPort, electionPort: parsed.electionPort,
+            clientHost: clientHost, clientPort: parsed.clientPort ?? 0, role: parsed.role)
     }
 
     /// The replica settings for member `id`.
@@ -135,7 +121,10 @@ public struct ZooConfig: Sendable, Equatable {
 
     /// `/zookeeper/config` in ZooKeeper's format.
     public var dynamicConfigText: String {
-        servers.map { "server.\($0.id)=\($0.host):\($0.peerPort):\($0.electionPort):\($0.role.rawValue);\($0.clientHost):\($0.clientPort)" }
-            .joined(separator: "\n") + "\nversion=0"
+        EnsembleConfig(servers: servers.map {
+            EnsembleConfig.Server(
+                id: $0.id, host: $0.host, peerPort: $0.peerPort, electionPort: $0.electionPort, role: $0.role,
+                clientHost: $0.clientHost, clientPort: $0.clientPort)
+        }).text
     }
 }
