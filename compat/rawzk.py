@@ -280,8 +280,9 @@ class RawClient:
         self.xid += 1
         return self.xid
 
-    def request(self, opcode, body, xid=None):
-        """Send one request; return (err, body reader).  Queues notifications."""
+    def exchange(self, opcode, body, xid=None):
+        """Send one request; return (reply xid, err, body reader) of the first frame that is
+        not a notification, whatever its xid.  Queues notifications."""
         xid = self.next_xid() if xid is None else xid
         self.send_frame(Writer().int(xid).int(opcode).raw(body).bytes())
         while True:
@@ -295,9 +296,15 @@ class RawClient:
                 event = Reader(reader.data[reader.offset:])
                 self.events.append((event.int(), event.int(), event.string()))
                 continue
-            if reply_xid != xid:
-                raise ValueError("reply xid %d, expected %d" % (reply_xid, xid))
-            return err, reader
+            return reply_xid, err, reader
+
+    def request(self, opcode, body, xid=None):
+        """Send one request; return (err, body reader).  Queues notifications."""
+        xid = self.next_xid() if xid is None else xid
+        reply_xid, err, reader = self.exchange(opcode, body, xid)
+        if reply_xid != xid:
+            raise ValueError("reply xid %d, expected %d" % (reply_xid, xid))
+        return err, reader
 
     def barrier(self):
         """Ping; every notification sent before the ping's reply is now queued."""
@@ -382,6 +389,19 @@ class RawClient:
 
     def remove_watches(self, path, watcher_type):
         return self.call(REMOVE_WATCHES, Writer().string(path).int(watcher_type).bytes())
+
+    def set_watches(self, relative_zxid, data=(), exist=(), child=(), persistent=None,
+                    recursive=None):
+        """SetWatches (opcode 101), or SetWatches2 (105) when persistent or recursive is given,
+        with xid -8 as clients send it; returns (reply xid, error name)."""
+        writer = (Writer().long(relative_zxid).strings(list(data)).strings(list(exist))
+                  .strings(list(child)))
+        opcode = SET_WATCHES
+        if persistent is not None or recursive is not None:
+            opcode = SET_WATCHES2
+            writer.strings(list(persistent or ())).strings(list(recursive or ()))
+        reply_xid, err, _ = self.exchange(opcode, writer.bytes(), xid=-8)
+        return reply_xid, error_name(err) if err else "OK"
 
     def who_am_i(self):
         def decode(reader):
