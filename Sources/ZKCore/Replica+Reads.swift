@@ -24,15 +24,17 @@ extension Replica {
                     let ids = ACLs.authenticate(
                         scheme: scheme, auth: auth, peerAddress: connection.peerAddress, superDigest: config.superDigest)
                 else {
-                    reply(id, xid: SpecialXid.auth, zxid: 0, err: .authFailed, .empty, &ready)
+                    reply(id, xid: header.xid, zxid: 0, err: .authFailed, .empty, &ready)
                     closeConnection(id, reason: "authentication with unsupported scheme \(scheme)", &ready)
                     return
                 }
                 addAuthIds(ids, to: id)
-                reply(id, xid: SpecialXid.auth, zxid: 0, err: .ok, .empty, &ready)
+                reply(id, xid: header.xid, zxid: 0, err: .ok, .empty, &ready)
             case .setWatches(let request), .setWatches2(let request):
+                // The reply carries the request's xid, whatever it is: kazoo and the C client send
+                // -8, ZooKeeper's Java client an ordinary xid that it checks against the reply.
                 setWatches(id, request, &ready)
-                reply(id, xid: SpecialXid.setWatches, zxid: zxid, err: .ok, .empty, &ready)
+                reply(id, xid: header.xid, zxid: zxid, err: .ok, .empty, &ready)
             case .sasl(let token):
                 sasl(id, sessionId, xid: header.xid, token: token ?? [], &ready)
             case .multi:
@@ -174,8 +176,10 @@ extension Replica {
             return .empty
         case .reconfig:
             throw config.reconfigEnabled ? .unimplemented : .reconfigDisabled
-        case .nullPath:
-            throw .marshallingError
+        case .nullPath(let opcode):
+            // ZooKeeper validates the path of setData and setACL before anything reads it
+            // (BADARGUMENTS); every other operation trips over the null first (MARSHALLINGERROR).
+            throw opcode == OpCode.setData.rawValue || opcode == OpCode.setACL.rawValue ? .badArguments : .marshallingError
         default:
             throw .unimplemented
         }

@@ -57,9 +57,7 @@ struct ReplicaHarness {
         step(.request(id, RequestHeader(xid: xid, type: request.opcode), request))
         let expected: Int32
         switch request {
-        case .auth: expected = SpecialXid.auth
         case .ping: expected = SpecialXid.ping
-        case .setWatches, .setWatches2: expected = SpecialXid.setWatches
         default: expected = xid
         }
         for frame in (frames[id] ?? []).reversed() {

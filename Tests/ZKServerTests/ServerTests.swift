@@ -161,6 +161,47 @@ final class ServerTests: XCTestCase {
         }
     }
 
+    /// A reply carries its request's xid, whatever the opcode. ZooKeeper's Java client (so
+    /// Curator, Kafka, Spark) stamps the SetWatches it sends after a reconnect with an ordinary
+    /// xid and drops the connection ("Xid out of order") unless the reply echoes it; kazoo and the
+    /// C client send -8. Golden bytes: a ConnectRequest followed at once by SetWatches (xid 1),
+    /// SetWatches2 (xid 2), SetWatches (xid -8) and exists (xid 3) gets replies 1, 2, -8, 3,
+    /// as from ZooKeeper 3.8.
+    func testSetWatchesReplyEchoesTheRequestXid() async throws {
+        try await withServer { server, group, _ in
+            let client = try await RawClient.connect(port: server.localPort, group: group)
+            let frames: [[UInt8]] = [
+                // ConnectRequest: protocolVersion 0, lastZxidSeen 0, timeOut 10000, sessionId 0,
+                // passwd of 16 zero bytes, readOnly false.
+                [0, 0, 0, 45, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x27, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16]
+                    + [UInt8](repeating: 0, count: 16) + [0],
+                // SetWatches, xid 1: relativeZxid 0, three empty path lists.
+                [0, 0, 0, 28, 0, 0, 0, 1, 0, 0, 0, 101, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                // SetWatches2, xid 2: relativeZxid 0, five empty path lists.
+                [0, 0, 0, 36, 0, 0, 0, 2, 0, 0, 0, 105, 0, 0, 0, 0, 0, 0, 0, 0]
+                    + [UInt8](repeating: 0, count: 20),
+                // SetWatches, xid -8.
+                [0, 0, 0, 28, 0xFF, 0xFF, 0xFF, 0xF8, 0, 0, 0, 101, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                // exists "/" without a watch, xid 3.
+                [0, 0, 0, 14, 0, 0, 0, 3, 0, 0, 0, 3, 0, 0, 0, 1, 0x2F, 0],
+            ]
+            try await client.send(bytes: frames.flatMap { $0 })
+            guard var connect = try await client.nextFrame() else { return XCTFail("closed after connect") }
+            XCTAssertGreaterThan(try ServerMessageDecoder.decodeConnectResponse(&connect).timeoutMs, 0)
+            var replies: [(xid: Int32, err: Int32)] = []
+            for _ in 0..<4 {
+                guard let payload = try await client.nextFrame() else { return XCTFail("closed after \(replies)") }
+                // ReplyHeader: int xid, long zxid, int err.
+                let xid = payload.getInteger(at: payload.readerIndex, as: Int32.self)!
+                let err = payload.getInteger(at: payload.readerIndex + 12, as: Int32.self)!
+                replies.append((xid, err))
+            }
+            XCTAssertEqual(replies.map(\.xid), [1, 2, -8, 3])
+            XCTAssertEqual(replies.map(\.err), [0, 0, 0, 0])
+            await client.close()
+        }
+    }
+
     /// The tick timer drives session expiry: a session that sends nothing is expired by the
     /// replica and its connection closed.
     func testSilentSessionExpiresOnTicks() async throws {
