@@ -23,12 +23,39 @@ enum Prepare {
         }
     }
 
-    /// Whether a request may appear inside a multi (14).
-    static func isMultiWriteOp(_ request: Request) -> Bool {
-        switch request {
-        case .create, .create2, .createContainer, .createTTL, .delete, .setData, .check: return true
-        default: return false
+    /// The operations of a multi as ZooKeeper 3.8 reads them, or nil when it answers the whole
+    /// multi MARSHALLINGERROR (an operation that is not a write, or see below).
+    ///
+    /// ZooKeeper rebuilds every create inside a multi from its flags alone, whatever create opcode
+    /// carried it: flags 0–3 make a plain create, answered with its path only; flag 4 a container,
+    /// answered with path and Stat; the TTL flags (5, 6) a TTL node in a createTTL, but in a
+    /// create, create2 or createContainer they make it fail the whole multi; a createTTL with any
+    /// other flags loses its TTL; unknown flags make a create that fails with BADARGUMENTS.
+    static func multiOperations(_ ops: [Request]) -> [Request]? {
+        var result: [Request] = []
+        result.reserveCapacity(ops.count)
+        for op in ops {
+            switch op {
+            case .create(let create), .create2(let create), .createContainer(let create):
+                switch create.flags {
+                case 4: result.append(.createContainer(create))
+                case 5, 6: return nil
+                default: result.append(.create(create))
+                }
+            case .createTTL(var create):
+                guard create.flags != 5 && create.flags != 6 else {
+                    result.append(op)
+                    continue
+                }
+                create.ttl = nil
+                result.append(create.flags == 4 ? .createContainer(create) : .create(create))
+            case .delete, .setData, .check:
+                result.append(op)
+            default:
+                return nil
+            }
         }
+        return result
     }
 
     /// Prepares a write against `tree`. Never fails: a refused write becomes an error body.

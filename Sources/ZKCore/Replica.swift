@@ -447,6 +447,11 @@ public struct Replica: Sendable {
     // MARK: - Requests
 
     private mutating func onRequest(_ id: ConnectionID, _ header: RequestHeader, _ request: Request, _ ready: inout Ready) {
+        var request = request
+        var wellFormed = true
+        if case .multi(let ops) = request {
+            if let normalized = Prepare.multiOperations(ops) { request = .multi(normalized) } else { wellFormed = false }
+        }
         // Only what is needed is read out of the connection: a copy of it held while its queue is
         // appended to would make the append copy the whole queue.
         guard let (closing, session, authIds, queueCount) = connections[id].map({ ($0.closing, $0.sessionId, $0.authIds, $0.queue.count) }),
@@ -474,7 +479,7 @@ public struct Replica: Sendable {
             addAuthIds(ids, to: id)
         }
         let isClosing = sessions[sessionId]?.closing ?? true
-        if (Prepare.isWrite(request) || isReconfigWrite(request)) && !isClosing && isWellFormedWrite(request) {
+        if (Prepare.isWrite(request) || isReconfigWrite(request)) && !isClosing && wellFormed {
             connections[id]!.queue.append(.write(header, request))
             if case .closeSession = request { sessions[sessionId]?.closing = true }
             if isLeader {
@@ -503,13 +508,6 @@ public struct Replica: Sendable {
     private func isReconfigWrite(_ request: Request) -> Bool {
         guard case .reconfig = request else { return false }
         return config.reconfigEnabled && !config.isStandalone
-    }
-
-    /// A multi may only hold write operations; anything else is answered MARSHALLINGERROR
-    /// without a transaction.
-    private func isWellFormedWrite(_ request: Request) -> Bool {
-        if case .multi(let ops) = request { return ops.allSatisfy(Prepare.isMultiWriteOp) }
-        return true
     }
 
     /// Leader: turns a write, local or forwarded, into a proposal.
@@ -642,8 +640,8 @@ public struct Replica: Sendable {
         }
     }
 
-    /// A multi answers a plain create with a path only (kazoo parses nothing else) and, as
-    /// ZooKeeper 3.8 does, a create2 inside a multi too; containers and TTL nodes get path and Stat.
+    /// A multi answers a plain create with a path only (kazoo parses nothing else); containers and
+    /// TTL nodes get path and Stat (`Prepare.multiOperations` decides which is which).
     private static func multiResult(_ op: Request, _ outcome: ApplyOutcome) -> MultiResult {
         switch (op, outcome) {
         case (.create, .created(let path, _)), (.create2, .created(let path, _)):

@@ -3,15 +3,23 @@ import ZKProtocol
 /// The watches of one replica's connections.
 ///
 /// As in ZooKeeper, watches belong to a connection, not to a session, and live in two tables keyed
-/// by path: the data table (getData and exists watches, persistent and persistent-recursive
-/// watches) and the child table (getChildren watches and persistent watches). A connection has at
-/// most one entry per (table, path), holding the set of modes it registered. One-shot entries go
-/// when they fire; persistent ones stay until removed or until the connection goes.
+/// by path: the data table (getData and exists watches) and the child table (getChildren
+/// watches); `addWatch` registers a persistent or persistent-recursive watch in both, as
+/// ZooKeeper 3.8 does, so that removeWatches and checkWatches of type Data or Children find it
+/// and remove that table's half. A connection has at most one entry per (table, path), holding
+/// the set of modes it registered. One-shot entries go when they fire; persistent ones stay
+/// until removed or until the connection goes.
 ///
 /// Which events fire follows ZooKeeper: a node's own events go to the data table entries on its
-/// path and to recursive entries on the path or any ancestor; NodeDeleted also goes to the child
-/// table entries on the path (once per connection); NodeChildrenChanged goes only to child table
-/// entries on the parent. Recursive watches never see NodeChildrenChanged.
+/// path and to recursive data entries on any ancestor; NodeDeleted also goes to the child table
+/// entries on the path and recursive child entries on any ancestor (once per connection);
+/// NodeChildrenChanged goes only to the non-recursive child table entries on the parent.
+/// Recursive watches never see NodeChildrenChanged.
+///
+/// One deliberate difference from ZooKeeper 3.8: there a connection's later registration on a
+/// (table, path) replaces the mode of its earlier one, so a one-shot getData watch turns a
+/// persistent watch on the same path into a one-shot one (ZOOKEEPER-4466, fixed in 3.9). Here
+/// the modes add up, as in 3.9: the persistent watch stays.
 public struct WatchTable: Sendable {
     public struct Modes: OptionSet, Sendable, Hashable {
         public let rawValue: UInt8
@@ -19,6 +27,7 @@ public struct WatchTable: Sendable {
         public static let standard = Modes(rawValue: 1)
         public static let persistent = Modes(rawValue: 2)
         public static let recursive = Modes(rawValue: 4)
+        public static let all: Modes = [.standard, .persistent, .recursive]
     }
 
     private var data: [String: [ConnectionID: Modes]] = [:]
@@ -29,24 +38,27 @@ public struct WatchTable: Sendable {
     public init() {}
 
     public mutating func addDataWatch(_ path: String, connection: ConnectionID, mode: Modes = .standard) {
-        if mode.contains(.recursive) && !(data[path]?[connection]?.contains(.recursive) ?? false) { recursiveEntries += 1 }
-        data[path, default: [:]][connection, default: []].formUnion(mode)
-        pathsByConnection[connection, default: []].insert(path)
+        add(.data, path, connection, mode)
     }
 
     public mutating func addChildWatch(_ path: String, connection: ConnectionID, mode: Modes = .standard) {
-        child[path, default: [:]][connection, default: []].formUnion(mode)
-        pathsByConnection[connection, default: []].insert(path)
+        add(.child, path, connection, mode)
     }
 
-    /// `addWatch`: persistent registers in both tables, recursive in the data table only.
+    /// `addWatch`: a persistent or persistent-recursive watch, registered in both tables.
     public mutating func addPersistentWatch(_ path: String, connection: ConnectionID, recursive: Bool) {
-        if recursive {
-            addDataWatch(path, connection: connection, mode: .recursive)
-        } else {
-            addDataWatch(path, connection: connection, mode: .persistent)
-            addChildWatch(path, connection: connection, mode: .persistent)
-        }
+        let mode: Modes = recursive ? .recursive : .persistent
+        add(.data, path, connection, mode)
+        add(.child, path, connection, mode)
+    }
+
+    private mutating func add(_ table: Table, _ path: String, _ connection: ConnectionID, _ mode: Modes) {
+        var entries = (table == .data ? data[path] : child[path]) ?? [:]
+        let before = entries[connection] ?? []
+        if mode.contains(.recursive) && !before.contains(.recursive) { recursiveEntries += 1 }
+        entries[connection] = before.union(mode)
+        if table == .data { data[path] = entries } else { child[path] = entries }
+        pathsByConnection[connection, default: []].insert(path)
     }
 
     /// The connections to notify of `trigger`, in a stable order, consuming one-shot entries.
@@ -56,22 +68,25 @@ public struct WatchTable: Sendable {
         func note(_ connection: ConnectionID) {
             if seen.insert(connection).inserted { notified.append(connection) }
         }
-        switch trigger.type {
-        case .nodeCreated, .nodeDataChanged, .nodeDeleted:
-            for connection in consume(.data, trigger.path) { note(connection) }
-            if recursiveEntries > 0 {
-                for ancestor in Paths.ancestors(of: trigger.path) {
-                    guard let entries = data[ancestor] else { continue }
-                    for (connection, modes) in entries.sorted(by: { $0.key < $1.key }) where modes.contains(.recursive) {
-                        note(connection)
-                    }
+        func recursiveOnAncestors(_ table: [String: [ConnectionID: Modes]]) {
+            guard recursiveEntries > 0 else { return }
+            for ancestor in Paths.ancestors(of: trigger.path) {
+                guard let entries = table[ancestor] else { continue }
+                for (connection, modes) in entries.sorted(by: { $0.key < $1.key }) where modes.contains(.recursive) {
+                    note(connection)
                 }
             }
+        }
+        switch trigger.type {
+        case .nodeCreated, .nodeDataChanged, .nodeDeleted:
+            for connection in consume(.data, trigger.path, firing: .all) { note(connection) }
+            recursiveOnAncestors(data)
             if trigger.type == .nodeDeleted {
-                for connection in consume(.child, trigger.path) { note(connection) }
+                for connection in consume(.child, trigger.path, firing: .all) { note(connection) }
+                recursiveOnAncestors(child)
             }
         case .nodeChildrenChanged:
-            for connection in consume(.child, trigger.path) { note(connection) }
+            for connection in consume(.child, trigger.path, firing: [.standard, .persistent]) { note(connection) }
         default:
             break
         }
@@ -80,10 +95,11 @@ public struct WatchTable: Sendable {
 
     private enum Table { case data, child }
 
-    /// Every connection with an entry on `path` in `table`, dropping their one-shot modes.
-    private mutating func consume(_ table: Table, _ path: String) -> [ConnectionID] {
+    /// Every connection with an entry on `path` in `table` holding one of the `firing` modes,
+    /// dropping their one-shot modes.
+    private mutating func consume(_ table: Table, _ path: String, firing: Modes) -> [ConnectionID] {
         guard var entries = (table == .data ? data[path] : child[path]) else { return [] }
-        let connections = entries.keys.sorted()
+        let connections = entries.keys.sorted().filter { !entries[$0]!.isDisjoint(with: firing) }
         var emptied: [ConnectionID] = []
         for connection in connections {
             entries[connection]!.remove(.standard)
@@ -109,11 +125,22 @@ public struct WatchTable: Sendable {
     public mutating func removeConnection(_ connection: ConnectionID) {
         guard let paths = pathsByConnection.removeValue(forKey: connection) else { return }
         for path in paths {
-            if let modes = data[path]?.removeValue(forKey: connection), modes.contains(.recursive) { recursiveEntries -= 1 }
+            drop(.data, path, connection)
+            drop(.child, path, connection)
+        }
+    }
+
+    /// Removes the connection's entry on (`table`, `path`), keeping the recursive count.
+    private mutating func drop(_ table: Table, _ path: String, _ connection: ConnectionID) {
+        let removed: Modes?
+        if table == .data {
+            removed = data[path]?.removeValue(forKey: connection)
             if data[path]?.isEmpty == true { data[path] = nil }
-            child[path]?[connection] = nil
+        } else {
+            removed = child[path]?.removeValue(forKey: connection)
             if child[path]?.isEmpty == true { child[path] = nil }
         }
+        if removed?.contains(.recursive) == true { recursiveEntries -= 1 }
     }
 
     /// Whether the connection has an entry of `type` on `path` (1 children, 2 data, 3 any).
@@ -134,14 +161,8 @@ public struct WatchTable: Sendable {
     /// Removes the connection's entries of `type` on `path`; false when there were none.
     public mutating func remove(_ path: String, connection: ConnectionID, type: WatcherType) -> Bool {
         guard has(path, connection: connection, type: type) else { return false }
-        if type == .data || type == .any {
-            if let modes = data[path]?.removeValue(forKey: connection), modes.contains(.recursive) { recursiveEntries -= 1 }
-            if data[path]?.isEmpty == true { data[path] = nil }
-        }
-        if type == .children || type == .any {
-            child[path]?[connection] = nil
-            if child[path]?.isEmpty == true { child[path] = nil }
-        }
+        if type == .data || type == .any { drop(.data, path, connection) }
+        if type == .children || type == .any { drop(.child, path, connection) }
         forgetIfUnused(path, connection: connection)
         return true
     }

@@ -136,14 +136,46 @@ final class ReplicaTests: XCTestCase {
         guard case .setData(let stat) = results[1] else { return XCTFail() }
         XCTAssertEqual(stat.version, 1)
         XCTAssertEqual(results[2], .check)
-        guard case .create2(let path, _) = results[3] else { return XCTFail() }
-        XCTAssertEqual(path, "/m/c")
+        // Inside a multi the flags decide, as in ZooKeeper: createContainer with flags 0 is a plain create.
+        XCTAssertEqual(results[3], .create(path: "/m/c"))
+        XCTAssertEqual(h.stat(c, "/m/c")?.ephemeralOwner, 0)
         XCTAssertEqual(h.send(c, .multi([.getData(path: "/m", watch: false)])).0, .marshallingError)
         guard case (.ok, .multi(let reads)) = h.send(c, .multiRead([.getData(path: "/m/a", watch: false), .getChildren(path: "/nope", watch: false)])) else {
             return XCTFail()
         }
         XCTAssertEqual(reads.count, 2)
         XCTAssertEqual(reads[1], .error(.noNode))
+    }
+
+    /// ZooKeeper rebuilds each create inside a multi from its flags, whatever create opcode
+    /// carried it: flag 4 makes a container (path and Stat), a TTL flag outside createTTL fails
+    /// the whole multi with MARSHALLINGERROR, unknown flags fail that operation with BADARGUMENTS.
+    func testMultiRebuildsCreatesFromTheirFlags() {
+        var h = ReplicaHarness { $0.extendedTypesEnabled = true }
+        let c = h.connect()
+        func create(_ path: String, flags: Int32, ttl: Int64? = nil) -> CreateRequest {
+            CreateRequest(path: path, data: nil, acl: ACL.openUnsafe, flags: flags, ttl: ttl)
+        }
+        guard case (.ok, .multi(let results)) = h.send(c, .multi([
+            .create(create("/k1", flags: 4)),
+            .create2(create("/k2", flags: 1)),
+            .createTTL(create("/k3", flags: 0, ttl: 1000)),
+            .createTTL(create("/k4", flags: 5, ttl: 1000)),
+        ])), results.count == 4 else { return XCTFail() }
+        guard case .create2("/k1", _) = results[0] else { return XCTFail("\(results[0])") }
+        XCTAssertTrue(h.replica.tree.containers.contains("/k1"), "a container")
+        XCTAssertEqual(results[1], .create(path: "/k2"))
+        XCTAssertEqual(h.stat(c, "/k2")?.ephemeralOwner, h.sessionId(c))
+        XCTAssertEqual(results[2], .create(path: "/k3"))
+        XCTAssertEqual(h.stat(c, "/k3")?.ephemeralOwner, 0, "a createTTL without TTL flags loses its TTL")
+        guard case .create2("/k4", _) = results[3] else { return XCTFail("\(results[3])") }
+
+        XCTAssertEqual(h.send(c, .multi([.create(create("/t1", flags: 5, ttl: nil))])).0, .marshallingError)
+        XCTAssertEqual(h.send(c, .multi([.createContainer(create("/t2", flags: 6))])).0, .marshallingError)
+        XCTAssertNil(h.stat(c, "/t1"))
+        XCTAssertEqual(
+            h.send(c, .multi([.create(create("/u", flags: 9)), .delete(path: "/k3", version: -1)])).1,
+            .multi([.error(.badArguments), .error(.runtimeInconsistency)]))
     }
 
     func testDigestACLsDenyOthersAndSuperPassesEverything() {
@@ -212,6 +244,39 @@ final class ReplicaTests: XCTestCase {
         _ = h.create(writer, "/r/c")
         XCTAssertEqual(h.events(watcher).count, 4)
         XCTAssertEqual(h.send(watcher, .addWatch(path: "/r", mode: 2)).0, .marshallingError)
+    }
+
+    /// addWatch registers in both watch tables, as in ZooKeeper 3.8: removeWatches or
+    /// checkWatches of type Data (2) or Children (1) finds the persistent watch and removes that
+    /// table's half; the other half keeps firing what it fires.
+    func testWatcherTypesFindAndRemoveHalvesOfPersistentWatches() {
+        var h = ReplicaHarness()
+        let watcher = h.connect()
+        let writer = h.connect()
+        _ = h.create(writer, "/p")
+        XCTAssertEqual(h.send(watcher, .addWatch(path: "/p", mode: 0)).0, .ok)
+        XCTAssertEqual(h.send(watcher, .checkWatches(path: "/p", type: 1)).0, .ok)
+        XCTAssertEqual(h.send(watcher, .checkWatches(path: "/p", type: 2)).0, .ok)
+        // Data half removed: data changes stop, child changes and the deletion still arrive.
+        XCTAssertEqual(h.send(watcher, .removeWatches(path: "/p", type: 2)).0, .ok)
+        XCTAssertEqual(h.send(watcher, .removeWatches(path: "/p", type: 2)).0, .noWatcher)
+        _ = h.send(writer, .setData(path: "/p", data: [1], version: -1))
+        _ = h.create(writer, "/p/x")
+        XCTAssertEqual(h.events(watcher), [WatcherEvent(.nodeChildrenChanged, path: "/p")])
+        XCTAssertEqual(h.send(watcher, .removeWatches(path: "/p", type: 1)).0, .ok)
+        XCTAssertEqual(h.send(watcher, .checkWatches(path: "/p", type: 3)).0, .noWatcher)
+
+        // A recursive watch: its child-table half only ever fires deletions.
+        _ = h.create(writer, "/r")
+        XCTAssertEqual(h.send(watcher, .addWatch(path: "/r", mode: 1)).0, .ok)
+        XCTAssertEqual(h.send(watcher, .checkWatches(path: "/r", type: 1)).0, .ok)
+        XCTAssertEqual(h.send(watcher, .removeWatches(path: "/r", type: 2)).0, .ok)
+        _ = h.create(writer, "/r/a")
+        _ = h.send(writer, .setData(path: "/r/a", data: [1], version: -1))
+        _ = h.send(writer, .delete(path: "/r/a", version: -1))
+        XCTAssertEqual(Array(h.events(watcher).dropFirst()), [WatcherEvent(.nodeDeleted, path: "/r/a")])
+        XCTAssertEqual(h.send(watcher, .removeWatches(path: "/r", type: 1)).0, .ok)
+        XCTAssertEqual(h.send(watcher, .checkWatches(path: "/r", type: 3)).0, .noWatcher)
     }
 
     func testClosingASessionDeletesItsEphemeralsInOneTransaction() {
