@@ -581,8 +581,14 @@ public struct Replica: Sendable {
         var owner = sessions[txn.sessionId]?.connection
         if case .closeSession = txn.body {
             owner = sessions.removeValue(forKey: txn.sessionId)?.connection
-            if let owner, txn.cxid == Self.internalCxid {
-                closeConnection(owner, reason: "session 0x\(String(txn.sessionId, radix: 16)) expired", &ready)
+            // The session is over on this replica: its connection here closes now, whoever ended
+            // it (the leader expiring it, or a close sent through another connection or member),
+            // so that its client reconnects and learns the session expired. Only the connection
+            // that asked for the close keeps it long enough for the reply.
+            if let owner, !Self.waitsForClose(connections[owner], txn) {
+                let how = txn.cxid == Self.internalCxid ? "expired" : "closed through another connection"
+                closeConnection(owner, reason: "session 0x\(String(txn.sessionId, radix: 16)) \(how)", &ready)
+                return
             }
         }
         guard let id = owner, connections[id]?.closing == false, txn.cxid != Self.internalCxid else { return }
@@ -606,6 +612,17 @@ public struct Replica: Sendable {
             return
         }
         drain(id, &ready)
+    }
+
+    /// Whether `connection` is the one whose closeSession request `txn` answers.
+    private static func waitsForClose(_ connection: Connection?, _ txn: Transaction) -> Bool {
+        #if MINIZK_BUG_KEEP_CONNECTION_OF_CLOSED_SESSION
+        // Planted bug: a close that did not come from this replica's connection leaves it open
+        // (the connection stays, answering SESSIONEXPIRED, and its client never learns).
+        if txn.cxid != internalCxid { return true }
+        #endif
+        guard txn.cxid != internalCxid, case .write(let header, .closeSession)? = connection?.queue.first else { return false }
+        return header.xid == txn.cxid
     }
 
     /// Answers the requests waiting at the head of a connection's queue, up to its next write

@@ -14,7 +14,11 @@ import ZKProtocol
 /// - a request whose reply never came is left "unknown" in the history: it may or may not have
 ///   taken effect (the library would report CONNECTIONLOSS and not retry);
 /// - now and then it goes silent (stops pinging) to let its session expire, or closes its
-///   session, and later starts over with a new one.
+///   session, and later starts over with a new one;
+/// - now and then it closes its session through a second connection to another member, as tests
+///   that end a session do, while it goes on working on the first: the member holding that one
+///   must close it (`SessionChecker`), and the client learns on reconnecting that its session
+///   ended.
 ///
 /// What the client observes that no correct ensemble can produce (replies out of order, zxids
 /// going backwards, a watch event nobody asked for) is reported as a violation at once.
@@ -75,6 +79,12 @@ final class SimClient {
     /// Watches set on the current connection and not fired yet (indices into history.watches).
     var openWatches: [Int] = []
     let tickMs: Int64
+    /// Draws for closing the session from another member, apart from `random` so that adding
+    /// them left every other draw of a seed as it was.
+    var elsewhereRandom: SimRandom
+    let closeElsewhereProbability: Double
+    /// The second connection closing this client's session from another member, if any.
+    var elsewhere: (connection: ConnectionID, session: Int64, entry: Int?)?
 
     init(index: Int, cluster: Cluster, history: History, verdict: Verdict, spec: WorkloadSpec, seed: UInt64, timeoutMs: Int32, tickMs: Int64) {
         self.index = index
@@ -85,6 +95,8 @@ final class SimClient {
         self.workload = ClientWorkload(spec: spec, client: index, random: SimRandom.derive(seed, "workload\(index)"))
         self.requestedTimeoutMs = timeoutMs
         self.tickMs = tickMs
+        self.elsewhereRandom = SimRandom.derive(seed, "close-elsewhere\(index)")
+        self.closeElsewhereProbability = elsewhereRandom.pick([0, 0.001, 0.004])
         self.server = cluster.members[0]
         self.server = random.pick(cluster.members)
     }
@@ -183,7 +195,7 @@ final class SimClient {
         }
         if response.timeoutMs <= 0 {
             // The session is gone: the library reports EXPIRED; the application starts over.
-            if sessionId != 0 { history.sessions[sessionId]?.end = history.tick() }
+            if sessionId != 0, history.sessions[sessionId]?.end == nil { history.sessions[sessionId]?.end = history.tick() }
             cluster.clientClose(id)
             newSession()
             phase = .idle(retryAtMs: cluster.nowMs + random.int(10...200))
@@ -293,6 +305,9 @@ final class SimClient {
                 issuing = false
                 return
             }
+            if elsewhere == nil, sessionId != 0, cluster.members.count > 1, elsewhereRandom.chance(closeElsewhereProbability) {
+                closeFromElsewhere()
+            }
             _ = send(id, workload.next())
             let think = random.int(workload.spec.thinkMs)
             nextOperationAtMs = cluster.nowMs + think
@@ -306,6 +321,55 @@ final class SimClient {
         openWatches.removeAll()
         let silentMs = 3 * max(timeoutMs, Int64(requestedTimeoutMs))
         phase = .silent(untilMs: cluster.nowMs + silentMs, connection: connection)
+    }
+
+    // MARK: - Closing the session from another member
+
+    /// Opens a second connection to another member with this session's id and password and
+    /// closes the session there; the first connection carries on until its member closes it.
+    private func closeFromElsewhere() {
+        let other = elsewhereRandom.pick(cluster.members.filter { $0 != server })
+        var assigned: ConnectionID = 0
+        let id = cluster.openConnection(to: other) { [weak self] delivery in
+            self?.receiveElsewhere(delivery, on: assigned)
+        }
+        assigned = id
+        elsewhere = (id, sessionId, nil)
+        let request = ConnectRequest(lastZxidSeen: lastZxidSeen, timeoutMs: requestedTimeoutMs, sessionId: sessionId, password: password)
+        cluster.clientSend(id, .connect(id, request))
+    }
+
+    private func receiveElsewhere(_ delivery: Cluster.ClientDelivery, on id: ConnectionID) {
+        guard !stopped, var current = elsewhere, current.connection == id else { return }
+        func finish() {
+            cluster.clientClose(id)
+            elsewhere = nil
+        }
+        switch delivery {
+        case .closed:
+            // Whether a close sent took effect stays unknown in the history.
+            finish()
+        case .frame(.connect(let response)):
+            guard response.timeoutMs > 0 else { return finish() }
+            // cxids are per session: take the next one from the session's own counter.
+            let xid = nextXid
+            nextXid += 1
+            current.entry = history.begin(
+                client: index, session: current.session, connection: id, xid: xid, .closeSession, atMs: cluster.nowMs)
+            elsewhere = current
+            cluster.clientSend(id, .request(id, RequestHeader(xid: xid, type: OpCode.closeSession.rawValue), .closeSession))
+        case .frame(.reply(let header, let response)):
+            guard let entry = current.entry else { return finish() }
+            let code = ErrorCode(rawValue: header.err) ?? .systemError
+            history.end(entry, code == .ok ? .ok(response) : .failed(code), zxid: header.zxid, atMs: cluster.nowMs)
+            if code == .ok {
+                if history.sessions[current.session]?.end == nil { history.sessions[current.session]?.end = history.tick() }
+                history.sessions[current.session]?.closedByClient = true
+            }
+            finish()
+        case .frame(.notification):
+            break
+        }
     }
 
     // MARK: - Replies and events

@@ -64,6 +64,7 @@ public final class Simulation {
         verdict = Verdict(cluster: cluster)
         checker = ReplicaChecker(verdict: verdict, voters: options.initialVoters)
         cluster.observers.append(checker)
+        cluster.observers.append(SessionChecker(verdict: verdict))
         nemesisRandom = SimRandom.derive(options.seed, "nemesis")
         reconfigRandom = SimRandom.derive(options.seed, "reconfig")
     }

@@ -77,6 +77,61 @@ final class EnsembleTests: XCTestCase {
         try await group.shutdownGracefully()
     }
 
+    /// The classic way tests end a session: a second handle on another member with the same
+    /// session id and password sends closeSession. Every member applies the close, and the member
+    /// holding the first connection closes it at once, so its client reconnects and learns the
+    /// session expired (a client left connected to a dead session would, for instance, keep a
+    /// leader latch while another client also leads).
+    func testSessionClosedThroughAnotherMemberClosesItsConnection() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        var config = ReplicaConfig()
+        config.tickMs = 100
+        let ensemble = try await Ensemble.start(nodes: 3, config: config, group: group, logger: logger)
+        let serving = try await ensemble.waitUntilServing()
+        XCTAssertTrue(serving)
+
+        let holder = try await RawClient.connect(port: ensemble.servers[0].localPort, group: group)
+        let session = try await holder.handshake()
+        let ephemeral = CreateRequest(path: "/owned", data: [], acl: ACL.openUnsafe, flags: 1)
+        guard case .reply(let created, _) = try await holder.call(xid: 1, .create(ephemeral)) else { return XCTFail() }
+        XCTAssertEqual(created.err, 0)
+
+        let closer = try await RawClient.connect(port: ensemble.servers[1].localPort, group: group)
+        var resume = ByteBuffer()
+        ClientMessageEncoder.encode(
+            ConnectRequest(timeoutMs: 10_000, sessionId: session.sessionId, password: session.password), into: &resume)
+        try await closer.send(resume)
+        guard var payload = try await closer.nextFrame() else { return XCTFail("resume refused") }
+        XCTAssertGreaterThan(try ServerMessageDecoder.decodeConnectResponse(&payload).timeoutMs, 0)
+        guard case .reply(let closed, _) = try await closer.call(xid: 1, .closeSession) else { return XCTFail() }
+        XCTAssertEqual(closed.err, 0)
+        try await closer.waitUntilClosed()
+
+        // The member holding the first connection closes it, without a request from its client.
+        try await holder.waitUntilClosed(timeout: .seconds(5))
+
+        // Reconnecting, the client is told its session expired (negotiated timeout 0).
+        let again = try await RawClient.connect(port: ensemble.servers[2].localPort, group: group)
+        var retry = ByteBuffer()
+        ClientMessageEncoder.encode(
+            ConnectRequest(timeoutMs: 10_000, sessionId: session.sessionId, password: session.password), into: &retry)
+        try await again.send(retry)
+        guard var answer = try await again.nextFrame() else { return XCTFail("no connect response") }
+        XCTAssertEqual(try ServerMessageDecoder.decodeConnectResponse(&answer).timeoutMs, 0)
+        await again.close()
+
+        let reader = try await RawClient.connect(port: ensemble.servers[0].localPort, group: group)
+        _ = try await reader.handshake()
+        _ = try await reader.call(xid: 1, .sync(path: "/"))
+        guard case .reply(let missing, _) = try await reader.call(xid: 2, .exists(path: "/owned", watch: false)) else {
+            return XCTFail()
+        }
+        XCTAssertEqual(missing.err, ErrorCode.noNode.rawValue, "the closed session's ephemeral is gone")
+        await reader.close()
+        try await ensemble.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     func testLosingTheLeaderElectsAnotherAndKeepsCommittedWrites() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         var config = ReplicaConfig()
