@@ -19,6 +19,9 @@ public enum ApplyOutcome: Sendable, Hashable {
 public struct WatchTrigger: Sendable, Hashable {
     public var path: String
     public var type: EventType
+    /// The ACL of the node the event is about (of the parent, for NodeChildrenChanged): only
+    /// connections with READ on it are told, as in ZooKeeper since the fix of CVE-2024-23944.
+    public var acl: [ACL]
 }
 
 /// The replicated state of a replica: the znode tree and the table of live sessions.
@@ -166,18 +169,18 @@ public struct DataTree: Sendable {
             removeNode(path, zxid: zxid, triggers: &triggers)
             return .deleted
         case .setData(let path, let data, let version):
-            let updated = modify(path) { node -> (stat: Stat, delta: Int) in
+            let updated = modify(path) { node -> (stat: Stat, delta: Int, acl: [ACL]) in
                 let delta = (data?.count ?? 0) - node.dataLength
                 var header = node.storage.header
                 header.version = version
                 header.mzxid = zxid
                 header.mtime = timeMs
                 node.storage = data.withUnsafeOptionalBytes { NodeStorage.make(header, data: $0) }
-                return (node.stat, delta)
+                return (node.stat, delta, header.acl)
             }
             guard let updated else { preconditionFailure("setData of missing \(path) at zxid \(zxid)") }
             dataBytes += updated.delta
-            triggers.append(WatchTrigger(path: path, type: .nodeDataChanged))
+            triggers.append(WatchTrigger(path: path, type: .nodeDataChanged, acl: updated.acl))
             return .dataSet(stat: updated.stat)
         case .setACL(let path, let acl, let version):
             let acl = interned(acl)
@@ -226,16 +229,16 @@ public struct DataTree: Sendable {
         let node = DataNode(
             data: data, acl: interned(acl), czxid: zxid, mzxid: zxid, ctime: timeMs, mtime: timeMs, version: 0, aversion: 0,
             childCreates: 0, pzxid: zxid, kind: kind)
-        let inserted = modify(parentPath) { parent -> Bool in
+        let insertedUnder = modify(parentPath) { parent -> [ACL]? in
             parent.update { header in
-                guard header.children.updateValue(node, forKey: name) == nil else { return false }
+                guard header.children.updateValue(node, forKey: name) == nil else { return nil }
                 header.childCreates &+= 1
                 header.pzxid = zxid
-                return true
+                return header.acl
             }
         }
-        guard let inserted else { preconditionFailure("create of \(path) without a parent at zxid \(zxid)") }
-        precondition(inserted, "create of existing \(path) at zxid \(zxid)")
+        guard let insertedUnder else { preconditionFailure("create of \(path) without a parent at zxid \(zxid)") }
+        guard let parentACL = insertedUnder else { preconditionFailure("create of existing \(path) at zxid \(zxid)") }
         nodeCount += 1
         dataBytes += data?.count ?? 0
         switch kind {
@@ -244,23 +247,25 @@ public struct DataTree: Sendable {
         case .ttl: ttlNodes.insert(path)
         case .persistent: break
         }
-        triggers.append(WatchTrigger(path: path, type: .nodeCreated))
-        triggers.append(WatchTrigger(path: parentPath, type: .nodeChildrenChanged))
+        triggers.append(WatchTrigger(path: path, type: .nodeCreated, acl: node.acl))
+        triggers.append(WatchTrigger(path: parentPath, type: .nodeChildrenChanged, acl: parentACL))
         return node.stat
     }
 
     private mutating func removeNode(_ path: String, zxid: Zxid, triggers: inout [WatchTrigger]) {
         guard let parentPath = Paths.parent(of: path) else { preconditionFailure("delete of missing \(path) at zxid \(zxid)") }
         let name = NodeName(Paths.name(of: path))
-        let removed = modify(parentPath) { parent -> DataNode? in
+        let removed = modify(parentPath) { parent -> (node: DataNode, parentACL: [ACL])? in
             guard let child = parent.childMap[name] else { return nil }
             precondition(child.children.isEmpty, "delete of \(path) with children at zxid \(zxid)")
             return parent.update { header in
                 header.pzxid = zxid
-                return header.children.removeValue(forKey: name)
+                return header.children.removeValue(forKey: name).map { ($0, header.acl) }
             }
         }
-        guard let removed, let node = removed else { preconditionFailure("delete of missing \(path) at zxid \(zxid)") }
+        guard let removed, let (node, parentACL) = removed.map({ ($0.node, $0.parentACL) }) else {
+            preconditionFailure("delete of missing \(path) at zxid \(zxid)")
+        }
         nodeCount -= 1
         dataBytes -= node.dataLength
         switch node.kind {
@@ -271,8 +276,8 @@ public struct DataTree: Sendable {
         case .ttl: ttlNodes.remove(path)
         case .persistent: break
         }
-        triggers.append(WatchTrigger(path: path, type: .nodeDeleted))
-        triggers.append(WatchTrigger(path: parentPath, type: .nodeChildrenChanged))
+        triggers.append(WatchTrigger(path: path, type: .nodeDeleted, acl: node.acl))
+        triggers.append(WatchTrigger(path: parentPath, type: .nodeChildrenChanged, acl: parentACL))
     }
 }
 

@@ -152,6 +152,7 @@ enum Prepare {
             guard mode.isTTL, let ttl = request.ttl, ttl > 0, ttl <= ttlMsMax else { throw .badArguments }
             kind = .ttl(ms: ttl)
         case .createContainer:
+            guard !mode.isTTL else { throw .badArguments }
             kind = .container
         default:
             // Flag 4 through create/create2 makes an ordinary persistent node, as in ZooKeeper:

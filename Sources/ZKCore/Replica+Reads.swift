@@ -168,7 +168,8 @@ extension Replica {
             return .errorResponse(0)
         case .checkWatches(let path, let type):
             guard let type = WatcherType(rawValue: type), type.rawValue <= WatcherType.any.rawValue else { throw .marshallingError }
-            guard watches.has(path, connection: nil, type: type) else { throw .noWatcher }
+            guard let found = watches.check(path, type: type) else { throw .marshallingError }
+            guard found else { throw .noWatcher }
             return .empty
         case .removeWatches(let path, let type):
             guard let type = WatcherType(rawValue: type), type.rawValue <= WatcherType.any.rawValue else { throw .marshallingError }
@@ -179,6 +180,8 @@ extension Replica {
         case .nullPath(let opcode):
             // ZooKeeper validates the path of setData and setACL before anything reads it
             // (BADARGUMENTS); every other operation trips over the null first (MARSHALLINGERROR).
+            // removeWatches finds no watch on it (NOWATCHER).
+            if opcode == OpCode.removeWatches.rawValue { throw .noWatcher }
             throw opcode == OpCode.setData.rawValue || opcode == OpCode.setACL.rawValue ? .badArguments : .marshallingError
         default:
             throw .unimplemented

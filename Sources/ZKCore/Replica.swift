@@ -574,7 +574,12 @@ public struct Replica: Sendable {
         let outcome = tree.apply(txn, triggers: &triggers)
         if let next = Self.reconfiguration(txn) { adopt(next, at: txn.zxid, &ready) }
         for trigger in triggers {
-            for connection in watches.fire(trigger) where connections[connection]?.closing == false {
+            for connection in watches.fire(trigger) {
+                // A watch fires (one-shot ones are used up) but only a connection that may read
+                // the node hears of it, as in ZooKeeper (CVE-2024-23944).
+                guard let watcher = connections[connection], !watcher.closing,
+                    ACLs.check(trigger.acl, .read, authIds: watcher.authIds)
+                else { continue }
                 ready.send(.notification(zxid: -1, WatcherEvent(trigger.type, path: trigger.path)), to: connection)
             }
         }

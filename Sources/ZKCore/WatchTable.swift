@@ -158,6 +158,36 @@ public struct WatchTable: Sendable {
         }
     }
 
+    /// checkWatches as ZooKeeper 3.8 answers it: whether any connection (ZooKeeper does not look
+    /// at which) has an entry of `type` on `path`, or nil where ZooKeeper fails with
+    /// MARSHALLINGERROR. It computes each parent as it walks up from the path (only the first
+    /// while no recursive watch exists, and not past an entry on the path itself), and a step
+    /// from a path without a slash throws.
+    public func check(_ path: String, type: WatcherType) -> Bool? {
+        func parentFails(_ path: Substring) -> Bool { path != "/" && !path.contains("/") }
+        func inTable(_ table: [String: [ConnectionID: Modes]]) -> Bool? {
+            if path.isEmpty { return false }
+            if parentFails(path[...]) { return nil }
+            if table[path]?.isEmpty == false { return true }
+            guard recursiveEntries > 0 else { return false }
+            var current = path[...]
+            while current != "/" {
+                let slash = current.lastIndex(of: "/")!
+                current = slash == current.startIndex ? "/" : current[..<slash]
+                if parentFails(current) { return nil }
+            }
+            return false
+        }
+        switch type {
+        case .children: return inTable(child)
+        case .data: return inTable(data)
+        case .any:
+            guard let children = inTable(child), let data = inTable(data) else { return nil }
+            return children || data
+        case .persistent, .persistentRecursive: return false
+        }
+    }
+
     /// Removes the connection's entries of `type` on `path`; false when there were none.
     public mutating func remove(_ path: String, connection: ConnectionID, type: WatcherType) -> Bool {
         guard has(path, connection: connection, type: type) else { return false }

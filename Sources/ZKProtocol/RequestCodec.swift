@@ -84,10 +84,9 @@ enum RequestCodec {
 
     static func decodeRequest(_ payload: inout ByteBuffer) throws -> (RequestHeader, Request) {
         let header = try payload.readJuteRequestHeader()
-        // A top-level request with a null path is answered MARSHALLINGERROR, as ZooKeeper does
-        // (getEphemerals is not among them: its null prefix means every ephemeral).
-        // (Inside a multi a null path reads as "" and that operation fails with BADARGUMENTS: the
-        // safe answer where ZooKeeper 3.8 itself falls over.)
+        // A request with a null path is told apart (`Request.nullPath`): ZooKeeper answers most of
+        // them MARSHALLINGERROR, a few otherwise (getEphemerals is not among them: its null
+        // prefix means every ephemeral).
         if pathFirstOpcodes.contains(header.type), payload.getInteger(at: payload.readerIndex, as: Int32.self) == -1 {
             payload.moveReaderIndex(to: payload.writerIndex)
             return (header, .nullPath(opcode: header.type))
@@ -198,7 +197,11 @@ enum RequestCodec {
                 payload.moveReaderIndex(to: payload.writerIndex)
                 break
             }
-            operations.append(try self.decodeBody(opcode: header.type, from: &payload))
+            // A null path inside a multi or multiRead makes ZooKeeper fail the whole request
+            // (MARSHALLINGERROR); the operation is read past and marked.
+            let nullPath = pathFirstOpcodes.contains(header.type) && payload.getInteger(at: payload.readerIndex, as: Int32.self) == -1
+            let operation = try self.decodeBody(opcode: header.type, from: &payload)
+            operations.append(nullPath ? .nullPath(opcode: header.type) : operation)
         }
         return operations
     }

@@ -279,6 +279,48 @@ final class ReplicaTests: XCTestCase {
         XCTAssertEqual(h.send(watcher, .checkWatches(path: "/r", type: 3)).0, .noWatcher)
     }
 
+    /// Since the fix of CVE-2024-23944 ZooKeeper tells a watcher of an event only if it may read
+    /// the node the event is about (the parent, for NodeChildrenChanged); the one-shot watch is
+    /// used up all the same.
+    func testWatchEventsNeedReadOnTheirNode() {
+        var h = ReplicaHarness { $0.extendedTypesEnabled = true }
+        let watcher = h.connect()
+        let owner = h.connect()
+        XCTAssertEqual(h.send(owner, .auth(type: 0, scheme: "digest", auth: Array("u1:pw".utf8))).0, .ok)
+        let onlyU1 = [ACL(perms: .all, id: Id(scheme: "digest", id: ACLs.digest("u1:pw")))]
+        _ = h.create(owner, "/open")
+        XCTAssertEqual(h.send(watcher, .addWatch(path: "/open", mode: 1)).0, .ok)
+        _ = h.create(owner, "/open/hidden", acl: onlyU1)
+        _ = h.create(owner, "/open/seen")
+        XCTAssertEqual(h.events(watcher), [WatcherEvent(.nodeCreated, path: "/open/seen")])
+
+        _ = h.create(owner, "/closed", acl: onlyU1)
+        XCTAssertEqual(h.send(watcher, .exists(path: "/closed", watch: true)).0, .ok)
+        _ = h.send(owner, .delete(path: "/closed", version: -1))
+        XCTAssertEqual(h.events(watcher).count, 1, "no NodeDeleted for a node the watcher cannot read")
+        XCTAssertEqual(h.send(watcher, .checkWatches(path: "/closed", type: 2)).0, .noWatcher, "the watch was used up")
+    }
+
+    /// Corners ZooKeeper 3.8 answers in its own way: checkWatches of a path without a slash fails
+    /// (MARSHALLINGERROR), removeWatches of a null path finds nothing, a container cannot carry
+    /// TTL flags, and a null path inside a multi fails the whole request.
+    func testWatchAndCreateCornersAnswerAsZooKeeper() {
+        var h = ReplicaHarness { $0.extendedTypesEnabled = true }
+        let c = h.connect()
+        XCTAssertEqual(h.send(c, .checkWatches(path: "f", type: 3)).0, .marshallingError)
+        XCTAssertEqual(h.send(c, .checkWatches(path: "", type: 3)).0, .noWatcher)
+        XCTAssertEqual(h.send(c, .removeWatches(path: "f", type: 3)).0, .noWatcher)
+        XCTAssertEqual(h.send(c, .nullPath(opcode: OpCode.removeWatches.rawValue)).0, .noWatcher)
+        _ = h.create(c, "/w")
+        XCTAssertEqual(h.send(c, .addWatch(path: "/w", mode: 1)).0, .ok)
+        XCTAssertEqual(h.send(c, .checkWatches(path: "a/b", type: 1)).0, .marshallingError, "walks up to a relative parent")
+        XCTAssertEqual(h.send(c, .checkWatches(path: "/w", type: 1)).0, .ok)
+        let ttlContainer = CreateRequest(path: "/k", data: nil, acl: ACL.openUnsafe, flags: 5)
+        XCTAssertEqual(h.send(c, .createContainer(ttlContainer)).0, .badArguments)
+        XCTAssertEqual(h.send(c, .multi([.nullPath(opcode: OpCode.delete.rawValue)])).0, .marshallingError)
+        XCTAssertEqual(h.send(c, .multiRead([.nullPath(opcode: OpCode.getData.rawValue)])).0, .marshallingError)
+    }
+
     func testClosingASessionDeletesItsEphemeralsInOneTransaction() {
         var h = ReplicaHarness()
         let owner = h.connect()

@@ -21,10 +21,14 @@ final class DecodingChoicesTests: XCTestCase {
         // A null path of a top-level request is answered MARSHALLINGERROR, as ZooKeeper does.
         XCTAssertEqual(try decodeRequest("00000001 00000004 ffffffff 00").1, .nullPath(opcode: 4))
         XCTAssertEqual(try decodeRequest("00000001 00000001 ffffffff ffffffff ffffffff 00000000").1, .nullPath(opcode: 1))
-        // Inside a multi it reads as "" (the operation then fails with BADARGUMENTS).
+        // Inside a multi the operation is read past and marked (ZooKeeper fails the whole multi);
+        // what follows it is still read.
         XCTAssertEqual(
-            try decodeRequest("00000001 0000000e 00000001 00 ffffffff ffffffff ffffffff ffffffff 00000000 ffffffff 01 ffffffff").1,
-            .multi([.create(CreateRequest(path: "", data: nil, acl: nil, flags: 0))]))
+            try decodeRequest(
+                "00000001 0000000e 00000001 00 ffffffff ffffffff ffffffff ffffffff 00000000 "
+                    + "00000002 00 ffffffff 00000002 2f61 00000000 ffffffff 01 ffffffff"
+            ).1,
+            .multi([.nullPath(opcode: 1), .delete(path: "/a", version: 0)]))
         XCTAssertEqual(try decodeRequest("fffffffc 00000064 00000000 ffffffff ffffffff").1, .auth(type: 0, scheme: "", auth: []))
         XCTAssertEqual(
             try decodeRequest("fffffff8 00000065 0000000000000000 ffffffff ffffffff ffffffff").1,
