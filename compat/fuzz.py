@@ -49,8 +49,11 @@ from compat.zk import (KAZOO_SUPER_DIGEST, WORK_DIR, MiniZKServer, ServerError, 
                        free_ports, server_mode)
 
 ENSEMBLE_TICK_MS = 1000
-SESSION_TIMEOUT_MS = 4000           # the most either server grants at tickTime 200
+# The most either server grants: 20 ticks (standalone tick 200 ms; ensemble 1 s, so that a
+# client stalled a few seconds on a shared machine does not see its sessions expire).
+SESSION_TIMEOUT_MS = {"standalone": 4000, "ensemble": 20000}
 SOCKET_TIMEOUT_S = 8.0
+SLOW_STEP_S = 1.0                   # a step slower than this is reported (it delays other sessions' pings)
 RECONNECT_AFTER_STEPS = 6           # a dropped session is resumed after this many steps at most
 TIME_PLAUSIBLE_MS = 60 * 60 * 1000
 
@@ -101,7 +104,7 @@ OP_WEIGHTS = {
     "create": 30, "delete": 7, "exists": 8, "getData": 8, "setData": 8, "getChildren": 5,
     "getChildren2": 4, "getACL": 3, "setACL": 4, "sync": 2, "multi": 8, "multiRead": 3,
     "addWatch": 4, "checkWatches": 3, "removeWatches": 4, "whoAmI": 1, "getEphemerals": 2,
-    "getAllChildrenNumber": 2, "addAuth": 2, "reconnect": 2, "drop": 1, "badPassword": 0.5,
+    "getAllChildrenNumber": 2, "addAuth": 2, "reconnect": 2, "drop": 2, "badPassword": 0.5,
     "close": 1,
 }
 
@@ -124,14 +127,16 @@ KNOWN = {
     "watch-needs-read": "an ACL without READ for every session (ZooKeeper drops notifications a "
                         "session may not read)",
     "standard-watch-after-addwatch": "exists/getData/getChildren with a watch on a path the "
-                                     "session gave an addWatch",
+                                     "session gave an addWatch, or addWatch on a path the "
+                                     "session set such a watch on",
+    "multi-ttl-flag": "create/create2 with a TTL flag (5, 6) inside multi",
 }
 NO_WORLD_READ = {"creator", "u1", "perms-0"}
 
 
-def known_difference(op, addwatch_paths):
+def known_difference(op, addwatch_paths, standard_paths=()):
     """The KNOWN entry `op` would run into, or None; addwatch_paths: paths this session gave an
-    addWatch so far."""
+    addWatch so far; standard_paths: paths it set a one-shot watch on."""
     name = op["op"]
     subs = op.get("sub", [])
     if any(sub["path"] == ["raw", None] for sub in subs):
@@ -140,6 +145,9 @@ def known_difference(op, addwatch_paths):
         return "multi-container"
     if any(sub["t"] == "create" and sub.get("flags", 0) not in range(7) for sub in subs):
         return "multi-bad-flags"
+    if any(sub["t"] == "create" and sub.get("opcode") in (rawzk.CREATE, rawzk.CREATE2)
+           and sub.get("flags") in (5, 6) for sub in subs):
+        return "multi-ttl-flag"
     if name == "setACL" and op["path"] == ["raw", None]:
         return "setacl-null-path"
     if op.get("path") == ["raw", None]:
@@ -155,6 +163,8 @@ def known_difference(op, addwatch_paths):
             return "watches-type-after-addwatch"
     if name == "addWatch" and tuple(op["path"]) in addwatch_paths:
         return "addwatch-again"
+    if name == "addWatch" and tuple(op["path"]) in standard_paths:
+        return "standard-watch-after-addwatch"
     if name == "create" and op["opcode"] == rawzk.CREATE_CONTAINER and op["flags"] != 4:
         return "container-flags"
     return None
@@ -229,7 +239,10 @@ class Generator:
         opcode = rng.choice([rawzk.CREATE, rawzk.CREATE2, rawzk.CREATE_CONTAINER, rawzk.CREATE_TTL])
         flags = rng.choice([0, 1, 2, 4, 5, 7, 42, -1])
         ttl = rng.choice([3600000 * 5, 0]) if opcode == rawzk.CREATE_TTL else None
-        return opcode, self.path(), flags, ttl
+        path = self.path()
+        if (flags == 4 or opcode == rawzk.CREATE_CONTAINER) and path[0] == "v" and path[1] not in LEAVES:
+            path = ["v", rng.choice(LEAVES)]   # a container that gets children may be reaped
+        return opcode, path, flags, ttl
 
     def sub_op(self, read=False):
         rng = self.rng
@@ -256,6 +269,7 @@ class Generator:
         ops = []
         dropped = {}
         addwatch = {slot: set() for slot in range(sessions)}
+        standard = {slot: set() for slot in range(sessions)}
         for _ in range(count):
             for slot, since in sorted(dropped.items()):
                 if len(ops) - since >= rng.randint(1, 5):
@@ -264,12 +278,15 @@ class Generator:
                     del dropped[slot]
             for _attempt in range(50):
                 op = self.operation(sessions, dropped, len(ops))
-                if not self.skip_known or known_difference(op, addwatch[op["s"]]) is None:
+                if not self.skip_known or known_difference(
+                        op, addwatch[op["s"]], standard[op["s"]]) is None:
                     break
             if op["op"] == "addWatch":
                 addwatch[op["s"]].add(tuple(op["path"]))
+            elif op.get("watch"):
+                standard[op["s"]].add(tuple(op["path"]))
             elif op["op"] == "close":
-                addwatch[op["s"]] = set()
+                addwatch[op["s"]], standard[op["s"]] = set(), set()
             if op["op"] in ("reconnect", "close"):
                 dropped.pop(op["s"], None)
             elif op["op"] in ("drop", "badPassword") and op["s"] not in dropped:
@@ -358,7 +375,7 @@ def zoo_cfg(data_dir, server_lines):
     # A member that misses syncLimit ticks drops its clients; a shared two-core machine running
     # six servers needs the slack (1 s ticks, 10 s), which costs nothing: no expiry is awaited.
     return ("tickTime=%d\ninitLimit=20\nsyncLimit=10\ndataDir=%s\nstandaloneEnabled=false\n"
-            "4lw.commands.whitelist=*\nadmin.enableServer=false\nforceSync=no\n%s\n"
+            "maxClientCnxns=0\n4lw.commands.whitelist=*\nadmin.enableServer=false\nforceSync=no\n%s\n"
             % (ENSEMBLE_TICK_MS, data_dir, "\n".join(server_lines)))
 
 
@@ -561,7 +578,7 @@ class Run:
         host, port = self.address(member)
         for attempt in range(retries):
             client = rawzk.RawClient(host, port, timeout=SOCKET_TIMEOUT_S,
-                                     session_timeout_ms=SESSION_TIMEOUT_MS)
+                                     session_timeout_ms=SESSION_TIMEOUT_MS[self.cluster.topology])
             try:
                 client.connect(session_id=session_id, password=password, last_zxid=last_zxid)
                 return client
@@ -614,11 +631,23 @@ class Run:
                 except Exception:
                     pass
 
-    def barrier(self, slot):
-        if self.ensemble:
-            slot.client.sync("/")
-        else:
+    def barrier(self, slot, timeout=10.0):
+        """Ping until the reply says the member has applied every transaction any client here
+        has seen. A server writes a transaction's notifications before it counts the
+        transaction as applied, and a connection's frames in order, so after that ping every
+        notification due to this session is queued. (On a standalone server the first ping
+        does it. A sync would do it in an ensemble too, but a ZooKeeper follower now and then
+        leaves one unanswered.)"""
+        target = self.highest_zxid()
+        deadline = time.monotonic() + timeout
+        while True:
             slot.client.barrier()
+            if slot.client.reply_zxid >= target or time.monotonic() > deadline:
+                return
+            time.sleep(0.002)
+
+    def highest_zxid(self):
+        return max(slot.client.last_zxid for slot in self.slots if slot.client)
 
     # -- watch bookkeeping, as a client library keeps it
     def note_events(self, slot, events):
@@ -721,15 +750,15 @@ class Run:
             client.drop()
             self.new_session(slot)
             return {"expired": True}
-        slot.client, slot.dropped_at = client, None
+        client.seen_zxid = old.seen_zxid
         result = {"resumed": client.session_id == old.session_id, "timeout": client.negotiated_timeout_ms}
-        if self.ensemble:
-            client.sync("/")   # the member has applied everything the other sessions did
+        slot.client, slot.dropped_at = client, None
+        self.barrier(slot)   # the member has applied everything the others did
         w = slot.watches
         if any(w.values()):
             persistent = w["persistent"] or w["recursive"] or v2
             xid, err = client.set_watches(
-                client.last_zxid, sorted(w["data"]), sorted(w["exist"]), sorted(w["child"]),
+                client.seen_zxid, sorted(w["data"]), sorted(w["exist"]), sorted(w["child"]),
                 sorted(w["persistent"]) if persistent else None,
                 sorted(w["recursive"]) if persistent else None)
             result["setWatches"] = [xid, err] if not self.plan.get("skip_known") else err
@@ -763,7 +792,8 @@ class Run:
             self.mark_dropped(slot, index)
             bad = bytes((b ^ 0x5A) for b in (client.password or b"\x00" * 16))
             host, port = self.address(op["member"])
-            probe = rawzk.RawClient(host, port, timeout=SOCKET_TIMEOUT_S, session_timeout_ms=SESSION_TIMEOUT_MS)
+            probe = rawzk.RawClient(host, port, timeout=SOCKET_TIMEOUT_S,
+                                    session_timeout_ms=SESSION_TIMEOUT_MS[self.cluster.topology])
             try:
                 probe.connect(session_id=client.session_id, password=bad, last_zxid=client.last_zxid)
                 answer = {"session": "same" if probe.session_id == client.session_id else
@@ -877,8 +907,14 @@ class Pair:
             for run in runs:
                 run.setup()
             for index, op in enumerate(plan["ops"]):
+                began = time.monotonic()
                 left = runs[0].step(op)
+                middle = time.monotonic()
                 right = runs[1].step(op)
+                ended = time.monotonic()
+                if max(middle - began, ended - middle) > SLOW_STEP_S:
+                    print("  (slow step %d: %.1f s / %.1f s: %s)" % (
+                        index, middle - began, ended - middle, describe(op)[:120]))
                 records[0].append(left)
                 records[1].append(right)
                 if left != right:
@@ -971,7 +1007,7 @@ def run_seed(pair, seed, count, shrink_budget_s, out_dir, args):
     started = time.monotonic()
     small, best = shrink(pair, plan, difference, "s%dm" % seed, shrink_budget_s)
     if small is None:
-        print("  (not reproduced on a fresh root: timing-dependent?)")
+        print("  not reproduced by a replay on a fresh root: timing, not counted")
         return steps, {"seed": seed, "topology": pair.topology, "command": replay_cmd,
                        "difference": difference, "ops": None, "flaky": True}
     path = os.path.join(out_dir, "%s-seed%d.json" % (pair.topology, seed))
@@ -1073,10 +1109,15 @@ def main(argv):
             pair.destroy()
     with open(os.path.join(out_dir, "findings.json"), "w") as handle:
         json.dump(findings, handle, indent=1, default=str)
-    print("fuzz: %d seeds, %d operations, %d difference(s) in %.0f s"
-          % (len(seeds) * len(topologies) if not args.replay else 1, total_ops, len(findings),
-             time.monotonic() - started))
-    return 1 if findings else 0
+    # A difference that a replay of the same operations on a fresh root does not show again is
+    # timing (seen: a ZooKeeper follower answering a sync before it sent a notification for a
+    # write committed just before); it is printed above but does not fail the run.
+    flaky = [finding for finding in findings if finding.get("flaky")]
+    print("fuzz: %d seeds, %d operations, %d difference(s)%s in %.0f s"
+          % (len(seeds) * len(topologies) if not args.replay else 1, total_ops,
+             len(findings) - len(flaky),
+             " (+%d not reproduced)" % len(flaky) if flaky else "", time.monotonic() - started))
+    return 1 if len(findings) > len(flaky) else 0
 
 
 if __name__ == "__main__":

@@ -214,6 +214,8 @@ class RawClient:
         self.negotiated_timeout_ms = None
         self.closed = False
         self.last_zxid = 0  # highest zxid seen in a reply header, as clients track it
+        self.reply_zxid = 0
+        self.seen_zxid = 0
 
     # framing
     def _recv_exact(self, count):
@@ -296,6 +298,9 @@ class RawClient:
                 event = Reader(reader.data[reader.offset:])
                 self.events.append((event.int(), event.int(), event.string()))
                 continue
+            self.reply_zxid = zxid  # of the last reply (a ping's: what the server has applied)
+            if reply_xid != -2 and zxid > self.seen_zxid:
+                self.seen_zxid = zxid  # what a client library tracks: pings left out
             return reply_xid, err, reader
 
     def request(self, opcode, body, xid=None):

@@ -23,7 +23,7 @@ export MINIZK_BIN="${MINIZK_BIN:-$REPO/.build/debug/minizk}"
 args=()
 for arg in "$@"; do
     case "$arg" in
-        --ci) args+=(--topology both --seeds 1-12 --ops 400 --skip-known --shrink-seconds 60) ;;
+        --ci) args+=(--topology both --seeds 1-20 --ops 500 --skip-known --shrink-seconds 30 --max-differences 3) ;;
         --long) args+=(--topology both --seeds 1-200 --ops 2000 --skip-known) ;;
         -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) args+=("$arg") ;;
