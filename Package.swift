@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "ZKStorage", targets: ["ZKStorage"]),
         .library(name: "ZKServer", targets: ["ZKServer"]),
         .library(name: "ZKSimulator", targets: ["ZKSimulator"]),
+        .library(name: "ZKTesting", targets: ["ZKTesting"]),
         .executable(name: "minizk", targets: ["minizk"]),
     ],
     dependencies: [
@@ -72,6 +73,16 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
+        .target(
+            name: "ZKTesting",
+            dependencies: [
+                "ZKServer", "ZKCore", "ZKProtocol", "ZKStorage",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "minizk",
             dependencies: [
@@ -91,6 +102,14 @@ let package = Package(
             name: "MiniZKSimulations",
             dependencies: ["ZKSimulator", "ZKCore", "ZKProtocol", "ZKStorage"],
             path: "Simulations/Tests"
+        ),
+        .testTarget(
+            name: "ZKTestingTests",
+            dependencies: [
+                "ZKTesting", "ZKServer", "ZKCore", "ZKProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         .testTarget(name: "ZKStorageTests", dependencies: ["ZKStorage", "ZKCore", "ZKProtocol"]),
         .testTarget(

@@ -147,9 +147,20 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     func read(context: ChannelHandlerContext) {
         if isReadingPaused {
             readWasRequested = true
+        } else if host.isPaused {
+            // A paused replica (tests) reads nothing: the client's bytes wait in the socket.
+            readWasRequested = true
+            host.withholdRead(self)
         } else {
             context.read()
         }
+    }
+
+    /// The replica resumed after a pause: reads what the connection asked to read meanwhile.
+    func readAfterPause() {
+        guard readWasRequested, !isReadingPaused, let context else { return }
+        readWasRequested = false
+        context.read()
     }
 
     // MARK: - Input

@@ -74,7 +74,8 @@ public final class MiniZKServer: Sendable {
     /// released when this returns: the replica then holds the only copy of the tree, so applying
     /// the recovered log changes it in place instead of copying what the two would share.
     private static func recoverHost(
-        config: ReplicaConfig, options: ServerOptions, store: any ReplicaStore, eventLoop: any EventLoop, logger: Logger
+        config: ReplicaConfig, options: ServerOptions, store: any ReplicaStore, eventLoop: any EventLoop, logger: Logger,
+        clock: ManualClock?
     ) throws -> ReplicaHost {
         let recoveryStarted = ContinuousClock.now
         let recovered = try store.recover()
@@ -87,13 +88,15 @@ public final class MiniZKServer: Sendable {
         // Recovery decoded the snapshot into temporary arrays, now freed: give that memory back to
         // the system rather than keep it in the allocator's free lists.
         SystemFacts.releaseFreeMemory()
-        return ReplicaHost(config: config, options: options, store: store, recovered: recovered, eventLoop: eventLoop, logger: logger)
+        return ReplicaHost(
+            config: config, options: options, store: store, recovered: recovered, eventLoop: eventLoop, logger: logger,
+            manualClock: clock)
     }
 
     public static func start(
         config: ReplicaConfig, host: String, port: Int, group: any EventLoopGroup, logger: Logger,
         options: ServerOptions = ServerOptions(), store: (any ReplicaStore)? = nil,
-        transport: (any PeerTransport)? = nil, secure: SecureClientPort? = nil
+        transport: (any PeerTransport)? = nil, secure: SecureClientPort? = nil, clock: ManualClock? = nil
     ) async throws -> MiniZKServer {
         let tlsContext = try secure.map { try NIOSSLContext(configuration: $0.tls) }
         let eventLoop = group.next()
@@ -106,7 +109,8 @@ public final class MiniZKServer: Sendable {
         var config = config
         config.clientPort = port
         let store = store ?? MemoryStore()
-        let replicaHost = try recoverHost(config: config, options: options, store: store, eventLoop: eventLoop, logger: logger)
+        let replicaHost = try recoverHost(
+            config: config, options: options, store: store, eventLoop: eventLoop, logger: logger, clock: clock)
         // A standalone replica serves as soon as its first epoch is durable: wait for that before
         // opening the client port, so that no client is turned away as "not serving yet".
         let standalone = config.isStandalone
@@ -208,6 +212,49 @@ public final class MiniZKServer: Sendable {
         let replicaHost = self.replicaHost
         try await replicaHost.eventLoop.flatSubmit { replicaHost.stop() }.get()
         replicaHost.logger.info("MiniZK stopped", metadata: ["port": "\(localPort)"])
+    }
+}
+
+// MARK: - Faults and inspection for tests (ZKTesting)
+
+extension MiniZKServer {
+    /// Stalls this member as a paused process: it steps nothing (inputs from peers and clients
+    /// wait, ticks are skipped) and reads nothing from its client connections, which stay open.
+    public func pause() async throws {
+        let replicaHost = self.replicaHost
+        try await replicaHost.eventLoop.submit { replicaHost.pause() }.get()
+    }
+
+    /// Ends a `pause`: what arrived meanwhile is stepped in order and clients are read again.
+    public func resume() async throws {
+        let replicaHost = self.replicaHost
+        try await replicaHost.eventLoop.submit { replicaHost.resume() }.get()
+    }
+
+    public func isPaused() async throws -> Bool {
+        let replicaHost = self.replicaHost
+        return try await replicaHost.eventLoop.submit { replicaHost.isPaused }.get()
+    }
+
+    /// Closes this member's client connections (those of `sessionId` only, when given) as a
+    /// network failure would; their sessions live on. Returns how many were closed.
+    @discardableResult
+    public func dropClientConnections(sessionId: Int64? = nil) async throws -> Int {
+        let replicaHost = self.replicaHost
+        return try await replicaHost.eventLoop.submit { replicaHost.dropConnections(sessionId: sessionId) }.get()
+    }
+
+    /// Expires `sessionId` through the log as the leader's expiry does. False when this member
+    /// does not lead or does not know the session.
+    public func expireSession(_ sessionId: Int64) async throws -> Bool {
+        let replicaHost = self.replicaHost
+        return try await replicaHost.eventLoop.submit { replicaHost.expireSession(sessionId) }.get()
+    }
+
+    /// The password a client presents to resume `sessionId` (the same on every member).
+    public func sessionPassword(for sessionId: Int64) async throws -> [UInt8] {
+        let replicaHost = self.replicaHost
+        return try await replicaHost.eventLoop.submit { replicaHost.sessionPassword(for: sessionId) }.get()
     }
 }
 

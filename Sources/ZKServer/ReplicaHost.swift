@@ -104,18 +104,34 @@ final class ReplicaHost: @unchecked Sendable {
     /// Waiting for the replica to serve clients (a standalone one does once its epoch is durable).
     private var servingWaiters: [EventLoopPromise<Void>] = []
     private var failureCallbacks: [@Sendable (String) -> Void] = []
+    /// With a manual clock (tests): time is the clock's, ticks come from `ManualClock.advance`.
+    let manualClock: ManualClock?
+    private var manualNextTickMs: Int64 = .max
+    private var isManualWakeQueued = false
+    /// A paused replica (a stalled process, for tests): inputs wait in `heldInputs`, ticks are
+    /// skipped, its connections' bytes stay unread.
+    private(set) var isPaused = false
+    private var heldInputs: [ReplicaInput] = []
+    private var withheldReads: [ClientConnectionHandler] = []
 
     init(
         config: ReplicaConfig, options: ServerOptions, store: any ReplicaStore, recovered: RecoveredState,
         eventLoop: any EventLoop,
-        logger: Logger, wallClockMs: @escaping @Sendable () -> Int64 = SystemFacts.wallClockMs
+        logger: Logger, wallClockMs: @escaping @Sendable () -> Int64 = SystemFacts.wallClockMs,
+        manualClock: ManualClock? = nil
     ) {
         precondition(config.tickMs > 0, "tickMs must be positive, is \(config.tickMs)")
         self.config = config
         self.options = options
         self.eventLoop = eventLoop
         self.logger = logger
-        self.wallClockMs = wallClockMs
+        self.manualClock = manualClock
+        if let manualClock {
+            self.wallClockMs = { @Sendable in manualClock.nowMs }
+        } else {
+            self.wallClockMs = wallClockMs
+        }
+        let wallClockMs = self.wallClockMs
         let now = wallClockMs()
         self.startedAtMs = now
         // Every member uses `config.sessionSecret`: a session must check out on any member of the
@@ -141,6 +157,12 @@ final class ReplicaHost: @unchecked Sendable {
             guard let host = self else { return }
             eventLoop.execute { host.storageEvent(event) }
         }
+        if let manualClock {
+            manualNextTickMs = wallClockMs() + config.tickMs
+            manualClock.register(self)
+            submit(.tick)
+            return
+        }
         let tick = TimeAmount.milliseconds(config.tickMs)
         tickTask = eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [self] _ in
             self.submit(.tick)
@@ -156,6 +178,10 @@ final class ReplicaHost: @unchecked Sendable {
         if case .running = state { state = .stopping }
         tickTask?.cancel()
         tickTask = nil
+        manualClock?.unregister(self)
+        isPaused = false
+        heldInputs = []
+        withheldReads = []
         let closed = connections.values.map { handler in
             handler.closeNow(reason: "server shutting down")
         }
@@ -249,6 +275,11 @@ final class ReplicaHost: @unchecked Sendable {
     func submit(_ input: ReplicaInput) {
         eventLoop.preconditionInEventLoop()
         guard case .running = state else { return }
+        if isPaused {
+            if case .tick = input { return }
+            heldInputs.append(input)
+            return
+        }
         deferredInputs.append(input)
         guard !isStepping else { return }
         isStepping = true
@@ -452,6 +483,20 @@ final class ReplicaHost: @unchecked Sendable {
     /// scheduled (elections time out in milliseconds, not ticks).
     private func scheduleWake(at atMs: Int64) {
         guard atMs < wakeAtMs else { return }
+        if manualClock != nil {
+            if atMs <= wallClockMs() {
+                // Due already: a tick right after this step, at the same instant.
+                guard !isManualWakeQueued else { return }
+                isManualWakeQueued = true
+                eventLoop.execute { [self] in
+                    self.isManualWakeQueued = false
+                    self.submit(.tick)
+                }
+            } else {
+                wakeAtMs = atMs
+            }
+            return
+        }
         let delayMs = max(0, atMs - wallClockMs())
         guard delayMs < config.tickMs else { return }
         wakeTask?.cancel()
@@ -505,6 +550,98 @@ final class ReplicaHost: @unchecked Sendable {
         for handler in connections.values {
             _ = handler.closeNow(reason: reason)
         }
+    }
+}
+
+// MARK: - Hooks for tests (ZKTesting)
+
+extension ReplicaHost {
+    /// With a manual clock: when this replica next wants a tick (its regular tick or a wake-up).
+    func manualDueMs() -> Int64 {
+        eventLoop.preconditionInEventLoop()
+        return min(manualNextTickMs, wakeAtMs)
+    }
+
+    /// With a manual clock: steps a tick if the regular tick or a wake-up is due at the clock's time.
+    func manualFire() {
+        eventLoop.preconditionInEventLoop()
+        let now = wallClockMs()
+        var due = false
+        if now >= manualNextTickMs {
+            while manualNextTickMs <= now { manualNextTickMs += config.tickMs }
+            due = true
+        }
+        if now >= wakeAtMs {
+            wakeAtMs = .max
+            due = true
+        }
+        if due { submit(.tick) }
+    }
+
+    /// Nothing waits on this loop for the replica: no step, storage or peer flush on its way.
+    var isQuiet: Bool {
+        eventLoop.preconditionInEventLoop()
+        return deferredInputs.isEmpty && pendingStorage.isEmpty && !isStorageHandOffScheduled && !isPeerFlushScheduled
+            && !isManualWakeQueued && reportedThrough >= handedOverThrough
+    }
+
+    func pause() {
+        eventLoop.preconditionInEventLoop()
+        isPaused = true
+    }
+
+    /// Steps what arrived while paused, in order, and reads the connections again.
+    func resume() {
+        eventLoop.preconditionInEventLoop()
+        guard isPaused else { return }
+        isPaused = false
+        let held = heldInputs
+        heldInputs = []
+        for input in held { submit(input) }
+        let handlers = withheldReads
+        withheldReads = []
+        for handler in handlers { handler.readAfterPause() }
+    }
+
+    /// A connection wanted to read while the replica was paused.
+    func withholdRead(_ handler: ClientConnectionHandler) {
+        eventLoop.preconditionInEventLoop()
+        if !withheldReads.contains(where: { $0 === handler }) { withheldReads.append(handler) }
+    }
+
+    /// Closes client connections as a network failure would: every one, or those of one session.
+    /// Sessions live on. Returns how many were closed.
+    func dropConnections(sessionId: Int64?) -> Int {
+        eventLoop.preconditionInEventLoop()
+        var ids = Array(connections.keys)
+        if let sessionId {
+            let owned = Set(replica.status().connections.filter { $0.sessionId == sessionId }.map(\.id))
+            ids = ids.filter { owned.contains($0) }
+        }
+        for id in ids { _ = connections[id]?.closeNow(reason: "connection dropped on request") }
+        return ids.count
+    }
+
+    /// Expires a session through the log if this replica leads; false otherwise.
+    func expireSession(_ sessionId: Int64) -> Bool {
+        eventLoop.preconditionInEventLoop()
+        guard case .running = state, !isPaused, !isStepping, replica.isLeader else { return false }
+        guard replica.status().sessions.contains(where: { $0.id == sessionId }) else { return false }
+        isStepping = true
+        let ready = replica.expireSessionNow(sessionId, nowMs: wallClockMs())
+        apply(ready)
+        isStepping = false
+        // Inputs that arrived while applying.
+        if !deferredInputs.isEmpty {
+            let pending = deferredInputs
+            deferredInputs = []
+            for input in pending { submit(input) }
+        }
+        return true
+    }
+
+    func sessionPassword(for sessionId: Int64) -> [UInt8] {
+        replica.sessionPassword(for: sessionId)
     }
 }
 
