@@ -44,6 +44,12 @@ public actor TestEnsemble {
         public var host: String
         public var port: Int
         public var address: String { "\(host):\(port)" }
+
+        public init(id: Int64, host: String, port: Int) {
+            self.id = id
+            self.host = host
+            self.port = port
+        }
     }
 
     /// A member's state as the harness sees it.
@@ -207,11 +213,15 @@ public actor TestEnsemble {
     }
 
     /// The member that serves as leader now (the standalone member of a one-member ensemble).
+    /// A leader cut off from a majority by a partition, which has not noticed yet, does not count.
     public func leader() async throws -> Member? {
+        let cut = Set(network.cutLinks.map { "\($0.0)-\($0.1)" })
         for (id, server) in servers.sorted(by: { $0.key < $1.key }) {
             guard !(try await server.isPaused()) else { continue }
             let status = try await server.status()
-            if status.serving, status.mode == "leader" || status.mode == "standalone" { return member(id) }
+            guard status.serving, status.mode == "leader" || status.mode == "standalone" else { continue }
+            let reachable = members.filter { $0.id == id || !cut.contains("\(min(id, $0.id))-\(max(id, $0.id))") }.count
+            if reachable * 2 > members.count { return member(id) }
         }
         return nil
     }
