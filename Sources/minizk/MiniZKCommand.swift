@@ -7,6 +7,8 @@ import ZKCore
 import ZKProtocol
 import ZKServer
 import ZKStorage
+import ZKTesting
+import Foundation
 
 #if canImport(Glibc)
 import Glibc
@@ -22,7 +24,10 @@ struct MiniZKCommand: AsyncParsableCommand {
         commandName: "minizk",
         abstract: "MiniZK: a ZooKeeper-compatible coordination server.",
         version: MiniZKVersion.fullVersion,
-        subcommands: [ServerCommand.self, EnsembleCommand.self, InspectCommand.self, BenchCommand.self, SimCommand.self, DiskCommand.self]
+        subcommands: [
+            ServerCommand.self, EnsembleCommand.self, InspectCommand.self, BenchCommand.self, SimCommand.self, DiskCommand.self,
+            TestingBenchCommand.self,
+        ]
     )
 }
 
@@ -264,13 +269,29 @@ struct EnsembleCommand: AsyncParsableCommand {
 
     @OptionGroup var replica: ReplicaArguments
 
+    @Option(help: "Serve the HTTP control API (docs/testing.md) on host:port (port 0: a free one). The ensemble then runs as a test ensemble: ports kept across restarts, faults and time on call, data in memory (--in-memory) or in a temporary directory removed at exit.")
+    var control: String?
+
+    @Option(help: "With --control: wall, or manual (time moves only through POST /clock/advance).")
+    var clock: String = "wall"
+
+    @Flag(help: "Print one JSON line (connect string, members and ports, control address, pid) once serving, instead of text.")
+    var json = false
+
     func validate() throws {
         guard nodes >= 1 else { throw ValidationError("--nodes must be at least 1") }
+        guard TestEnsemble.Clock(rawValue: clock) != nil else { throw ValidationError("--clock is wall or manual") }
+        if clock == "manual", control == nil { throw ValidationError("--clock manual needs --control (time moves through it)") }
+        if let control, ControlAddress(control) == nil { throw ValidationError("--control is host:port") }
     }
 
     func run() async throws {
         try await refusingDamagedState {
-            try await runEnsemble()
+            if control != nil {
+                try await runControlled()
+            } else {
+                try await runEnsemble()
+            }
         }
     }
 
@@ -298,10 +319,20 @@ struct EnsembleCommand: AsyncParsableCommand {
         let serving = try await ensemble.waitUntilServing()
         let elapsed = ContinuousClock.now - started
         let storage = inMemory ? "in memory" : "SQLite under \(dataDir)"
+        if json {
+            let members = ensemble.servers.enumerated().map { TestEnsemble.Member(id: Int64($0.offset + 1), host: $0.element.host, port: $0.element.localPort) }
+            let info = ControlAPI.Info(
+                connectString: ensemble.connectString, members: members, control: nil, pid: getpid(), clock: "wall",
+                storage: inMemory ? "inMemory" : "sqlite")
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            printLine(String(decoding: try encoder.encode(info), as: UTF8.self))
+        } else {
         printLine("MiniZK ensemble of \(nodes) replicas (\(storage)), \(serving ? "serving" : "not serving yet") after \(elapsed)")
         printLine(ensemble.connectString)
         let securePorts = ensemble.servers.compactMap { server in server.secureLocalPort.map { "\(server.host):\($0)" } }
         if !securePorts.isEmpty { printLine("TLS: " + securePorts.joined(separator: ",")) }
+        }
         for server in ensemble.servers {
             server.whenStoreFails { reason in signals.storeFailed(reason) }
         }
@@ -309,6 +340,20 @@ struct EnsembleCommand: AsyncParsableCommand {
         try await ensemble.shutdown()
         try await group.shutdownGracefully()
         try stop.exit(logger: logger)
+    }
+}
+
+/// `host:port` of `--control`.
+struct ControlAddress {
+    var host: String
+    var port: Int
+
+    init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            return nil
+        }
+        host = colon == text.startIndex ? "127.0.0.1" : String(text[..<colon])
+        self.port = port
     }
 }
 
