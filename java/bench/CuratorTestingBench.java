@@ -45,6 +45,18 @@ public class CuratorTestingBench {
         }
     }
 
+    /** The server's mode from the four-letter word srvr (allowed by default). */
+    static String mode(int port) {
+        try (java.net.Socket socket = new java.net.Socket("127.0.0.1", port)) {
+            socket.getOutputStream().write("srvr".getBytes());
+            String text = new String(socket.getInputStream().readAllBytes());
+            java.util.regex.Matcher m = java.util.regex.Pattern.compile("Mode: (\\w+)").matcher(text);
+            return m.find() ? m.group(1) : "";
+        } catch (java.io.IOException e) {
+            return "";
+        }
+    }
+
     public static void main(String[] args) throws Exception {
         String scenario = args[0];
         long started = System.nanoTime();
@@ -68,8 +80,8 @@ public class CuratorTestingBench {
             }
             case "expiry": {
                 try (TestingServer server = new TestingServer()) {
-                    // The smallest timeout the server grants (2 ticks).
-                    ZooKeeper zk = connect(server.getConnectString(), 1);
+                    // 4 s asked; the server grants at least 2 ticks.
+                    ZooKeeper zk = connect(server.getConnectString(), 4000);
                     zk.create("/ephemeral", new byte[0], ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.EPHEMERAL);
                     long setUp = System.nanoTime();
                     // The client goes silent (its connection closes, no more pings) ...
@@ -91,7 +103,7 @@ public class CuratorTestingBench {
                     TestingZooKeeperServer leader = null;
                     while (leader == null) {
                         for (TestingZooKeeperServer server : cluster.getServers()) {
-                            if (server.getQuorumPeer() != null && server.getQuorumPeer().leader != null) leader = server;
+                            if (mode(server.getInstanceSpec().getPort()).equals("leader")) leader = server;
                         }
                         if (leader == null) Thread.sleep(10);
                     }
