@@ -170,6 +170,23 @@ def known_difference(op, addwatch_paths, standard_paths=()):
     return None
 
 
+def known_in(ops):
+    """The KNOWN entries that operations of `ops` run into (their own bookkeeping replayed)."""
+    addwatch, standard, found = {}, {}, []
+    for op in ops:
+        slot = op["s"]
+        label = known_difference(op, addwatch.setdefault(slot, set()), standard.setdefault(slot, set()))
+        if label and label not in found:
+            found.append(label)
+        if op["op"] == "addWatch":
+            addwatch[slot].add(tuple(op["path"]))
+        elif op.get("watch"):
+            standard[slot].add(tuple(op["path"]))
+        elif op["op"] == "close":
+            addwatch[slot], standard[slot] = set(), set()
+    return found
+
+
 class Generator:
     """Operations from one seed. Knows nothing of any server's answers."""
 
@@ -568,6 +585,7 @@ class Run:
         self.ensemble = cluster.topology == "ensemble"
         self.slots = []
         self.step_index = 0
+        self.floor = 0   # the highest zxid any client here has seen, closed ones included
 
     def address(self, member):
         server = self.cluster.servers[member % len(self.cluster.servers)]
@@ -611,6 +629,8 @@ class Run:
             slot.client.events = []
 
     def new_session(self, slot):
+        if slot.client is not None:
+            self.floor = max(self.floor, slot.client.last_zxid)
         slot.client = self.open_client(slot.member)
         if slot.client is None:
             raise ServerError("cannot open a session on %s" % self.cluster.kind)
@@ -647,7 +667,8 @@ class Run:
             time.sleep(0.002)
 
     def highest_zxid(self):
-        return max(slot.client.last_zxid for slot in self.slots if slot.client)
+        self.floor = max([self.floor] + [slot.client.last_zxid for slot in self.slots if slot.client])
+        return self.floor
 
     # -- watch bookkeeping, as a client library keeps it
     def note_events(self, slot, events):
@@ -792,16 +813,22 @@ class Run:
             self.mark_dropped(slot, index)
             bad = bytes((b ^ 0x5A) for b in (client.password or b"\x00" * 16))
             host, port = self.address(op["member"])
-            probe = rawzk.RawClient(host, port, timeout=SOCKET_TIMEOUT_S,
-                                    session_timeout_ms=SESSION_TIMEOUT_MS[self.cluster.topology])
-            try:
-                probe.connect(session_id=client.session_id, password=bad, last_zxid=client.last_zxid)
-                answer = {"session": "same" if probe.session_id == client.session_id else
-                          ("0" if probe.session_id == 0 else "other"),
-                          "timeout": probe.negotiated_timeout_ms}
-            except (rawzk.Closed, OSError):
-                answer = "CLOSED"
-            probe.drop()
+            # A member still behind the client's zxid closes the connection without an answer;
+            # a wrong password changes nothing, so ask again until it has caught up.
+            for _attempt in range(40):
+                probe = rawzk.RawClient(host, port, timeout=SOCKET_TIMEOUT_S,
+                                        session_timeout_ms=SESSION_TIMEOUT_MS[self.cluster.topology])
+                try:
+                    probe.connect(session_id=client.session_id, password=bad, last_zxid=client.last_zxid)
+                    answer = {"session": "same" if probe.session_id == client.session_id else
+                              ("0" if probe.session_id == 0 else "other"),
+                              "timeout": probe.negotiated_timeout_ms}
+                except (rawzk.Closed, OSError):
+                    answer = "CLOSED"
+                probe.drop()
+                if answer != "CLOSED" or not self.ensemble:
+                    break
+                time.sleep(0.05)
             return answer
         path = self.path(op["path"]) if "path" in op else None
         if name == "create":
@@ -1018,10 +1045,43 @@ def run_seed(pair, seed, count, shrink_budget_s, out_dir, args):
     for number, op in enumerate(small["ops"]):
         print("    %2d  %s" % (number, describe(op)))
     report_difference(best, small, names)
+    labels = known_in(small["ops"])
+    print("  known differences it contains: %s" % (", ".join(labels) if labels else "none -- new?"))
     print("  replay the minimal list: scripts/fuzz.sh --topology %s --replay %s%s"
           % (pair.topology, os.path.relpath(path), " --self-check" if pair.self_check else ""))
     return steps, {"seed": seed, "topology": pair.topology, "command": replay_cmd,
-                   "difference": best, "ops": small["ops"], "file": path}
+                   "difference": best, "ops": small["ops"], "file": path, "known": labels}
+
+
+FINDINGS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz-findings.json")
+
+
+def replay_findings(path, self_check, binary):
+    """Replay each finding's minimal operation list; print whether the servers still differ."""
+    with open(path) as handle:
+        entries = json.load(handle)
+    names = ("zk", "zk#2" if self_check else "minizk")
+    still = 0
+    for topology in ("standalone", "ensemble"):
+        selected = [entry for entry in entries if entry["topology"] == topology]
+        if not selected:
+            continue
+        pair = Pair(topology, self_check, binary)
+        try:
+            pair.start()
+            for entry in selected:
+                plan = {"sessions": entry["sessions"], "members": entry["members"], "ops": entry["ops"]}
+                _, difference, _ = pair.replay(plan, "k")
+                if difference is None:
+                    print("same     %-28s %s" % (entry["id"], entry["title"]))
+                else:
+                    still += 1
+                    print("DIFFERS  %-28s %s" % (entry["id"], entry["title"]))
+                    report_difference(difference, plan, names)
+        finally:
+            pair.destroy()
+    print("findings: %d of %d still differ" % (still, len(entries)))
+    return 1 if still else 0
 
 
 def parse_seeds(text):
@@ -1047,6 +1107,9 @@ def main(argv):
                         help="generate no operation that runs into a difference already listed in KNOWN")
     parser.add_argument("--shrink-seconds", type=float, default=120.0)
     parser.add_argument("--replay", help="run an operation list saved by a shrink")
+    parser.add_argument("--findings", nargs="?", const=FINDINGS_FILE, metavar="FILE",
+                        help="replay the minimal replays of every finding (compat/fuzz-findings.json) "
+                             "and say which still differ")
     parser.add_argument("--keep-going", action="store_true", default=True,
                         help="go on with the next seed after a difference (default)")
     parser.add_argument("--max-differences", type=int, default=0,
@@ -1065,6 +1128,8 @@ def main(argv):
         with open(args.replay) as handle:
             plan = json.load(handle)
         topologies = [plan.get("topology", topologies[0])] if args.topology != "both" else topologies
+    if args.findings:
+        return replay_findings(args.findings, args.self_check, binary)
     seeds = [args.seed] if args.seed is not None else parse_seeds(args.seeds)
     started = time.monotonic()
     total_ops = 0
@@ -1113,6 +1178,11 @@ def main(argv):
     # timing (seen: a ZooKeeper follower answering a sync before it sent a notification for a
     # write committed just before); it is printed above but does not fail the run.
     flaky = [finding for finding in findings if finding.get("flaky")]
+    for finding in findings:
+        if "seed" in finding:
+            print("  %s seed %d: %s" % (finding["topology"], finding["seed"],
+                                       "not reproduced" if finding.get("flaky") else
+                                       ", ".join(finding.get("known") or ["new"])))
     print("fuzz: %d seeds, %d operations, %d difference(s)%s in %.0f s"
           % (len(seeds) * len(topologies) if not args.replay else 1, total_ops,
              len(findings) - len(flaky),
