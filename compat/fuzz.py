@@ -12,9 +12,8 @@ password, and closeSession.  Paths come from a small pool so operations collide.
 
 The same list runs step by step against a reference (ZooKeeper) and a server under test
 (MiniZK), each a standalone server or a three-member ensemble.  After every step each
-session waits at a barrier (a ping on a standalone server; a sync in an ensemble, which
-also brings its member up to date with every earlier write) so the watch events it has
-received are complete.  A step's record is its normalised answer (error names, Stats with
+session pings its member until the reply's zxid shows the member has applied every
+transaction a client has seen, so the watch events it has received are complete.  A step's record is its normalised answer (error names, Stats with
 zxids labelled by order of appearance and times by the zxid they belong to, session ids
 by client name, paths relative to the run's root, children sorted) and each session's
 events; the first step whose records differ is reported with both answers, then the
@@ -27,7 +26,8 @@ containers are only created at leaves of the pool (never reaped), no session is 
 disconnected for long.
 
     python3 -m compat.fuzz [--topology standalone|ensemble|both] [--seeds 1-20]
-                           [--ops 300] [--self-check] [--no-shrink] [--replay FILE]
+                           [--ops 300] [--self-check] [--skip-known] [--no-shrink]
+                           [--replay FILE] [--findings]
 
 The last line is ``fuzz: N seeds, N operations, N difference(s)``; the exit status is 1
 when any seed differs.
@@ -39,7 +39,6 @@ import hashlib
 import json
 import os
 import random
-import socket
 import sys
 import tempfile
 import time
@@ -231,7 +230,7 @@ class Generator:
             return self.rng.choice(["empty", "null", "bad-scheme", "bad-world", "bad-digest", "perms-0"])
         return self.choice_w(ACL_WEIGHTS)
 
-    def create_args(self, in_multi=False):
+    def create_args(self):
         """(opcode, path, flags, ttl): mostly consistent combinations, some not."""
         rng = self.rng
         kind = rng.choices(["plain", "seq", "container", "ttl", "odd"], [55, 20, 8, 10, 7])[0]
@@ -270,7 +269,7 @@ class Generator:
             return {"t": rng.choice(["getData", "getChildren"]), "path": self.path()}
         t = rng.choices(["create", "delete", "setData", "check", "bad"], [40, 20, 20, 15, 5])[0]
         if t == "create":
-            opcode, path, flags, ttl = self.create_args(in_multi=True)
+            opcode, path, flags, ttl = self.create_args()
             return {"t": "create", "opcode": opcode, "path": path, "flags": flags, "ttl": ttl,
                     "data": self.data(), "acl": self.acl() if rng.random() < 0.2 else "open"}
         if t in ("delete", "check"):
@@ -294,7 +293,7 @@ class Generator:
                                 "v2": rng.random() < 0.3})
                     del dropped[slot]
             for _attempt in range(50):
-                op = self.operation(sessions, dropped, len(ops))
+                op = self.operation(sessions)
                 if not self.skip_known or known_difference(
                         op, addwatch[op["s"]], standard[op["s"]]) is None:
                     break
@@ -311,7 +310,7 @@ class Generator:
             ops.append(op)
         return {"sessions": sessions, "members": members, "ops": ops, "skip_known": self.skip_known}
 
-    def operation(self, sessions, dropped, position):
+    def operation(self, sessions):
         rng = self.rng
         slot = rng.randrange(sessions)
         name = self.choice_w(OP_WEIGHTS)
@@ -1110,8 +1109,6 @@ def main(argv):
     parser.add_argument("--findings", nargs="?", const=FINDINGS_FILE, metavar="FILE",
                         help="replay the minimal replays of every finding (compat/fuzz-findings.json) "
                              "and say which still differ")
-    parser.add_argument("--keep-going", action="store_true", default=True,
-                        help="go on with the next seed after a difference (default)")
     parser.add_argument("--max-differences", type=int, default=0,
                         help="stop after this many differing seeds (0: never)")
     args = parser.parse_args(argv)
