@@ -24,10 +24,11 @@ final class SessionDriver: @unchecked Sendable {
         var password: [UInt8] = []
         var negotiatedTimeoutMs: Int32 = 0
         var lastZxidSeen: Int64 = 0
+        var connectedHost: HostAddress? = nil
     }
 
     enum Sink {
-        case oneShot(AsyncThrowingStream<WatchEvent, any Error>.Continuation)
+        case oneShot(AsyncThrowingStream<WatchEvent, any Error>.Continuation, NIOLockedValueBox<WatchEvent?>)
         case persistent(AsyncThrowingStream<WatchEvent, any Error>.Continuation)
     }
 
@@ -138,7 +139,7 @@ final class SessionDriver: @unchecked Sendable {
     /// Ends a sink with an error.
     private func dropWatcher(_ error: any Error, for sink: Sink) {
         switch sink {
-        case .oneShot(let continuation), .persistent(let continuation): continuation.finish(throwing: error)
+        case .oneShot(let continuation, _), .persistent(let continuation): continuation.finish(throwing: error)
         }
     }
 
@@ -222,7 +223,8 @@ final class SessionDriver: @unchecked Sendable {
             case .watchEvent(let event, let watchers):
                 for watcher in watchers {
                     switch sinks[watcher] {
-                    case .oneShot(let continuation):
+                    case .oneShot(let continuation, let fired):
+                        fired.withLockedValue { $0 = event }
                         continuation.yield(event)
                         continuation.finish()
                         sinks[watcher] = nil
@@ -243,8 +245,8 @@ final class SessionDriver: @unchecked Sendable {
                     guard let sink = sinks.removeValue(forKey: watcher) else { continue }
                     switch (sink, code) {
                     case (.persistent(let continuation), .ok): continuation.finish()
-                    case (.oneShot(let continuation), .ok): continuation.finish(throwing: ZooKeeperError.noWatcher)
-                    case (.persistent(let continuation), _), (.oneShot(let continuation), _):
+                    case (.oneShot(let continuation, _), .ok): continuation.finish(throwing: ZooKeeperError.noWatcher)
+                    case (.persistent(let continuation), _), (.oneShot(let continuation, _), _):
                         continuation.finish(throwing: ZooKeeperError(code))
                     }
                 }
@@ -271,6 +273,7 @@ final class SessionDriver: @unchecked Sendable {
             $0.password = session.password
             $0.negotiatedTimeoutMs = session.negotiatedTimeoutMs
             $0.lastZxidSeen = session.lastZxidSeen
+            $0.connectedHost = session.connectedHost
         }
     }
 }

@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import ZKClientCore
 import ZKProtocol
 
@@ -8,6 +9,11 @@ import ZKProtocol
 /// and then awaits `event()` finds it without waiting.
 public struct OneShotWatch: Sendable {
     let stream: AsyncThrowingStream<WatchEvent, any Error>
+    let fired: NIOLockedValueBox<WatchEvent?>
+
+    /// The event if it has fired already, without waiting. Because events are delivered before
+    /// the replies that follow them, this is set as soon as any later read saw the change.
+    public var triggered: WatchEvent? { fired.withLockedValue { $0 } }
 
     /// The event. Throws `ZooKeeperError.sessionExpired` (or `.authFailed`) when the session ends
     /// first, and `ZooKeeperError.noWatcher` when the watch was removed with `removeWatches`.

@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -154,6 +155,8 @@ public final class ZooKeeperClient: Sendable {
     public var sessionPassword: [UInt8] { driver.published.withLockedValue { $0.password } }
     /// The timeout the server granted, in milliseconds (0 before the first connection).
     public var negotiatedSessionTimeoutMs: Int32 { driver.published.withLockedValue { $0.negotiatedTimeoutMs } }
+    /// The member serving the session, nil while not connected.
+    public var connectedHost: HostAddress? { driver.published.withLockedValue { $0.connectedHost } }
     /// The highest zxid this session has seen.
     public var lastZxidSeen: Int64 { driver.published.withLockedValue { $0.lastZxidSeen } }
 
@@ -247,9 +250,9 @@ public final class ZooKeeperClient: Sendable {
         do {
             let response = try await driver.call(.exists(path: path, watch: watch), watch: sink)
             guard case .stat(let stat) = response else { throw Self.unexpected(response, path: path) }
-            return (stat, stream.map(OneShotWatch.init))
+            return (stat, stream)
         } catch let error as ZooKeeperError where error.code == .noNode {
-            return (nil, stream.map(OneShotWatch.init))
+            return (nil, stream)
         } catch let error as ZooKeeperError {
             throw ZooKeeperError(error.code, path: path)
         }
@@ -267,7 +270,7 @@ public final class ZooKeeperClient: Sendable {
         let (stream, sink) = Self.oneShot(watch)
         let response = try await call(.getData(path: path, watch: watch), path: path, watch: sink)
         guard case .getData(let data, let stat) = response else { throw Self.unexpected(response, path: path) }
-        return (data ?? [], stat, stream.map(OneShotWatch.init))
+        return (data ?? [], stat, stream)
     }
 
     /// The names of a node's children (unsorted, as the server sends them).
@@ -281,7 +284,7 @@ public final class ZooKeeperClient: Sendable {
         let (stream, sink) = Self.oneShot(watch)
         let response = try await call(.getChildren(path: path, watch: watch), path: path, watch: sink)
         guard case .getChildren(let children) = response else { throw Self.unexpected(response, path: path) }
-        return (children, stream.map(OneShotWatch.init))
+        return (children, stream)
     }
 
     /// getChildren2: the children and the parent's Stat, optionally with a one-shot watch.
@@ -290,7 +293,7 @@ public final class ZooKeeperClient: Sendable {
         let (stream, sink) = Self.oneShot(watch)
         let response = try await call(.getChildren2(path: path, watch: watch), path: path, watch: sink)
         guard case .getChildren2(let children, let stat) = response else { throw Self.unexpected(response, path: path) }
-        return (children, stat, stream.map(OneShotWatch.init))
+        return (children, stat, stream)
     }
 
     /// A node's ACL and Stat.
@@ -385,7 +388,7 @@ public final class ZooKeeperClient: Sendable {
         let path = "/zookeeper/config"
         let response = try await call(.getData(path: path, watch: watch), path: path, watch: sink, ignoresChroot: true)
         guard case .getData(let data, let stat) = response else { throw Self.unexpected(response, path: path) }
-        return (data ?? [], stat, stream.map(OneShotWatch.init))
+        return (data ?? [], stat, stream)
     }
 
     /// Changes the membership: incrementally (`joining` / `leaving`, comma-separated server lines /
@@ -412,10 +415,11 @@ public final class ZooKeeperClient: Sendable {
         }
     }
 
-    private static func oneShot(_ watch: Bool) -> (AsyncThrowingStream<WatchEvent, any Error>?, SessionDriver.Sink?) {
+    private static func oneShot(_ watch: Bool) -> (OneShotWatch?, SessionDriver.Sink?) {
         guard watch else { return (nil, nil) }
         let (stream, continuation) = AsyncThrowingStream<WatchEvent, any Error>.makeStream()
-        return (stream, .oneShot(continuation))
+        let fired = NIOLockedValueBox<WatchEvent?>(nil)
+        return (OneShotWatch(stream: stream, fired: fired), .oneShot(continuation, fired))
     }
 
     static func check(_ path: String, sequential: Bool = false) throws {

@@ -295,6 +295,11 @@ public struct ClientSession: Sendable {
     private var effectiveTimeoutMs: Int32 {
         negotiatedTimeoutMs > 0 ? negotiatedTimeoutMs : configuration.sessionTimeoutMs
     }
+    /// The member serving the session, nil while not connected.
+    public var connectedHost: HostAddress? {
+        if case .connected(let host, _, _) = state { return hosts[host] }
+        return nil
+    }
     /// Requests sent and not answered.
     public var pendingCount: Int { pending.count }
     /// The server paths watched with this kind (for tests and diagnostics).

@@ -105,7 +105,7 @@ final class ClientSessionTests: XCTestCase {
         XCTAssertEqual(session.negotiatedTimeoutMs, 6000)
         XCTAssertEqual(session.pingIntervalMs, 2000)
         XCTAssertEqual(session.readTimeoutMs, 4000)
-        XCTAssertEqual(step.timerAtMs, 120 + 2000, "next: the ping when idle")
+        XCTAssertEqual(step.timerAtMs, 110 + 2000, "next: the ping, a third of the timeout after the last frame sent")
     }
 
     func testCallsQueuedBeforeTheHandshakeLeaveAfterItInOrderWithIncreasingXids() throws {
@@ -163,5 +163,269 @@ final class ClientSessionTests: XCTestCase {
             }
         }
         XCTAssertEqual(kinds, ["close", "state", "complete", "complete", "connect"])
+    }
+
+    func notification(_ type: EventType, _ path: String) -> ByteBuffer {
+        payload(.notification(zxid: -1, WatcherEvent(type, path: path)))
+    }
+
+    func kinds(_ step: ClientStep) -> [String] {
+        step.actions.map { action -> String in
+            switch action {
+            case .closeConnection: return "close"
+            case .stateChanged(let state): return "state:\(state)"
+            case .complete(let token, _): return "complete:\(token)"
+            case .connect: return "connect"
+            case .send: return "send"
+            case .watchEvent(_, let watchers): return "watch:\(watchers)"
+            case .watchersEnded(let watchers, let code): return "ended:\(watchers):\(code.name)"
+            }
+        }
+    }
+
+    func testPingAfterAThirdOfTheTimeoutWhenIdleAndLossAfterTwoThirdsOfSilence() throws {
+        var session = makeSession(timeoutMs: 3000)
+        let (attempt, _) = try establish(&session, nowMs: 0, timeoutMs: 3000)
+        XCTAssertTrue(sent(session.tick(nowMs: 999)).isEmpty, "no ping before a third of the timeout")
+        let ping = session.tick(nowMs: 1000)
+        let frames = try sent(ping).map(serverView)
+        XCTAssertEqual(frames.map { $0.0?.xid }, [SpecialXid.ping])
+        XCTAssertEqual(frames.map { $0.1 }, [.ping])
+        // The ping's answer counts as hearing from the server.
+        _ = session.received(payload: payload(.reply(ReplyHeader(xid: SpecialXid.ping, zxid: 4, err: 0), .empty)), attempt: attempt, nowMs: 1100)
+        // A busy connection needs no ping: sending resets the idle clock.
+        _ = session.submit(ClientCall(.sync(path: "/")), token: 1, nowMs: 1500)
+        XCTAssertTrue(session.tick(nowMs: 2400).actions.isEmpty)
+        XCTAssertEqual(session.connectionState, .connected)
+        let lost = session.tick(nowMs: 1100 + 2000)
+        XCTAssertEqual(kinds(lost), ["close", "state:suspended", "complete:1", "connect"])
+        guard case .failure(.connectionLoss) = completions(lost)[0].1 else { return XCTFail("\(lost)") }
+    }
+
+    func testReconnectResumesTheSessionResendsAuthThenSetWatchesThenWaitingCalls() throws {
+        var session = makeSession(timeoutMs: 3000, chroot: "/app")
+        let (attempt, _) = try establish(&session, nowMs: 0, sessionId: 42)
+        let firstHost = session.connectedHost
+        _ = session.addAuth(.init(scheme: "digest", auth: Array("u:p".utf8)), token: 100, nowMs: 1)
+        let authReply = session.received(payload: payload(.reply(ReplyHeader(xid: SpecialXid.auth, zxid: 0, err: 0), .empty)), attempt: attempt, nowMs: 2)
+        XCTAssertEqual(kinds(authReply), ["complete:100"])
+        // Watches of every kind, set by replies.
+        _ = session.submit(ClientCall(.getData(path: "/d", watch: true), watcher: 1), token: 1, nowMs: 3)
+        _ = session.submit(ClientCall(.exists(path: "/e", watch: true), watcher: 2), token: 2, nowMs: 3)
+        _ = session.submit(ClientCall(.getChildren(path: "/", watch: true), watcher: 3), token: 3, nowMs: 3)
+        _ = session.submit(ClientCall(.addWatch(path: "/r", mode: AddWatchMode.persistentRecursive.rawValue), watcher: 4), token: 4, nowMs: 3)
+        _ = session.received(payload: payload(.reply(ReplyHeader(xid: 1, zxid: 10, err: 0), .getData(data: [], stat: Stat()))), attempt: attempt, nowMs: 4)
+        _ = session.received(payload: payload(.reply(ReplyHeader(xid: 2, zxid: 11, err: ErrorCode.noNode.rawValue), .empty)), attempt: attempt, nowMs: 4)
+        _ = session.received(payload: payload(.reply(ReplyHeader(xid: 3, zxid: 12, err: 0), .getChildren(children: []))), attempt: attempt, nowMs: 4)
+        _ = session.received(payload: payload(.reply(ReplyHeader(xid: 4, zxid: 13, err: 0), .errorResponse(0))), attempt: attempt, nowMs: 4)
+        XCTAssertEqual(session.watchedPaths(.data), ["/app/d"])
+        XCTAssertEqual(session.watchedPaths(.exist), ["/app/e"])
+        XCTAssertEqual(session.watchedPaths(.child), ["/app"])
+        XCTAssertEqual(session.watchedPaths(.persistentRecursive), ["/app/r"])
+
+        let lost = session.connectionLost(attempt: attempt, nowMs: 5)
+        XCTAssertEqual(kinds(lost), ["state:suspended", "connect"])
+        guard let (nextHost, next) = connectAction(lost) else { return XCTFail("\(lost)") }
+        XCTAssertNotEqual(nextHost, firstHost, "the next member is tried")
+        // Calls made while disconnected wait for the connection.
+        _ = session.submit(ClientCall(.sync(path: "/x")), token: 5, nowMs: 6)
+        // A stale event of the old connection changes nothing.
+        XCTAssertTrue(session.received(payload: notification(.nodeDeleted, "/app/d"), attempt: attempt, nowMs: 6).actions.isEmpty)
+
+        let established = session.connectionEstablished(attempt: next, nowMs: 7)
+        let (_, _, connect) = try serverView(sent(established)[0])
+        XCTAssertEqual(connect?.sessionId, 42)
+        XCTAssertEqual(connect?.lastZxidSeen, 13, "never go back in time")
+        XCTAssertEqual(connect?.password, Array(repeating: 9, count: 16))
+        let response = ConnectResponse(timeoutMs: 3000, sessionId: 42, password: Array(repeating: 9, count: 16), readOnly: false)
+        let resumed = session.received(payload: payload(.connect(response)), attempt: next, nowMs: 8)
+        XCTAssertEqual(states(resumed), [.reconnected])
+        let frames = try sent(resumed).map(serverView)
+        XCTAssertEqual(frames.map { $0.0?.xid }, [SpecialXid.auth, SpecialXid.setWatches, 5])
+        XCTAssertEqual(frames[0].1, .auth(type: 0, scheme: "digest", auth: Array("u:p".utf8)))
+        XCTAssertEqual(frames[1].1, .setWatches2(SetWatchesRequest(
+            relativeZxid: 13, dataWatches: ["/app/d"], existWatches: ["/app/e"], childWatches: ["/app"],
+            persistentWatches: [], persistentRecursiveWatches: ["/app/r"])))
+        XCTAssertEqual(frames[2].1, .sync(path: "/app/x"))
+        // The replayed auth's answer completes nothing; setWatches' answer neither.
+        XCTAssertTrue(completions(session.received(
+            payload: payload(.reply(ReplyHeader(xid: SpecialXid.auth, zxid: 0, err: 0), .empty)), attempt: next, nowMs: 9)).isEmpty)
+        XCTAssertTrue(completions(session.received(
+            payload: payload(.reply(ReplyHeader(xid: SpecialXid.setWatches, zxid: 13, err: 0), .empty)), attempt: next, nowMs: 9)).isEmpty)
+        let synced = session.received(payload: payload(.reply(ReplyHeader(xid: 5, zxid: 14, err: 0), .sync(path: "/app/x"))), attempt: next, nowMs: 10)
+        XCTAssertEqual(synced.actions, [.complete(5, .success(.sync(path: "/x")))], "the chroot is stripped from replies")
+    }
+
+    func testSetWatchesIsSplitUnderItsByteLimit() throws {
+        var session = makeSession { $0.setWatchesBytesMax = 40 }
+        let (attempt, _) = try establish(&session)
+        for index in 0..<6 {
+            _ = session.submit(ClientCall(.exists(path: "/node-\(index)", watch: true), watcher: UInt64(index)), token: UInt64(index), nowMs: 1)
+        }
+        for xid in 1...6 {
+            _ = session.received(payload: payload(.reply(ReplyHeader(xid: Int32(xid), zxid: 5, err: 0), .stat(Stat()))), attempt: attempt, nowMs: 2)
+        }
+        let lost = session.connectionLost(attempt: attempt, nowMs: 3)
+        let (_, next) = connectAction(lost)!
+        _ = session.connectionEstablished(attempt: next, nowMs: 4)
+        let resumed = session.received(
+            payload: payload(.connect(ConnectResponse(timeoutMs: 3000, sessionId: 0x1234, password: Array(repeating: 9, count: 16), readOnly: false))),
+            attempt: next, nowMs: 5)
+        let requests = try sent(resumed).map(serverView).compactMap { $0.1 }
+        var paths: [String] = []
+        for request in requests {
+            guard case .setWatches2(let watches) = request else { return XCTFail("\(request)") }
+            XCTAssertLessThanOrEqual(watches.dataWatches.map { $0.utf8.count + 4 }.reduce(0, +), 40 + 11)
+            paths += watches.dataWatches
+        }
+        XCTAssertGreaterThan(requests.count, 1)
+        XCTAssertEqual(paths, (0..<6).map { "/node-\($0)" })
+    }
+
+    func testWatchEventIsDeliveredBeforeTheReplyThatFollowsItOnTheWire() throws {
+        var session = makeSession(chroot: "/app")
+        let (attempt, _) = try establish(&session)
+        _ = session.submit(ClientCall(.getData(path: "/a", watch: true), watcher: 7), token: 1, nowMs: 1)
+        _ = session.received(payload: payload(.reply(ReplyHeader(xid: 1, zxid: 5, err: 0), .getData(data: [0], stat: Stat()))), attempt: attempt, nowMs: 2)
+        _ = session.submit(ClientCall(.getData(path: "/a", watch: false)), token: 2, nowMs: 3)
+        // The server sends the notification, then the reply of the read that sees the change; both
+        // may arrive in one read, and are stepped one frame at a time, in order.
+        let event = session.received(payload: notification(.nodeDataChanged, "/app/a"), attempt: attempt, nowMs: 4)
+        let reply = session.received(payload: payload(.reply(ReplyHeader(xid: 2, zxid: 6, err: 0), .getData(data: [1], stat: Stat()))), attempt: attempt, nowMs: 4)
+        XCTAssertEqual(event.actions, [.watchEvent(WatchEvent(type: .nodeDataChanged, path: "/a"), watchers: [7])])
+        XCTAssertEqual(kinds(reply), ["complete:2"])
+        // Fired once: the same notification again reaches nobody.
+        XCTAssertTrue(session.received(payload: notification(.nodeDataChanged, "/app/a"), attempt: attempt, nowMs: 5).actions.isEmpty)
+    }
+
+    func testEventsReachTheRightWatchers() throws {
+        var session = makeSession()
+        let (attempt, _) = try establish(&session)
+        let calls: [(Request, WatcherID)] = [
+            (.getData(path: "/n", watch: true), 1), (.exists(path: "/n", watch: true), 2), (.getChildren(path: "/n", watch: true), 3),
+            (.addWatch(path: "/n", mode: AddWatchMode.persistent.rawValue), 4), (.addWatch(path: "/", mode: AddWatchMode.persistentRecursive.rawValue), 5),
+        ]
+        for (index, (request, watcher)) in calls.enumerated() {
+            _ = session.submit(ClientCall(request, watcher: watcher), token: UInt64(index + 1), nowMs: 1)
+        }
+        let bodies: [Response] = [.getData(data: [], stat: Stat()), .stat(Stat()), .getChildren(children: []), .errorResponse(0), .errorResponse(0)]
+        for (index, body) in bodies.enumerated() {
+            _ = session.received(payload: payload(.reply(ReplyHeader(xid: Int32(index + 1), zxid: 3, err: 0), body)), attempt: attempt, nowMs: 2)
+        }
+        let children = session.received(payload: notification(.nodeChildrenChanged, "/n"), attempt: attempt, nowMs: 3)
+        XCTAssertEqual(children.actions, [.watchEvent(WatchEvent(type: .nodeChildrenChanged, path: "/n"), watchers: [3, 4])],
+            "child events reach child and persistent watches, not recursive ones")
+        let changed = session.received(payload: notification(.nodeDataChanged, "/n"), attempt: attempt, nowMs: 3)
+        XCTAssertEqual(changed.actions, [.watchEvent(WatchEvent(type: .nodeDataChanged, path: "/n"), watchers: [1, 2, 4, 5])])
+        let deleted = session.received(payload: notification(.nodeDeleted, "/n"), attempt: attempt, nowMs: 3)
+        XCTAssertEqual(deleted.actions, [.watchEvent(WatchEvent(type: .nodeDeleted, path: "/n"), watchers: [4, 5])])
+        let below = session.received(payload: notification(.nodeCreated, "/n/deep/er"), attempt: attempt, nowMs: 3)
+        XCTAssertEqual(below.actions, [.watchEvent(WatchEvent(type: .nodeCreated, path: "/n/deep/er"), watchers: [5])])
+    }
+
+    func testExpiredOnReconnectFailsEverythingAndEndsEveryWatcher() throws {
+        var session = makeSession()
+        let (attempt, _) = try establish(&session)
+        _ = session.submit(ClientCall(.getData(path: "/w", watch: true), watcher: 9), token: 1, nowMs: 1)
+        _ = session.received(payload: payload(.reply(ReplyHeader(xid: 1, zxid: 3, err: 0), .getData(data: [], stat: Stat()))), attempt: attempt, nowMs: 2)
+        let lost = session.connectionLost(attempt: attempt, nowMs: 3)
+        let (_, next) = connectAction(lost)!
+        _ = session.submit(ClientCall(.sync(path: "/")), token: 2, nowMs: 4)
+        _ = session.connectionEstablished(attempt: next, nowMs: 5)
+        let expired = session.received(payload: payload(.connect(.expired(readOnly: false))), attempt: next, nowMs: 6)
+        XCTAssertEqual(kinds(expired), ["close", "state:expired", "complete:2", "ended:[9]:SESSIONEXPIRED"])
+        guard case .failure(.sessionExpired) = completions(expired)[0].1 else { return XCTFail("\(expired)") }
+        XCTAssertNil(expired.timerAtMs, "an ended session needs no ticks")
+        let after = session.submit(ClientCall(.sync(path: "/")), token: 3, nowMs: 7)
+        XCTAssertEqual(after.actions, [.complete(3, .failure(.sessionExpired))])
+    }
+
+    func testEveryHostFailingOnceBacksOffBeforeTheNextRound() throws {
+        var session = makeSession { $0.reconnectDelayMs = 500 }
+        var step = session.start(nowMs: 0)
+        var tried: [HostAddress] = []
+        for round in 0..<3 {
+            guard let (host, attempt) = connectAction(step) else { return XCTFail("round \(round): \(step)") }
+            tried.append(host)
+            step = session.connectionLost(attempt: attempt, nowMs: 10)
+        }
+        XCTAssertEqual(Set(tried), Set(hosts), "each host once")
+        XCTAssertNil(connectAction(step))
+        XCTAssertEqual(step.timerAtMs, 510)
+        XCTAssertNil(connectAction(session.tick(nowMs: 509)))
+        XCTAssertNotNil(connectAction(session.tick(nowMs: 510)))
+    }
+
+    func testRequestTimeoutDropsTheConnection() throws {
+        var session = makeSession(timeoutMs: 30_000) { $0.requestTimeoutMs = 100 }
+        let (_, _) = try establish(&session, nowMs: 0, timeoutMs: 30_000)
+        _ = session.submit(ClientCall(.sync(path: "/")), token: 1, nowMs: 10)
+        _ = session.submit(ClientCall(.sync(path: "/")), token: 2, nowMs: 50)
+        XCTAssertTrue(completions(session.tick(nowMs: 109)).isEmpty)
+        let late = session.tick(nowMs: 110)
+        XCTAssertEqual(kinds(late), ["complete:1", "close", "state:suspended", "complete:2", "connect"])
+        XCTAssertEqual(late.actions.first, .complete(1, .failure(.requestTimeout)))
+    }
+
+    func testOutstandingRequestsAreBounded() throws {
+        var session = makeSession { $0.outstandingRequestsMax = 2 }
+        _ = try establish(&session)
+        XCTAssertTrue(completions(session.submit(ClientCall(.sync(path: "/")), token: 1, nowMs: 1)).isEmpty)
+        XCTAssertTrue(completions(session.submit(ClientCall(.sync(path: "/")), token: 2, nowMs: 1)).isEmpty)
+        XCTAssertEqual(session.submit(ClientCall(.sync(path: "/")), token: 3, nowMs: 1).actions, [.complete(3, .failure(.throttledOp))])
+    }
+
+    func testCloseSendsCloseSessionAndEndsOnItsReply() throws {
+        var session = makeSession()
+        let (attempt, _) = try establish(&session)
+        _ = session.submit(ClientCall(.sync(path: "/")), token: 1, nowMs: 1)
+        let closing = session.close(token: 2, nowMs: 2)
+        let frames = try sent(closing).map(serverView)
+        XCTAssertEqual(frames.map { $0.1 }, [.closeSession])
+        XCTAssertEqual(frames.map { $0.0?.xid }, [2])
+        XCTAssertEqual(session.submit(ClientCall(.sync(path: "/")), token: 3, nowMs: 3).actions, [.complete(3, .failure(.sessionExpired))])
+        let synced = session.received(payload: payload(.reply(ReplyHeader(xid: 1, zxid: 5, err: 0), .sync(path: "/"))), attempt: attempt, nowMs: 4)
+        XCTAssertEqual(kinds(synced), ["complete:1"])
+        let closed = session.received(payload: payload(.reply(ReplyHeader(xid: 2, zxid: 6, err: 0), .empty)), attempt: attempt, nowMs: 5)
+        XCTAssertEqual(kinds(closed), ["close", "state:closed", "complete:2"])
+    }
+
+    func testAuthFailureEndsTheSession() throws {
+        var session = makeSession()
+        let (attempt, _) = try establish(&session)
+        _ = session.addAuth(.init(scheme: "digest", auth: Array("bad".utf8)), token: 1, nowMs: 1)
+        let failed = session.received(
+            payload: payload(.reply(ReplyHeader(xid: SpecialXid.auth, zxid: 0, err: ErrorCode.authFailed.rawValue), .empty)), attempt: attempt, nowMs: 2)
+        XCTAssertEqual(kinds(failed), ["complete:1", "close", "state:authFailed"])
+        XCTAssertEqual(failed.actions.first, .complete(1, .failure(.authFailed)))
+    }
+
+    func testHostsAreShuffledByTheGivenGenerator() {
+        let many = (1...8).map { HostAddress(host: "h\($0)", port: 2181) }
+        var one = FixedGenerator(state: 1)
+        var same = FixedGenerator(state: 1)
+        let configuration = ClientSession.Configuration(sessionTimeoutMs: 1000)
+        XCTAssertEqual(
+            ClientSession(hosts: many, configuration: configuration, generator: &one).hosts,
+            ClientSession(hosts: many, configuration: configuration, generator: &same).hosts)
+        XCTAssertEqual(Set(ClientSession(hosts: many, configuration: configuration, generator: &one).hosts), Set(many))
+    }
+
+    func testConnectStringsAndPaths() throws {
+        let parsed = try ConnectString(parsing: "a:1, b ,[::1]:3/app/x")
+        XCTAssertEqual(parsed.hosts, [HostAddress(host: "a", port: 1), HostAddress(host: "b", port: 2181), HostAddress(host: "::1", port: 3)])
+        XCTAssertEqual(parsed.chroot, "/app/x")
+        XCTAssertNil(try ConnectString(parsing: "a:1/").chroot)
+        XCTAssertThrowsError(try ConnectString(parsing: "/app"))
+        XCTAssertThrowsError(try ConnectString(parsing: "a:x"))
+        XCTAssertThrowsError(try ConnectString(parsing: "a:1/app/"))
+        XCTAssertEqual(PathRules.prefix("/", chroot: "/app"), "/app")
+        XCTAssertEqual(PathRules.prefix("/a", chroot: "/app"), "/app/a")
+        XCTAssertEqual(PathRules.strip("/app", chroot: "/app"), "/")
+        XCTAssertEqual(PathRules.strip("/app/a", chroot: "/app"), "/a")
+        XCTAssertEqual(PathRules.strip("/apple", chroot: "/app"), "/apple")
+        XCTAssertTrue(PathRules.isValid("/a/b"))
+        XCTAssertTrue(PathRules.isValid("/a/", sequential: true))
+        for bad in ["", "a", "/a/", "/a//b", "/a/./b", "/a/../b", "/a\u{0}b"] { XCTAssertFalse(PathRules.isValid(bad), bad) }
     }
 }
