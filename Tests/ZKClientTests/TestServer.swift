@@ -35,6 +35,7 @@ class ClientTestCase: XCTestCase {
         } else {
             var config = ReplicaConfig()
             config.tickMs = 200
+            config.extendedTypesEnabled = true
             let server = try await MiniZKServer.start(config: config, host: "127.0.0.1", port: 0, group: group, logger: logger)
             self.server = server
             connectString = "127.0.0.1:\(server.localPort)"
