@@ -261,6 +261,10 @@ public struct ClientSession: Sendable {
     private var nextAttempt: UInt64 = 1
     private var hostCursor: Int = 0
     private var failuresInARow: Int = 0
+    /// Whether a member that serves writes ever accepted this session. Until one has, the session
+    /// id is a read-only member's own and is not offered to others (ZooKeeper's
+    /// `seenRwServerBefore`): the first read-write member starts a real session.
+    private var seenReadWriteServer: Bool
     private var pending: Deque<Pending> = []
     private var queued: Deque<Queued> = []
     /// Tokens of auth packets on the wire (nil for the replays after a reconnect), in order.
@@ -281,6 +285,7 @@ public struct ClientSession: Sendable {
         self.sessionId = configuration.sessionId
         self.password = configuration.password
         self.authInfo = configuration.authInfo
+        self.seenReadWriteServer = configuration.sessionId != 0
     }
 
     // MARK: - Derived timing
@@ -391,7 +396,7 @@ public struct ClientSession: Sendable {
         state = .handshaking(host: host, attempt: attempt, sinceMs: nowMs)
         let request = ConnectRequest(
             protocolVersion: 0, lastZxidSeen: lastZxidSeen, timeoutMs: configuration.sessionTimeoutMs,
-            sessionId: sessionId, password: password, readOnly: configuration.canBeReadOnly)
+            sessionId: seenReadWriteServer ? sessionId : 0, password: password, readOnly: configuration.canBeReadOnly)
         step.actions.append(.send(.connect(request)))
         lastSentMs = nowMs
         lastHeardMs = nowMs
@@ -513,8 +518,9 @@ public struct ClientSession: Sendable {
         negotiatedTimeoutMs = response.timeoutMs
         failuresInARow = 0
         state = .connected(host: host, attempt: attempt, readOnly: readOnly)
-        let wasConnected = connectionState != .connecting
-        let newState: ConnectionState = readOnly ? .connectedReadOnly : (wasConnected ? .reconnected : .connected)
+        let resumed = connectionState != .connecting && seenReadWriteServer
+        if !readOnly { seenReadWriteServer = true }
+        let newState: ConnectionState = readOnly ? .connectedReadOnly : (resumed ? .reconnected : .connected)
         changeState(newState, &step)
         for info in authInfo { sendAuth(info, token: nil, nowMs: nowMs, &step) }
         sendSetWatches(nowMs: nowMs, &step)
