@@ -196,6 +196,7 @@ final class SessionDriver: @unchecked Sendable {
     }
 
     fileprivate func lost(attempt: UInt64) {
+        logger.debug("connection closed", metadata: ["attempt": "\(attempt)"])
         if channelAttempt == attempt { channel = nil }
         perform(session.connectionLost(attempt: attempt, nowMs: Self.nowMs()))
     }
@@ -229,6 +230,7 @@ final class SessionDriver: @unchecked Sendable {
         for action in step.actions {
             switch action {
             case .connect(let host, let attempt):
+                logger.debug("connecting", metadata: ["host": "\(host)", "attempt": "\(attempt)"])
                 pendingAttempt = attempt
                 connect(to: host, attempt: attempt)
             case .send(let frame):

@@ -222,6 +222,14 @@ public struct ClientSession: Sendable {
         var sentAtMs: Int64
     }
 
+    /// A close asked for while no connection was up: closeSession goes out on the next connection,
+    /// or the session is given up locally at `deadlineMs` (its ephemerals then live until it
+    /// expires on the ensemble).
+    struct CloseRequest: Sendable, Hashable {
+        var token: RequestToken?
+        var deadlineMs: Int64
+    }
+
     /// A request waiting for a connection.
     enum Queued: Sendable, Hashable {
         case call(RequestToken, ClientCall)
@@ -265,6 +273,7 @@ public struct ClientSession: Sendable {
     /// id is a read-only member's own and is not offered to others (ZooKeeper's
     /// `seenRwServerBefore`): the first read-write member starts a real session.
     private var seenReadWriteServer: Bool
+    private var closeRequest: CloseRequest? = nil
     private var pending: Deque<Pending> = []
     private var queued: Deque<Queued> = []
     /// Tokens of auth packets on the wire (nil for the replays after a reconnect), in order.
@@ -323,6 +332,10 @@ public struct ClientSession: Sendable {
     /// A call from the program.
     public mutating func submit(_ call: ClientCall, token: RequestToken, nowMs: Int64) -> ClientStep {
         var step = ClientStep()
+        if closeRequest != nil {
+            step.actions.append(.complete(token, .failure(.sessionExpired)))
+            return finish(step, nowMs: nowMs)
+        }
         switch state {
         case .ended(let final):
             step.actions.append(.complete(token, .failure(Self.code(for: final))))
@@ -350,6 +363,10 @@ public struct ClientSession: Sendable {
     /// completes when the server accepts them; a refusal ends the session (`authFailed`).
     public mutating func addAuth(_ info: AuthInfo, token: RequestToken, nowMs: Int64) -> ClientStep {
         var step = ClientStep()
+        if closeRequest != nil {
+            step.actions.append(.complete(token, .failure(.sessionExpired)))
+            return finish(step, nowMs: nowMs)
+        }
         switch state {
         case .ended(let final):
             step.actions.append(.complete(token, .failure(Self.code(for: final))))
@@ -380,6 +397,22 @@ public struct ClientSession: Sendable {
             state = .closing(attempt: attempt, token: token, sinceMs: nowMs)
             // The reply to closeSession comes after the replies to everything sent before it.
             pending.append(Pending(xid: xid, token: 0, call: ClientCall(.closeSession), sentAtMs: nowMs))
+        case .connecting where sessionId != 0, .handshaking where sessionId != 0, .backingOff where sessionId != 0:
+            // The ensemble holds the session: close it there on the next connection, so that its
+            // ephemerals go now rather than at expiry.
+            if closeRequest == nil {
+                closeRequest = CloseRequest(token: token, deadlineMs: nowMs + Int64(effectiveTimeoutMs))
+                let waiting = queued
+                queued.removeAll()
+                for item in waiting {
+                    switch item {
+                    case .call(let waitingToken, _), .auth(let waitingToken, _):
+                        step.actions.append(.complete(waitingToken, .failure(.sessionExpired)))
+                    }
+                }
+            } else if let token {
+                step.actions.append(.complete(token, .success(.empty)))
+            }
         case .idle, .connecting, .handshaking, .backingOff:
             if case .connecting = state { step.actions.append(.closeConnection) }
             if case .handshaking = state { step.actions.append(.closeConnection) }
@@ -410,12 +443,12 @@ public struct ClientSession: Sendable {
         case .connecting(_, let current, _), .handshaking(_, let current, _), .connected(_, let current, _):
             guard current == attempt else { break }
             lose(nowMs: nowMs, closeConnection: false, &step)
-        case .closing(let current, let token, _):
+        case .closing(let current, let token, let sinceMs):
             guard current == attempt else { break }
-            // The server closes the connection after answering closeSession; either way the
-            // session is over.
-            end(.closed, code: .sessionExpired, &step)
-            if let token { step.actions.append(.complete(token, .success(.empty))) }
+            // The server closes the connection after answering closeSession, so the answer has
+            // been handled if there was one. Without it the session may still be open on the
+            // ensemble (another client resuming it took the connection over): close it again.
+            closeOnNextConnection(token: token, sinceMs: sinceMs, nowMs: nowMs, &step)
         case .idle, .backingOff, .ended:
             break
         }
@@ -472,6 +505,14 @@ public struct ClientSession: Sendable {
     /// Time passes: pings, read / connect / request timeouts, the end of a back-off.
     public mutating func tick(nowMs: Int64) -> ClientStep {
         var step = ClientStep()
+        if let request = closeRequest, nowMs >= request.deadlineMs {
+            switch state {
+            case .connecting, .handshaking: step.actions.append(.closeConnection)
+            default: break
+            }
+            end(.closed, code: .sessionExpired, &step)
+            return finish(step, nowMs: nowMs)
+        }
         switch state {
         case .connecting(_, _, let sinceMs), .handshaking(_, _, let sinceMs):
             if nowMs - sinceMs >= connectTimeoutMs { lose(nowMs: nowMs, closeConnection: true, &step) }
@@ -492,8 +533,7 @@ public struct ClientSession: Sendable {
         case .closing(_, let token, let sinceMs):
             if nowMs - sinceMs >= connectTimeoutMs {
                 step.actions.append(.closeConnection)
-                end(.closed, code: .sessionExpired, &step)
-                if let token { step.actions.append(.complete(token, .success(.empty))) }
+                closeOnNextConnection(token: token, sinceMs: sinceMs, nowMs: nowMs, &step)
             }
         case .idle, .ended:
             break
@@ -509,7 +549,8 @@ public struct ClientSession: Sendable {
         guard response.timeoutMs > 0 else {
             // The session is unknown to the ensemble: expired (or never existed).
             step.actions.append(.closeConnection)
-            end(.expired, code: .sessionExpired, &step)
+            // Closing a session the ensemble already ended is done.
+            end(closeRequest == nil ? .expired : .closed, code: .sessionExpired, &step)
             return
         }
         let readOnly = response.readOnly ?? false
@@ -517,6 +558,15 @@ public struct ClientSession: Sendable {
         password = response.password
         negotiatedTimeoutMs = response.timeoutMs
         failuresInARow = 0
+        if closeRequest != nil {
+            // The close request (its token and deadline) stays until the session has ended.
+            let xid = takeXid()
+            step.actions.append(.send(.request(xid: xid, .closeSession)))
+            lastSentMs = nowMs
+            state = .closing(attempt: attempt, token: nil, sinceMs: nowMs)
+            pending.append(Pending(xid: xid, token: 0, call: ClientCall(.closeSession), sentAtMs: nowMs))
+            return
+        }
         state = .connected(host: host, attempt: attempt, readOnly: readOnly)
         let resumed = connectionState != .connecting && seenReadWriteServer
         if !readOnly { seenReadWriteServer = true }
@@ -730,10 +780,8 @@ public struct ClientSession: Sendable {
     /// and try the next host.
     private mutating func lose(nowMs: Int64, closeConnection: Bool, _ step: inout ClientStep) {
         if closeConnection { step.actions.append(.closeConnection) }
-        if case .closing(_, let token, _) = state {
-            // Losing the connection while closing ends the session all the same.
-            end(.closed, code: .sessionExpired, &step)
-            if let token { step.actions.append(.complete(token, .success(.empty))) }
+        if case .closing(_, let token, let sinceMs) = state {
+            closeOnNextConnection(token: token, sinceMs: sinceMs, nowMs: nowMs, &step)
             return
         }
         let wasConnected: Bool
@@ -750,6 +798,16 @@ public struct ClientSession: Sendable {
         } else {
             connectNext(nowMs: nowMs, &step)
         }
+    }
+
+    /// closeSession was sent but not answered: send it again on the next connection, until the
+    /// session timeout after the first try.
+    private mutating func closeOnNextConnection(token: RequestToken?, sinceMs: Int64, nowMs: Int64, _ step: inout ClientStep) {
+        failInFlight(.connectionLoss, &step)
+        if closeRequest == nil {
+            closeRequest = CloseRequest(token: token, deadlineMs: sinceMs + Int64(effectiveTimeoutMs))
+        }
+        connectNext(nowMs: nowMs, &step)
     }
 
     private mutating func failInFlight(_ code: ErrorCode, _ step: inout ClientStep) {
@@ -779,6 +837,10 @@ public struct ClientSession: Sendable {
     private mutating func end(_ final: ConnectionState, code: ErrorCode, _ step: inout ClientStep) {
         precondition(final.isTerminal, "end in non-terminal \(final)")
         changeState(final, &step)
+        if let request = closeRequest {
+            closeRequest = nil
+            if let token = request.token { step.actions.append(.complete(token, .success(.empty))) }
+        }
         state = .ended(final)
         failInFlight(Self.code(for: final), &step)
         var watchers: [WatcherID] = []
@@ -818,6 +880,7 @@ public struct ClientSession: Sendable {
         case .idle, .ended:
             step.timerAtMs = nil
         }
+        if let request = closeRequest { step.timerAtMs = min(step.timerAtMs ?? request.deadlineMs, request.deadlineMs) }
         return step
     }
 

@@ -61,6 +61,11 @@ class ClientTestCase: XCTestCase {
     {
         var configuration = ZooKeeperClient.Configuration(connectString: connectString + chroot, sessionTimeout: sessionTimeout)
         configuration.initialConnectTimeout = .seconds(10)
+        if ProcessInfo.processInfo.environment["ZKCLIENT_TEST_LOG"] != nil {
+            var logger = Logger(label: "client\(clients.count)")
+            logger.logLevel = .debug
+            configuration.logger = logger
+        }
         configure(&configuration)
         let client = try await ZooKeeperClient.connect(configuration: configuration)
         clients.append(client)
