@@ -333,25 +333,25 @@ public struct ClientSession: Sendable {
     public mutating func submit(_ call: ClientCall, token: RequestToken, nowMs: Int64) -> ClientStep {
         var step = ClientStep()
         if closeRequest != nil {
-            step.actions.append(.complete(token, .failure(.sessionExpired)))
+            reject(call, token: token, .sessionExpired, &step)
             return finish(step, nowMs: nowMs)
         }
         switch state {
         case .ended(let final):
-            step.actions.append(.complete(token, .failure(Self.code(for: final))))
+            reject(call, token: token, Self.code(for: final), &step)
         case .closing:
-            step.actions.append(.complete(token, .failure(.sessionExpired)))
+            reject(call, token: token, .sessionExpired, &step)
         case .idle, .connecting, .handshaking, .backingOff:
             if pending.count + queued.count >= configuration.outstandingRequestsMax {
-                step.actions.append(.complete(token, .failure(.throttledOp)))
+                reject(call, token: token, .throttledOp, &step)
             } else {
                 queued.append(.call(token, call))
             }
         case .connected(_, _, let readOnly):
             if pending.count >= configuration.outstandingRequestsMax {
-                step.actions.append(.complete(token, .failure(.throttledOp)))
+                reject(call, token: token, .throttledOp, &step)
             } else if readOnly && Self.isWrite(call.request) {
-                step.actions.append(.complete(token, .failure(.notReadOnly)))
+                reject(call, token: token, .notReadOnly, &step)
             } else {
                 send(call, token: token, nowMs: nowMs, &step)
             }
@@ -406,8 +406,8 @@ public struct ClientSession: Sendable {
                 queued.removeAll()
                 for item in waiting {
                     switch item {
-                    case .call(let waitingToken, _), .auth(let waitingToken, _):
-                        step.actions.append(.complete(waitingToken, .failure(.sessionExpired)))
+                    case .call(let waitingToken, let call): reject(call, token: waitingToken, .sessionExpired, &step)
+                    case .auth(let waitingToken, _): step.actions.append(.complete(waitingToken, .failure(.sessionExpired)))
                     }
                 }
             } else if let token {
@@ -502,6 +502,38 @@ public struct ClientSession: Sendable {
         return finish(step, nowMs: nowMs)
     }
 
+    /// One frame already decoded (a simulator that passes typed frames between clients and
+    /// replicas skips the bytes). Replies are matched by xid exactly as with `received(payload:)`.
+    public mutating func received(frame: ServerFrame, attempt: UInt64, nowMs: Int64) -> ClientStep {
+        var step = ClientStep()
+        switch (state, frame) {
+        case (.handshaking(let host, let current, _), .connect(let response)):
+            guard current == attempt else { break }
+            lastHeardMs = nowMs
+            handshakeAnswered(response, host: host, attempt: attempt, nowMs: nowMs, &step)
+        case (.connected(_, let current, _), .notification), (.closing(let current, _, _), .notification):
+            guard current == attempt else { break }
+            lastHeardMs = nowMs
+            receivedFrame(frame, nowMs: nowMs, &step)
+        case (.connected(_, let current, _), .reply(let header, _)), (.closing(let current, _, _), .reply(let header, _)):
+            guard current == attempt else { break }
+            lastHeardMs = nowMs
+            let special = [SpecialXid.ping, SpecialXid.auth, SpecialXid.setWatches].contains(header.xid)
+            if special || pending.first?.xid == header.xid {
+                receivedFrame(frame, nowMs: nowMs, &step)
+            } else {
+                lose(nowMs: nowMs, closeConnection: true, &step)
+            }
+        case (.handshaking(_, let current, _), _), (.connected(_, let current, _), .connect), (.closing(let current, _, _), .connect):
+            // A frame that cannot come at this point of the conversation.
+            guard current == attempt else { break }
+            lose(nowMs: nowMs, closeConnection: true, &step)
+        case (.connecting, _), (.idle, _), (.backingOff, _), (.ended, _):
+            break
+        }
+        return finish(step, nowMs: nowMs)
+    }
+
     /// Time passes: pings, read / connect / request timeouts, the end of a back-off.
     public mutating func tick(nowMs: Int64) -> ClientStep {
         var step = ClientStep()
@@ -522,7 +554,7 @@ public struct ClientSession: Sendable {
             } else if let limit = configuration.requestTimeoutMs, let head = pending.first, nowMs - head.sentAtMs >= limit {
                 // Replies come in order: nothing behind the late one can arrive first.
                 let late = pending.removeFirst()
-                step.actions.append(.complete(late.token, .failure(.requestTimeout)))
+                reject(late.call, token: late.token, .requestTimeout, &step)
                 lose(nowMs: nowMs, closeConnection: true, &step)
             } else if nowMs - lastSentMs >= pingIntervalMs {
                 step.actions.append(.send(.request(xid: SpecialXid.ping, .ping)))
@@ -580,7 +612,7 @@ public struct ClientSession: Sendable {
             switch item {
             case .call(let token, let call):
                 if readOnly && Self.isWrite(call.request) {
-                    step.actions.append(.complete(token, .failure(.notReadOnly)))
+                    reject(call, token: token, .notReadOnly, &step)
                 } else {
                     send(call, token: token, nowMs: nowMs, &step)
                 }
@@ -655,7 +687,7 @@ public struct ClientSession: Sendable {
                     return
                 }
                 if code == .sessionExpired {
-                    step.actions.append(.complete(head.token, .failure(.sessionExpired)))
+                    reject(head.call, token: head.token, .sessionExpired, &step)
                     step.actions.append(.closeConnection)
                     end(.expired, code: .sessionExpired, &step)
                     return
@@ -812,17 +844,24 @@ public struct ClientSession: Sendable {
 
     private mutating func failInFlight(_ code: ErrorCode, _ step: inout ClientStep) {
         for entry in pending where entry.call.request != .closeSession {
-            step.actions.append(.complete(entry.token, .failure(code)))
+            reject(entry.call, token: entry.token, code, &step)
         }
         pending.removeAll()
         for token in authInFlight { if let token { step.actions.append(.complete(token, .failure(code))) } }
         authInFlight.removeAll()
         for item in queued {
             switch item {
-            case .call(let token, _), .auth(let token, _): step.actions.append(.complete(token, .failure(code)))
+            case .call(let token, let call): reject(call, token: token, code, &step)
+            case .auth(let token, _): step.actions.append(.complete(token, .failure(code)))
             }
         }
         queued.removeAll()
+    }
+
+    /// Fails a call that got no reply; the watch it would have set is never set.
+    private func reject(_ call: ClientCall, token: RequestToken, _ code: ErrorCode, _ step: inout ClientStep) {
+        if let watcher = call.watcher { step.actions.append(.watchersEnded([watcher], code: code)) }
+        step.actions.append(.complete(token, .failure(code)))
     }
 
     private mutating func connectNext(nowMs: Int64, _ step: inout ClientStep) {

@@ -482,4 +482,34 @@ final class ClientSessionTests: XCTestCase {
         let ended = session.received(payload: payload(.connect(.expired(readOnly: false))), attempt: next, nowMs: 13)
         XCTAssertEqual(kinds(ended), ["close", "state:closed", "complete:7"])
     }
+
+    /// The typed input (for a simulator) gives the same steps as the bytes.
+    func testTypedFramesStepLikeTheirBytes() throws {
+        func run(typed: Bool) throws -> [ClientStep] {
+            var session = makeSession(chroot: "/app")
+            let start = session.start(nowMs: 0)
+            let (_, attempt) = connectAction(start)!
+            var steps = [start, session.connectionEstablished(attempt: attempt, nowMs: 1)]
+            let frames: [ServerFrame] = [
+                .connect(ConnectResponse(timeoutMs: 3000, sessionId: 5, password: Array(repeating: 1, count: 16), readOnly: false)),
+                .reply(ReplyHeader(xid: 1, zxid: 7, err: 0), .getData(data: [1], stat: Stat())),
+                .notification(zxid: -1, WatcherEvent(.nodeDataChanged, path: "/app/a")),
+                .reply(ReplyHeader(xid: 2, zxid: 8, err: ErrorCode.noNode.rawValue), .empty),
+                .reply(ReplyHeader(xid: 9, zxid: 9, err: 0), .empty),
+            ]
+            for (index, frame) in frames.enumerated() {
+                if index == 1 {
+                    steps.append(session.submit(ClientCall(.getData(path: "/a", watch: true), watcher: 3), token: 1, nowMs: 2))
+                    steps.append(session.submit(ClientCall(.exists(path: "/b", watch: false)), token: 2, nowMs: 2))
+                }
+                steps.append(typed
+                    ? session.received(frame: frame, attempt: attempt, nowMs: 3)
+                    : session.received(payload: payload(frame), attempt: attempt, nowMs: 3))
+            }
+            return steps
+        }
+        let typed = try run(typed: true)
+        XCTAssertEqual(typed, try run(typed: false))
+        XCTAssertEqual(kinds(typed.last!), ["close", "state:suspended", "connect"], "xid 9 answers nothing pending")
+    }
 }
