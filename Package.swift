@@ -16,6 +16,8 @@ let package = Package(
         .library(name: "ZKStorage", targets: ["ZKStorage"]),
         .library(name: "ZKServer", targets: ["ZKServer"]),
         .library(name: "ZKSimulator", targets: ["ZKSimulator"]),
+        .library(name: "ZKClientCore", targets: ["ZKClientCore"]),
+        .library(name: "ZKClient", targets: ["ZKClient"]),
         .executable(name: "minizk", targets: ["minizk"]),
     ],
     dependencies: [
@@ -72,10 +74,29 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
+        .target(
+            name: "ZKClientCore",
+            dependencies: [
+                "ZKProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        .target(
+            name: "ZKClient",
+            dependencies: [
+                "ZKClientCore", "ZKProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "minizk",
             dependencies: [
-                "ZKServer", "ZKCore", "ZKProtocol", "ZKStorage", "ZKSimulator",
+                "ZKServer", "ZKCore", "ZKProtocol", "ZKStorage", "ZKSimulator", "ZKClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -104,6 +125,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["Fixtures"]
+        ),
+        .testTarget(
+            name: "ZKClientTests",
+            dependencies: [
+                "ZKClient", "ZKClientCore", "ZKServer", "ZKCore", "ZKProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]
