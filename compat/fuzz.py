@@ -51,7 +51,9 @@ ENSEMBLE_TICK_MS = 1000
 # The most either server grants: 20 ticks (standalone tick 200 ms; ensemble 1 s, so that a
 # client stalled a few seconds on a shared machine does not see its sessions expire).
 SESSION_TIMEOUT_MS = {"standalone": 4000, "ensemble": 20000}
-SOCKET_TIMEOUT_S = 8.0
+# How long a reply may take. A loaded machine has kept a ZooKeeper ensemble member's reply for
+# more than 8 s; the ensemble's 20 s sessions leave room for 15 s (standalone: 4 s sessions).
+SOCKET_TIMEOUT_S = {"standalone": 8.0, "ensemble": 15.0}
 SLOW_STEP_S = 1.0                   # a step slower than this is reported (it delays other sessions' pings)
 RECONNECT_AFTER_STEPS = 6           # a dropped session is resumed after this many steps at most
 TIME_PLAUSIBLE_MS = 60 * 60 * 1000
@@ -594,7 +596,7 @@ class Run:
         """Connect (or resume); retries while a member refuses (it may lag behind the client)."""
         host, port = self.address(member)
         for attempt in range(retries):
-            client = rawzk.RawClient(host, port, timeout=SOCKET_TIMEOUT_S,
+            client = rawzk.RawClient(host, port, timeout=SOCKET_TIMEOUT_S[self.cluster.topology],
                                      session_timeout_ms=SESSION_TIMEOUT_MS[self.cluster.topology])
             try:
                 client.connect(session_id=session_id, password=password, last_zxid=last_zxid)
@@ -815,7 +817,7 @@ class Run:
             # A member still behind the client's zxid closes the connection without an answer;
             # a wrong password changes nothing, so ask again until it has caught up.
             for _attempt in range(40):
-                probe = rawzk.RawClient(host, port, timeout=SOCKET_TIMEOUT_S,
+                probe = rawzk.RawClient(host, port, timeout=SOCKET_TIMEOUT_S[self.cluster.topology],
                                         session_timeout_ms=SESSION_TIMEOUT_MS[self.cluster.topology])
                 try:
                     probe.connect(session_id=client.session_id, password=bad, last_zxid=client.last_zxid)
