@@ -80,44 +80,71 @@ final class SessionDriver: @unchecked Sendable {
         }
     }
 
+    /// What callers hand to the loop. Submissions from any thread go into `inbox` (under a lock)
+    /// and the loop drains it in order: when many tasks submit at once, one `execute` carries all
+    /// of them instead of one each.
+    enum Submission: Sendable {
+        case call(Request, watch: Sink?, ignoresChroot: Bool, CheckedContinuation<Response, any Error>)
+        case auth(ClientSession.AuthInfo, CheckedContinuation<Response, any Error>)
+        case close(CheckedContinuation<Response, any Error>)
+    }
+
+    private let inbox = NIOLockedValueBox<[Submission]>([])
+
+    private func submit(_ submission: Submission) {
+        let first = inbox.withLockedValue { waiting -> Bool in
+            waiting.append(submission)
+            return waiting.count == 1
+        }
+        if first { loop.execute { self.drainInbox() } }
+    }
+
+    private func drainInbox() {
+        let batch = inbox.withLockedValue { waiting -> [Submission] in
+            let batch = waiting
+            waiting.removeAll(keepingCapacity: true)
+            return batch
+        }
+        for submission in batch {
+            let token = takeToken()
+            let nowMs = Self.nowMs()
+            switch submission {
+            case .call(let request, let watch, let ignoresChroot, let continuation):
+                var watcher: WatcherID? = nil
+                if let watch {
+                    watcher = token
+                    sinks[token] = watch
+                }
+                calls[token] = continuation
+                perform(session.submit(ClientCall(request, watcher: watcher, ignoresChroot: ignoresChroot), token: token, nowMs: nowMs))
+            case .auth(let info, let continuation):
+                calls[token] = continuation
+                perform(session.addAuth(info, token: token, nowMs: nowMs))
+            case .close(let continuation):
+                calls[token] = continuation
+                perform(session.close(token: token, nowMs: nowMs))
+            }
+        }
+    }
+
     /// Sends a call and waits for its reply. `watch` registers a sink for the watcher id of the
     /// call before it leaves.
     func call(_ request: Request, watch: Sink? = nil, ignoresChroot: Bool = false) async throws -> Response {
         try await withCheckedThrowingContinuation { continuation in
-            loop.execute {
-                let token = self.takeToken()
-                var watcher: WatcherID? = nil
-                if let watch {
-                    watcher = token
-                    self.sinks[token] = watch
-                }
-                self.calls[token] = continuation
-                let step = self.session.submit(
-                    ClientCall(request, watcher: watcher, ignoresChroot: ignoresChroot), token: token, nowMs: Self.nowMs())
-                self.perform(step)
-            }
+            submit(.call(request, watch: watch, ignoresChroot: ignoresChroot, continuation))
         }
     }
 
     /// Sends credentials; returns when the server accepted them.
     func addAuth(scheme: String, auth: [UInt8]) async throws {
-        _ = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Response, any Error>) in
-            loop.execute {
-                let token = self.takeToken()
-                self.calls[token] = continuation
-                let step = self.session.addAuth(ClientSession.AuthInfo(scheme: scheme, auth: auth), token: token, nowMs: Self.nowMs())
-                self.perform(step)
-            }
+        _ = try await withCheckedThrowingContinuation { continuation in
+            submit(.auth(ClientSession.AuthInfo(scheme: scheme, auth: auth), continuation))
         }
     }
 
     func close() async {
-        _ = try? await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Response, any Error>) in
-            loop.execute {
-                let token = self.takeToken()
-                self.calls[token] = continuation
-                self.perform(self.session.close(token: token, nowMs: Self.nowMs()))
-            }
+        _ = try? await withCheckedThrowingContinuation { continuation in
+            submit(.close(continuation))
         }
     }
 
