@@ -1,0 +1,109 @@
+import ZKClient
+import ZKRecipesCore
+
+/// A re-entrant distributed lock in Curator's `InterProcessMutex` layout: a holder's node is
+/// `<path>/_c_<uuid>-lock-<seq>` (ephemeral sequential, parents as containers), the lowest
+/// sequence holds, and each waiter watches only the node just ahead of its own.
+///
+///     let mutex = InterProcessMutex(client: client, path: "/locks/job-42")
+///     let token = try await mutex.acquire()     // FencingToken: pass it to what you protect
+///     defer { Task { try await mutex.release() } }
+///     for await state in mutex.states { ... }   // held, suspended, lost(...)
+///
+/// Re-entrancy is per `InterProcessMutex` object (Curator's is per thread): `acquire` on an
+/// object that holds the lock counts up, `release` counts down, the last release deletes the node.
+/// Under the default `.keepUntilExpired` policy a short disconnection shows as `.suspended` and the
+/// hold resumes on reconnection; a lost session (or one disconnected for a whole session
+/// timeout) reports `.lost` at once.
+public final class InterProcessMutex: Sendable {
+    let runner: LockRunner
+    public let path: String
+
+    public init(client: ZooKeeperClient, path: String, policy: ConnectionPolicy = .keepUntilExpired, data: [UInt8] = []) {
+        self.path = path
+        runner = LockRunner(client: client, configuration: .init(basePath: path, lockName: CuratorNames.lock, data: data, policy: policy))
+    }
+
+    init(client: ZooKeeperClient, configuration: LockMachine.Configuration) {
+        path = configuration.basePath
+        runner = LockRunner(client: client, configuration: configuration)
+    }
+
+    /// The holder state: current value first, then every change.
+    public var states: AsyncStream<HolderState> { runner.states.stream() }
+    public var state: HolderState { runner.states.value }
+    public var isHeld: Bool { state.isHeld }
+
+    /// Waits for the lock; returns the hold's fencing token. Throws `RecipeError.lost` when the
+    /// session is lost first. Cancelling the task abandons the attempt (the node is deleted).
+    @discardableResult
+    public func acquire() async throws -> FencingToken {
+        guard let token = try await acquire(timeout: nil) else { throw RecipeError.lost(.sessionExpired) }
+        return token
+    }
+
+    /// Waits at most `timeout` (nil: forever); nil when the time ran out (the node is deleted).
+    public func acquire(timeout: Duration?) async throws -> FencingToken? {
+        await runner.start()
+        let phase = await runner.phase
+        if phase == .held {
+            await runner.send(.acquire(uuid: ""))
+            return state.token
+        }
+        if phase != .idle {
+            // Wait for a previous attempt or release to finish.
+            _ = await runner.states.first { state in
+                switch state { case .idle, .released, .lost: return true; default: return false }
+            }
+        }
+        await runner.send(.acquire(uuid: systemUUID()))
+        let outcome = await withTaskGroup(of: HolderState?.self) { group in
+            group.addTask {
+                await self.runner.states.first { state in
+                    switch state { case .held, .lost: return true; default: return false }
+                }
+            }
+            if let timeout {
+                group.addTask {
+                    try? await Task.sleep(for: timeout)
+                    return nil
+                }
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        switch outcome {
+        case .held(let token)?:
+            return token
+        case .lost(let reason)?:
+            throw RecipeError.lost(reason)
+        default:
+            await runner.send(.cancel)
+            if Task.isCancelled { throw CancellationError() }
+            // A hold that arrived as the time ran out is kept.
+            if case .held(let token) = state { return token }
+            return nil
+        }
+    }
+
+    /// Leaves one level of the hold; the last level deletes the node and returns once it is gone
+    /// (or the session is). Throws `RecipeError.notHeld` when this object does not hold the lock.
+    public func release() async throws {
+        guard await runner.phase == .held else {
+            if case .lost(let reason) = state { throw RecipeError.lost(reason) }
+            throw RecipeError.notHeld
+        }
+        await runner.send(.release)
+        if await runner.holdCount > 0 { return }
+        _ = await runner.states.first { state in
+            switch state { case .released, .idle, .lost: return true; default: return false }
+        }
+    }
+
+    /// Re-entrant depth of the hold.
+    public var holdCount: Int { get async { await runner.holdCount } }
+
+    /// Stops following the session (after release, when the object is no longer used).
+    public func close() async { await runner.stop() }
+}

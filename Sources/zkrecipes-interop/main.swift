@@ -1,0 +1,98 @@
+// The Swift side of the recipe interoperability check with Apache Curator 5.4
+// (scripts/recipes-interop.sh); the same modes as compat/curator-interop/CuratorInterop.java:
+//
+//   mutex    CONNECT PATH ROUNDS MARKS ID   InterProcessMutex; appends "enter ID"/"exit ID" to MARKS while holding
+//   latch    CONNECT PATH MARKS ID          LeaderLatch; appends enter/exit while leader, then leaves
+//   counter  CONNECT PATH N                 DistributedAtomicLong.increment() N times
+//   get      CONNECT PATH                   prints the counter
+//   register CONNECT BASE NAME ID SECONDS   registers a service instance, kept SECONDS
+//   discover CONNECT BASE NAME ID SECONDS   waits up to SECONDS for instance ID; prints it
+//   queue-put  CONNECT PATH PREFIX N        N messages PREFIX-i
+//   queue-take CONNECT PATH SECONDS         consumes messages for SECONDS; prints "took <message>" each
+import Foundation
+import ZKClient
+import ZKRecipes
+
+func mark(_ file: String, _ line: String) throws {
+    let handle = FileHandle(forWritingAtPath: file) ?? {
+        FileManager.default.createFile(atPath: file, contents: nil)
+        return FileHandle(forWritingAtPath: file)!
+    }()
+    defer { try? handle.close() }
+    // O_APPEND semantics: seek to the end, write one line at once.
+    handle.seekToEndOfFile()
+    handle.write(Data((line + "\n").utf8))
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+    exit(1)
+}
+
+let args = CommandLine.arguments
+guard args.count >= 3 else { fail("usage: zkrecipes-interop MODE CONNECT ...") }
+let mode = args[1]
+var configuration = ZooKeeperClient.Configuration(connectString: args[2], sessionTimeout: .seconds(10))
+configuration.initialConnectTimeout = .seconds(20)
+let client = try await ZooKeeperClient.connect(configuration: configuration)
+
+switch mode {
+case "mutex":
+    let mutex = InterProcessMutex(client: client, path: args[3])
+    for _ in 0..<Int(args[4])! {
+        try await mutex.acquire()
+        try mark(args[5], "enter \(args[6])")
+        try await Task.sleep(for: .milliseconds(20))
+        try mark(args[5], "exit \(args[6])")
+        try await mutex.release()
+    }
+    await mutex.close()
+case "latch":
+    let latch = LeaderLatch(client: client, path: args[3], id: args[5])
+    try await latch.start()
+    try await latch.awaitLeadership()
+    try mark(args[4], "enter \(args[5])")
+    try await Task.sleep(for: .milliseconds(300))
+    try mark(args[4], "exit \(args[5])")
+    await latch.close()
+case "counter":
+    let counter = DistributedAtomicLong(client: client, path: args[3])
+    for _ in 0..<Int(args[4])! { try await counter.increment() }
+case "get":
+    print(try await DistributedAtomicLong(client: client, path: args[3]).get())
+case "register":
+    let discovery = ServiceDiscovery(client: client, basePath: args[3])
+    try await discovery.register(ServiceInstance(name: args[4], id: args[5], address: "127.0.0.3", port: 7070))
+    print("registered \(args[5])")
+    fflush(stdout)
+    try await Task.sleep(for: .seconds(Int(args[6])!))
+case "discover":
+    let discovery = ServiceDiscovery(client: client, basePath: args[3])
+    let deadline = Date().addingTimeInterval(Double(args[6])!)
+    while true {
+        if let found = try await discovery.instance(name: args[4], id: args[5]) {
+            print("found \(found.name) \(found.id) \(found.address ?? "-"):\(found.port.map(String.init) ?? "-") type=\(found.serviceType.rawValue)")
+            print("instances \(try await discovery.instances(of: args[4]).count)")
+            break
+        }
+        if Date() > deadline { print("not found"); exit(1) }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+case "queue-put":
+    let queue = DistributedQueue(client: client, path: args[3])
+    for i in 0..<Int(args[5])! { try await queue.put(Array("\(args[4])-\(i)".utf8)) }
+case "queue-take":
+    let queue = DistributedQueue(client: client, path: args[3])
+    let deadline = Date().addingTimeInterval(Double(args[4])!)
+    while Date() < deadline {
+        if let messages = try await queue.poll() {
+            for message in messages { print("took \(String(decoding: message, as: UTF8.self))") }
+            fflush(stdout)
+        } else {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+default:
+    fail("unknown mode \(mode)")
+}
+await client.close()

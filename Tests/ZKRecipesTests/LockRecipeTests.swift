@@ -1,0 +1,178 @@
+import XCTest
+import ZKClient
+import ZKRecipes
+import ZKRecipesCore
+
+final class LockRecipeTests: RecipeTestCase {
+    func testContendersNeverHoldTheMutexAtOnce() async throws {
+        let path = "\(base)/locks/shared"
+        let occupancy = Occupancy()
+        let contenders = 5, rounds = 4
+        var sessions: [ZooKeeperClient] = []
+        for _ in 0..<contenders { sessions.append(try await client()) }
+        let clients = sessions
+        try await within(120) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for client in clients {
+                    group.addTask {
+                        let mutex = InterProcessMutex(client: client, path: path)
+                        for _ in 0..<rounds {
+                            let token = try await mutex.acquire()
+                            await occupancy.enter(token.sequence)
+                            try await Task.sleep(for: .milliseconds(5))
+                            await occupancy.exit()
+                            try await mutex.release()
+                        }
+                        await mutex.close()
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        let maxInside = await occupancy.maxInside, entries = await occupancy.entries, tokens = await occupancy.tokens
+        XCTAssertEqual(maxInside, 1)
+        XCTAssertEqual(entries, contenders * rounds)
+        // Fencing tokens increase from one hold to the next.
+        XCTAssertEqual(tokens, tokens.sorted())
+        XCTAssertEqual(Set(tokens).count, tokens.count)
+        // Every node was removed.
+        let left = try await clients[0].getChildren(path)
+        XCTAssertEqual(left, [])
+    }
+
+    func testLayoutIsCuratorsAndReentrancyCounts() async throws {
+        let client = try await client()
+        let path = "\(base)/locks/layout"
+        let mutex = InterProcessMutex(client: client, path: path)
+        let token = try await mutex.acquire()
+        let children = try await client.getChildren(path)
+        XCTAssertEqual(children.count, 1)
+        let name = children[0]
+        // _c_<36-char uuid>-lock-<10 digits>
+        XCTAssertTrue(name.hasPrefix("_c_"), name)
+        XCTAssertEqual(name.count, 3 + 36 + 1 + 5 + 10, name)
+        XCTAssertTrue(name.dropFirst(40).hasPrefix("lock-"), name)
+        XCTAssertEqual(token.path, "\(path)/\(name)")
+        let stat = try await client.exists(token.path)
+        XCTAssertEqual(stat?.ephemeralOwner, client.sessionId)
+        XCTAssertEqual(stat?.czxid, token.czxid)
+        // The parent is a container (ephemeralOwner marks containers with the high bit in
+        // ZooKeeper 3.8's Stat only through getEphemerals; check it is not ephemeral at least).
+        let parent = try await client.exists(path)
+        XCTAssertEqual(parent?.ephemeralOwner ?? -1, 0)
+
+        try await mutex.acquire()
+        let depth = await mutex.holdCount
+        XCTAssertEqual(depth, 2)
+        try await mutex.release()
+        let stillThere = try await client.exists(token.path)
+        XCTAssertNotNil(stillThere)
+        XCTAssertTrue(mutex.isHeld)
+        try await mutex.release()
+        let gone = try await client.exists(token.path)
+        XCTAssertNil(gone)
+        XCTAssertEqual(mutex.state, .released)
+        do {
+            try await mutex.release()
+            XCTFail("release of a lock not held")
+        } catch RecipeError.notHeld {}
+        await mutex.close()
+    }
+
+    func testWaitersAreQueuedAndEachWatchesItsPredecessor() async throws {
+        let path = "\(base)/locks/line"
+        let first = try await client(), second = try await client(), third = try await client()
+        let a = InterProcessMutex(client: first, path: path)
+        try await a.acquire()
+        let b = InterProcessMutex(client: second, path: path), c = InterProcessMutex(client: third, path: path)
+        let bTask = Task { try await b.acquire() }
+        _ = await b.states.first { $0 == .waiting }
+        // Wait for b's node before c queues, so the order is a, b, c.
+        while try await first.getChildren(path).count < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        let cTask = Task { try await c.acquire() }
+        while try await first.getChildren(path).count < 3 { try await Task.sleep(for: .milliseconds(10)) }
+        // Timeout-bounded acquire by c's object fails while a holds.
+        XCTAssertFalse(b.isHeld)
+        try await a.release()
+        let bToken = try await bTask.value
+        XCTAssertTrue(b.isHeld)
+        XCTAssertFalse(c.isHeld)
+        try await b.release()
+        let cToken = try await cTask.value
+        XCTAssertGreaterThan(cToken, bToken)
+        try await c.release()
+        for m in [a, b, c] { await m.close() }
+    }
+
+    func testAcquireWithTimeoutGivesUpAndRemovesItsNode() async throws {
+        let path = "\(base)/locks/timeout"
+        let holder = InterProcessMutex(client: try await client(), path: path)
+        try await holder.acquire()
+        let other = try await client()
+        let waiter = InterProcessMutex(client: other, path: path)
+        let token = try await waiter.acquire(timeout: .milliseconds(300))
+        XCTAssertNil(token)
+        let children = try await other.getChildren(path)
+        XCTAssertEqual(children.count, 1)
+        try await holder.release()
+        let later = try await waiter.acquire(timeout: .seconds(30))
+        XCTAssertNotNil(later)
+        try await waiter.release()
+    }
+
+    func testLostSessionIsReportedAtOnceAndTheNextWaiterProceeds() async throws {
+        let path = "\(base)/locks/lost"
+        let doomed = try await client()
+        let mutex = InterProcessMutex(client: doomed, path: path)
+        try await mutex.acquire()
+        let waiter = InterProcessMutex(client: try await client(), path: path)
+        let waiting = Task { try await waiter.acquire() }
+        let states = mutex.states
+        // The session ends (closed here; an expiry is reported the same way).
+        await doomed.close()
+        var sawLost = false
+        for await state in states {
+            if case .lost(.sessionExpired) = state { sawLost = true; break }
+        }
+        XCTAssertTrue(sawLost)
+        XCTAssertFalse(mutex.isHeld)
+        let token = try await waiting.value
+        XCTAssertTrue(waiter.isHeld)
+        XCTAssertNotNil(token)
+        try await waiter.release()
+    }
+
+    func testLeaderLatchElectsExactlyOne() async throws {
+        let path = "\(base)/election"
+        var latches: [LeaderLatch] = []
+        for index in 0..<4 {
+            let latch = LeaderLatch(client: try await client(), path: path, id: "candidate-\(index)")
+            try await latch.start()
+            latches.append(latch)
+        }
+        var remaining = latches
+        while !remaining.isEmpty {
+            let all = remaining
+            let leader = try await within(60) {
+                try await withThrowingTaskGroup(of: LeaderLatch.self) { group in
+                    for latch in all { group.addTask { try await latch.awaitLeadership(); return latch } }
+                    let first = try await group.next()!
+                    group.cancelAll()
+                    return first
+                }
+            }
+            // Give others a chance to (wrongly) think they lead, then count.
+            try await Task.sleep(for: .milliseconds(200))
+            XCTAssertEqual(remaining.filter(\.hasLeadership).count, 1)
+            XCTAssertTrue(leader.hasLeadership)
+            // Leader's node is first and holds its id.
+            let children = try await clients[0].getChildren(path)
+            let sorted = CuratorNames.sorted(children, lockName: CuratorNames.latch)
+            let (data, _) = try await clients[0].getData("\(path)/\(sorted[0])")
+            XCTAssertEqual(String(decoding: data, as: UTF8.self), leader.id)
+            XCTAssertTrue(sorted[0].contains("-latch-"))
+            await leader.close()
+            remaining.removeAll { $0 === leader }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+"""Swift (zkrecipes-interop) and Java (Apache Curator 5.4, CuratorInterop) processes using the same
+recipes on the same paths of one server ($ZK_ADDRESS). Started by scripts/recipes-interop.sh.
+
+Checks: mutex holders never overlap; latch leaders never overlap and each candidate leads once;
+a counter incremented from both sides loses nothing; a service registered on either side is
+found by the other; queue items put from both sides are each consumed exactly once.
+"""
+
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+ADDRESS = os.environ["ZK_ADDRESS"]
+SWIFT = os.environ["SWIFT_INTEROP_BIN"]
+JAVA_CP = os.environ["CURATOR_INTEROP_CP"]
+BASE = "/interop-%08x" % random.getrandbits(32)
+failures = []
+
+
+def swift(*args):
+    return [SWIFT, args[0], ADDRESS, *args[1:]]
+
+
+def java(*args):
+    return ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", JAVA_CP, "CuratorInterop", args[0], ADDRESS, *args[1:]]
+
+
+def run_all(commands, timeout=120):
+    """Runs commands at once; returns their stdout texts; a failing one is a failure."""
+    processes = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in commands]
+    outputs = []
+    for command, process in zip(commands, processes):
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+            failures.append("timed out: %s" % " ".join(command[:4]))
+        if process.returncode != 0:
+            failures.append("exit %s: %s\n%s" % (process.returncode, " ".join(command), err[-2000:]))
+        outputs.append(out)
+    return outputs
+
+
+def check(name, condition, detail=""):
+    print("%-6s %s %s" % ("ok" if condition else "FAIL", name, detail))
+    if not condition:
+        failures.append(name + " " + detail)
+
+
+def exclusive(marks_path, expected_enters):
+    """enter/exit marks alternate (never two holders) and every holder entered as expected."""
+    lines = open(marks_path).read().split()
+    pairs = list(zip(lines[0::2], lines[1::2]))
+    events = [(pairs[i]) for i in range(len(pairs))]
+    holder = None
+    overlaps = 0
+    enters = {}
+    for verb, who in events:
+        if verb == "enter":
+            if holder is not None:
+                overlaps += 1
+            holder = who
+            enters[who] = enters.get(who, 0) + 1
+        else:
+            if holder != who:
+                overlaps += 1
+            holder = None
+    return overlaps, enters
+
+
+def mutex_check():
+    path, marks = BASE + "/mutex", tempfile.mktemp(prefix="mutex-marks-")
+    open(marks, "w").close()
+    rounds = 5
+    ids = ["swift-1", "swift-2", "java-1", "java-2"]
+    run_all([swift("mutex", path, str(rounds), marks, "swift-1"), swift("mutex", path, str(rounds), marks, "swift-2"),
+             java("mutex", path, str(rounds), marks, "java-1"), java("mutex", path, str(rounds), marks, "java-2")])
+    overlaps, enters = exclusive(marks, rounds)
+    check("mutex: Swift and Java holders never overlap", overlaps == 0, "overlaps=%d" % overlaps)
+    check("mutex: every contender held it %d times" % rounds, all(enters.get(i) == rounds for i in ids), str(enters))
+    os.unlink(marks)
+
+
+def latch_check():
+    path, marks = BASE + "/latch", tempfile.mktemp(prefix="latch-marks-")
+    open(marks, "w").close()
+    ids = ["swift-1", "swift-2", "java-1", "java-2"]
+    run_all([swift("latch", path, marks, "swift-1"), swift("latch", path, marks, "swift-2"),
+             java("latch", path, marks, "java-1"), java("latch", path, marks, "java-2")])
+    overlaps, enters = exclusive(marks, 1)
+    check("latch: one leader at a time among Swift and Java candidates", overlaps == 0, "overlaps=%d" % overlaps)
+    check("latch: each candidate led once in turn", all(enters.get(i) == 1 for i in ids), str(enters))
+    os.unlink(marks)
+
+
+def counter_check():
+    path, n = BASE + "/counter", 40
+    run_all([swift("counter", path, str(n)), swift("counter", path, str(n)), java("counter", path, str(n)), java("counter", path, str(n))])
+    swift_view, java_view = run_all([swift("get", path), java("get", path)])
+    check("counter: 4 x %d increments from Swift and Java" % n, swift_view.strip() == str(4 * n) and java_view.strip() == str(4 * n),
+          "swift=%s java=%s" % (swift_view.strip(), java_view.strip()))
+
+
+def discovery_check():
+    base = BASE + "/services"
+    # Swift registers, Curator's ServiceDiscovery finds it.
+    register = subprocess.Popen(swift("register", base, "worker", "swift-instance", "8"), stdout=subprocess.PIPE, text=True)
+    register.stdout.readline()
+    found = run_all([java("discover", base, "worker", "swift-instance", "20")])[0]
+    register.wait(timeout=30)
+    check("discovery: Curator finds the Swift registration", "found worker swift-instance 127.0.0.3:7070 type=DYNAMIC" in found, found.strip())
+    # Curator registers, Swift finds it.
+    register = subprocess.Popen(java("register", base, "worker", "java-instance", "8"), stdout=subprocess.PIPE, text=True)
+    register.stdout.readline()
+    found = run_all([swift("discover", base, "worker", "java-instance", "20")])[0]
+    register.wait(timeout=30)
+    check("discovery: Swift finds the Curator registration", "found worker java-instance 127.0.0.2:9090 type=DYNAMIC" in found, found.strip())
+
+
+def queue_check():
+    path, n = BASE + "/queue", 15
+    run_all([swift("queue-put", path, "swift", str(n)), java("queue-put", path, "java", str(n))])
+    outputs = run_all([swift("queue-take", path, "8"), java("queue-take", path, "8")])
+    taken = [line.split(" ", 1)[1] for out in outputs for line in out.splitlines() if line.startswith("took ")]
+    expected = {"%s-%d" % (side, i) for side in ("swift", "java") for i in range(n)}
+    by_side = [sum(1 for line in out.splitlines() if line.startswith("took ")) for out in outputs]
+    check("queue: every item consumed exactly once by Swift and Java consumers",
+          len(taken) == len(expected) and set(taken) == expected, "taken=%d distinct=%d by swift/java=%s" % (len(taken), len(set(taken)), by_side))
+
+
+started = time.time()
+for step in (mutex_check, latch_check, counter_check, discovery_check, queue_check):
+    begun = time.time()
+    step()
+    print("       (%s: %.1fs)" % (step.__name__, time.time() - begun))
+print("interop against %s: %s in %.0fs" % (ADDRESS, "FAILED" if failures else "passed", time.time() - started))
+for failure in failures:
+    print("  " + failure)
+sys.exit(1 if failures else 0)
