@@ -68,7 +68,7 @@ actor LockRunner {
             Task {
                 do {
                     let (created, stat) = try await client.createCreatingParents(path, data: data, mode: mode)
-                    await self.send(.created(path: created, stat: stat))
+                    self.send(.created(path: created, stat: stat))
                 } catch {
                     await self.fail(error)
                 }
@@ -77,9 +77,9 @@ actor LockRunner {
             Task {
                 do {
                     let children = try await client.getChildren(path)
-                    await self.send(.children(children))
+                    self.send(.children(children))
                 } catch ZooKeeperError.noNode {
-                    await self.send(.children([]))
+                    self.send(.children([]))
                 } catch {
                     await self.fail(error)
                 }
@@ -88,10 +88,10 @@ actor LockRunner {
             Task {
                 do {
                     let (_, _, watch) = try await client.getData(path, watch: true)
-                    await self.send(.predecessorExists(path))
-                    if let watch { await self.follow(watch, path) }
+                    self.send(.predecessorExists(path))
+                    if let watch { self.follow(watch, path) }
                 } catch ZooKeeperError.noNode {
-                    await self.send(.predecessorGone(path))
+                    self.send(.predecessorGone(path))
                 } catch {
                     await self.fail(error)
                 }
@@ -100,9 +100,9 @@ actor LockRunner {
             Task {
                 do {
                     try await client.delete(path)
-                    await self.send(.deleted(path))
+                    self.send(.deleted(path))
                 } catch ZooKeeperError.noNode {
-                    await self.send(.deleted(path))
+                    self.send(.deleted(path))
                 } catch {
                     await self.fail(error)
                 }
@@ -113,7 +113,7 @@ actor LockRunner {
     func follow(_ watch: OneShotWatch, _ path: String) {
         watchTasks.removeAll { $0.isCancelled }
         watchTasks.append(Task {
-            if (try? await watch.event()) != nil { await self.send(.watchFired(path)) }
+            if (try? await watch.event()) != nil { self.send(.watchFired(path)) }
         })
     }
 

@@ -107,3 +107,18 @@ public final class InterProcessMutex: Sendable {
     /// Stops following the session (after release, when the object is no longer used).
     public func close() async { await runner.stop() }
 }
+
+/// Curator's `InterProcessReadWriteLock` layout: readers' nodes `<path>/_c_<uuid>-__READ__<seq>`,
+/// writers' `<path>/_c_<uuid>-__WRIT__<seq>` under the same parent. A reader holds while no
+/// writer's node is ahead of its own (it watches the first writer ahead); a writer holds when
+/// first of all (it watches its immediate predecessor). Unlike Curator, holding the write lock
+/// does not let the same object take the read lock (no downgrade).
+public final class InterProcessReadWriteLock: Sendable {
+    public let readLock: InterProcessMutex
+    public let writeLock: InterProcessMutex
+
+    public init(client: ZooKeeperClient, path: String, policy: ConnectionPolicy = .keepUntilExpired, data: [UInt8] = []) {
+        readLock = InterProcessMutex(client: client, configuration: .readLock(basePath: path, data: data, policy: policy))
+        writeLock = InterProcessMutex(client: client, configuration: .writeLock(basePath: path, data: data, policy: policy))
+    }
+}

@@ -106,6 +106,12 @@ public struct LockMachine: Sendable {
         /// The data of our node (Curator: the participant id for latches).
         public var data: [UInt8]
         public var policy: ConnectionPolicy
+        /// The names whose suffix is the sort key (Curator's read-write lock strips both of its).
+        public var sortNames: [String]
+        /// A read lock of `InterProcessReadWriteLock`: held while no write-lock node precedes ours;
+        /// otherwise watch the first write-lock node ahead.
+        public var readerOf: String?
+
         public init(basePath: String, lockName: String = CuratorNames.lock, maxLeases: Int = 1, data: [UInt8] = [],
                     policy: ConnectionPolicy = .keepUntilExpired) {
             self.basePath = basePath
@@ -113,6 +119,24 @@ public struct LockMachine: Sendable {
             self.maxLeases = maxLeases
             self.data = data
             self.policy = policy
+            self.sortNames = [lockName]
+            self.readerOf = nil
+        }
+
+        /// The read side of Curator's `InterProcessReadWriteLock` on `basePath`.
+        public static func readLock(basePath: String, data: [UInt8] = [], policy: ConnectionPolicy = .keepUntilExpired) -> Configuration {
+            var configuration = Configuration(basePath: basePath, lockName: CuratorNames.readLock, maxLeases: .max, data: data, policy: policy)
+            configuration.sortNames = [CuratorNames.readLock, CuratorNames.writeLock]
+            configuration.readerOf = CuratorNames.writeLock
+            return configuration
+        }
+
+        /// The write side of Curator's `InterProcessReadWriteLock` on `basePath`: held when first
+        /// among readers and writers.
+        public static func writeLock(basePath: String, data: [UInt8] = [], policy: ConnectionPolicy = .keepUntilExpired) -> Configuration {
+            var configuration = Configuration(basePath: basePath, lockName: CuratorNames.writeLock, data: data, policy: policy)
+            configuration.sortNames = [CuratorNames.readLock, CuratorNames.writeLock]
+            return configuration
         }
     }
 
@@ -288,14 +312,23 @@ public struct LockMachine: Sendable {
             }
         }
         guard wanted else { return deleteOurs(&out) }
-        let sorted = CuratorNames.sorted(children, lockName: configuration.lockName)
+        let sorted = CuratorNames.sorted(children, lockNames: configuration.sortNames)
         guard let index = sorted.firstIndex(of: CuratorNames.nodeName(ourPath!)) else {
             // Our node is gone (deleted by someone, or the session is being lost): start over,
             // as Curator does on NoNode.
             create(&out)
             return
         }
-        if index < configuration.maxLeases {
+        if let writeName = configuration.readerOf {
+            if let firstWriter = sorted[..<index].firstIndex(where: { $0.contains(writeName) }) {
+                phase = .waiting(predecessor: sorted[firstWriter])
+                out.append(.watchData(CuratorNames.join(base, sorted[firstWriter])))
+            } else {
+                phase = .held
+                holdCount = 1
+                report(.held(token!), &out)
+            }
+        } else if index < configuration.maxLeases {
             phase = .held
             holdCount = 1
             report(.held(token!), &out)

@@ -51,6 +51,17 @@ public enum CuratorNames {
         }
     }
 
+    /// The order of Curator's read-write lock driver: each name's suffix taken in turn.
+    public static func sorted(_ children: [String], lockNames: [String]) -> [String] {
+        func key(_ node: String) -> Substring {
+            lockNames.reduce(Substring(node)) { sortKey(String($0), lockName: $1) }
+        }
+        return children.sorted { lhs, rhs in
+            let l = key(lhs), r = key(rhs)
+            return l == r ? lhs < rhs : l < r
+        }
+    }
+
     /// The sequence number at the end of a sequential node's name (nil when it has none).
     public static func sequence(of node: String) -> Int64? {
         let digits = node.reversed().prefix { $0.isASCII && $0.isNumber }

@@ -24,6 +24,11 @@ func mark(_ file: String, _ line: String) throws {
     handle.write(Data((line + "\n").utf8))
 }
 
+/// Unbuffered, so that the runner sees each line at once.
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data((message + "\n").utf8))
     exit(1)
@@ -59,23 +64,22 @@ case "counter":
     let counter = DistributedAtomicLong(client: client, path: args[3])
     for _ in 0..<Int(args[4])! { try await counter.increment() }
 case "get":
-    print(try await DistributedAtomicLong(client: client, path: args[3]).get())
+    say(try await DistributedAtomicLong(client: client, path: args[3]).get())
 case "register":
     let discovery = ServiceDiscovery(client: client, basePath: args[3])
     try await discovery.register(ServiceInstance(name: args[4], id: args[5], address: "127.0.0.3", port: 7070))
-    print("registered \(args[5])")
-    fflush(stdout)
+    say("registered \(args[5])")
     try await Task.sleep(for: .seconds(Int(args[6])!))
 case "discover":
     let discovery = ServiceDiscovery(client: client, basePath: args[3])
     let deadline = Date().addingTimeInterval(Double(args[6])!)
     while true {
         if let found = try await discovery.instance(name: args[4], id: args[5]) {
-            print("found \(found.name) \(found.id) \(found.address ?? "-"):\(found.port.map(String.init) ?? "-") type=\(found.serviceType.rawValue)")
-            print("instances \(try await discovery.instances(of: args[4]).count)")
+            say("found \(found.name) \(found.id) \(found.address ?? "-"):\(found.port.map(String.init) ?? "-") type=\(found.serviceType.rawValue)")
+            say("instances \(try await discovery.instances(of: args[4]).count)")
             break
         }
-        if Date() > deadline { print("not found"); exit(1) }
+        if Date() > deadline { say("not found"); exit(1) }
         try await Task.sleep(for: .milliseconds(100))
     }
 case "queue-put":
@@ -86,9 +90,8 @@ case "queue-take":
     let deadline = Date().addingTimeInterval(Double(args[4])!)
     while Date() < deadline {
         if let messages = try await queue.poll() {
-            for message in messages { print("took \(String(decoding: message, as: UTF8.self))") }
-            fflush(stdout)
-        } else {
+            for message in messages { say("took \(String(decoding: message, as: UTF8.self))") }
+                } else {
             try await Task.sleep(for: .milliseconds(50))
         }
     }

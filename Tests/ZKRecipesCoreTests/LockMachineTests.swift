@@ -200,3 +200,28 @@ final class LockMachineTests: XCTestCase {
         XCTAssertEqual(m.phase, .idle)
     }
 }
+
+final class ReadWriteLockMachineTests: XCTestCase {
+    let base = "/rw"
+
+    func run(_ configuration: LockMachine.Configuration, ours: String, children: [String]) -> [LockMachine.Command] {
+        var m = LockMachine(configuration)
+        _ = m.handle(.acquire(uuid: "u"))
+        _ = m.handle(.created(path: "\(base)/\(ours)", stat: Stat()))
+        return m.handle(.children(children))
+    }
+
+    func testReadersShareUntilAWriterIsAhead() {
+        let r1 = "_c_a-__READ__0000000001", r2 = "_c_b-__READ__0000000002", w3 = "_c_c-__WRIT__0000000003", r4 = "_c_d-__READ__0000000004"
+        let children = [r4, w3, r2, r1]
+        // A reader behind only readers holds.
+        let second = run(.readLock(basePath: base), ours: r2, children: children)
+        XCTAssertTrue(second.first.map { if case .report(.held) = $0 { return true } else { return false } } ?? false)
+        // A reader behind a writer watches that writer (the first one ahead).
+        XCTAssertEqual(run(.readLock(basePath: base), ours: r4, children: children), [.watchData("\(base)/\(w3)")])
+        // A writer waits for everything ahead, watching its immediate predecessor.
+        XCTAssertEqual(run(.writeLock(basePath: base), ours: w3, children: children), [.watchData("\(base)/\(r2)")])
+        let first = run(.writeLock(basePath: base), ours: "_c_e-__WRIT__0000000000", children: children + ["_c_e-__WRIT__0000000000"])
+        XCTAssertEqual(first.count, 1)
+    }
+}

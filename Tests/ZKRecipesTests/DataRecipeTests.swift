@@ -158,3 +158,81 @@ final class DataRecipeTests: RecipeTestCase {
         XCTAssertEqual(late, 1)
     }
 }
+
+final class SelectorAndDoubleBarrierTests: RecipeTestCase {
+    func testLeaderSelectorRunsOneLeaderAtATime() async throws {
+        let path = "\(base)/selector"
+        let occupancy = Occupancy()
+        var selectors: [LeaderSelector] = []
+        for index in 0..<3 { selectors.append(LeaderSelector(client: try await client(), path: path, id: "s\(index)")) }
+        let all = selectors
+        try await within(60) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for selector in all {
+                    group.addTask {
+                        try await selector.lead { token in
+                            await occupancy.enter(token.sequence)
+                            try await Task.sleep(for: .milliseconds(50))
+                            await occupancy.exit()
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        let maxInside = await occupancy.maxInside, entries = await occupancy.entries
+        XCTAssertEqual(maxInside, 1)
+        XCTAssertEqual(entries, 3)
+    }
+
+    func testLeaderSelectorCancelsWorkWhenLeadershipIsLost() async throws {
+        let doomed = try await client()
+        let selector = LeaderSelector(client: doomed, path: "\(base)/selector-lost", id: "x")
+        let started = Occupancy()
+        let task = Task {
+            try await selector.lead { _ in
+                await started.enter()
+                try await Task.sleep(for: .seconds(120))
+            }
+        }
+        while await started.entries == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        await doomed.close()
+        do {
+            try await task.value
+            XCTFail("work should have been cancelled")
+        } catch RecipeError.lost(.sessionExpired) {}
+    }
+
+    func testDoubleBarrierEntersAndLeavesTogether() async throws {
+        let path = "\(base)/double"
+        let members = 3
+        var sessions: [ZooKeeperClient] = []
+        for _ in 0..<members { sessions.append(try await client()) }
+        let arrived = Occupancy(), entered = Occupancy(), left = Occupancy()
+        let all = sessions
+        try await within(60) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, client) in all.enumerated() {
+                    group.addTask {
+                        let barrier = DistributedDoubleBarrier(client: client, path: path, memberCount: members)
+                        try await Task.sleep(for: .milliseconds(100 * index))
+                        await arrived.enter()
+                        try await barrier.enter()
+                        // Nobody is through before everyone has arrived.
+                        let arrivals = await arrived.entries
+                        XCTAssertEqual(arrivals, members)
+                        await entered.enter()
+                        try await barrier.leave()
+                        await left.enter()
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        let e = await entered.entries, l = await left.entries
+        XCTAssertEqual(e, members)
+        XCTAssertEqual(l, members)
+        let remaining = try await sessions[0].getChildren(path)
+        XCTAssertEqual(remaining, [])
+    }
+}

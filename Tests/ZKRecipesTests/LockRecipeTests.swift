@@ -176,3 +176,32 @@ final class LockRecipeTests: RecipeTestCase {
         }
     }
 }
+
+final class ReadWriteLockTests: RecipeTestCase {
+    func testReadersShareAndWritersExclude() async throws {
+        let path = "\(base)/rw"
+        let a = InterProcessReadWriteLock(client: try await client(), path: path)
+        let b = InterProcessReadWriteLock(client: try await client(), path: path)
+        let w = InterProcessReadWriteLock(client: try await client(), path: path)
+        try await a.readLock.acquire()
+        let shared = try await b.readLock.acquire(timeout: .seconds(30))
+        XCTAssertNotNil(shared, "two readers hold together")
+        let excluded = try await w.writeLock.acquire(timeout: .milliseconds(300))
+        XCTAssertNil(excluded, "a writer waits for readers")
+        let writer = Task { try await w.writeLock.acquire() }
+        while try await clients[0].getChildren(path).count < 3 { try await Task.sleep(for: .milliseconds(10)) }
+        let names = try await clients[0].getChildren(path)
+        XCTAssertEqual(names.filter { $0.contains("-__READ__") }.count, 2)
+        XCTAssertEqual(names.filter { $0.contains("-__WRIT__") }.count, 1)
+        try await a.readLock.release()
+        try await b.readLock.release()
+        _ = try await writer.value
+        XCTAssertTrue(w.writeLock.isHeld)
+        let blockedReader = try await a.readLock.acquire(timeout: .milliseconds(300))
+        XCTAssertNil(blockedReader, "a reader waits for the writer ahead")
+        try await w.writeLock.release()
+        let reader = try await a.readLock.acquire(timeout: .seconds(30))
+        XCTAssertNotNil(reader)
+        try await a.readLock.release()
+    }
+}
