@@ -15,7 +15,7 @@ import ZKRecipes
 
 func mark(_ file: String, _ line: String) throws {
     let handle = FileHandle(forWritingAtPath: file) ?? {
-        FileManager.default.createFile(atPath: file, contents: nil)
+        _ = FileManager.default.createFile(atPath: file, contents: nil)
         return FileHandle(forWritingAtPath: file)!
     }()
     defer { try? handle.close() }
@@ -64,7 +64,7 @@ case "counter":
     let counter = DistributedAtomicLong(client: client, path: args[3])
     for _ in 0..<Int(args[4])! { try await counter.increment() }
 case "get":
-    say(try await DistributedAtomicLong(client: client, path: args[3]).get())
+    say(String(try await DistributedAtomicLong(client: client, path: args[3]).get()))
 case "register":
     let discovery = ServiceDiscovery(client: client, basePath: args[3])
     try await discovery.register(ServiceInstance(name: args[4], id: args[5], address: "127.0.0.3", port: 7070))
