@@ -8,7 +8,7 @@
 //   register CONNECT BASE NAME ID SECONDS   registers a service instance, kept SECONDS
 //   discover CONNECT BASE NAME ID SECONDS   waits up to SECONDS for instance ID; prints it
 //   queue-put  CONNECT PATH PREFIX N        N messages PREFIX-i
-//   queue-take CONNECT PATH SECONDS         consumes messages for SECONDS; prints "took <message>" each
+//   queue-take CONNECT PATH SECONDS         consumes messages for SECONDS (20 ms each); prints "took <message>" each
 import Foundation
 import ZKClient
 import ZKRecipes
@@ -90,7 +90,10 @@ case "queue-take":
     let deadline = Date().addingTimeInterval(Double(args[4])!)
     while Date() < deadline {
         if let messages = try await queue.poll() {
-            for message in messages { say("took \(String(decoding: message, as: UTF8.self))") }
+            for message in messages {
+                say("took \(String(decoding: message, as: UTF8.self))")
+                try await Task.sleep(for: .milliseconds(20))
+            }
                 } else {
             try await Task.sleep(for: .milliseconds(50))
         }

@@ -28,7 +28,8 @@ final class LockMachineTests: XCTestCase {
         XCTAssertEqual(m.handle(.created(path: "\(base)/\(ours)", stat: stat(100 + Int64(seq)))), [.getChildren(base)])
         var children = others.map { node("aaaaaaaa-0000-4000-8000-00000000000\($0 % 10)", $0) }
         children.insert(ours, at: children.count / 2)
-        return (m, m.handle(.children(children)))
+        let out = m.handle(.children(children))
+        return (m, out)
     }
 
     func testAloneHoldsAtOnceWithFencingToken() {

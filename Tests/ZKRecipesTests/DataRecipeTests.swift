@@ -236,3 +236,56 @@ final class SelectorAndDoubleBarrierTests: RecipeTestCase {
         XCTAssertEqual(remaining, [])
     }
 }
+
+final class GroupMemberTests: RecipeTestCase {
+    func testMembersJoinAndGoWithTheirSession() async throws {
+        let path = "\(base)/group"
+        let observer = GroupMember(client: try await client(), path: path, memberId: "observer")
+        var changes = observer.memberChanges().makeAsyncIterator()
+        let initial = try await changes.next()
+        XCTAssertEqual(initial, [])
+        let doomed = try await client()
+        let a = GroupMember(client: doomed, path: path, memberId: "a")
+        try await a.join(payload: Array("10.0.0.1".utf8))
+        var seen = try await changes.next()
+        XCTAssertEqual(seen, ["a"])
+        let b = GroupMember(client: try await client(), path: path, memberId: "b")
+        try await b.join()
+        seen = try await changes.next()
+        XCTAssertEqual(seen, ["a", "b"])
+        let members = try await observer.members()
+        XCTAssertEqual(members["a"], Array("10.0.0.1".utf8))
+        // The same id from another session is refused while the first lives.
+        let intruder = GroupMember(client: try await client(), path: path, memberId: "a")
+        do {
+            try await intruder.join()
+            XCTFail("joined twice")
+        } catch ZooKeeperError.nodeExists {}
+        await doomed.close()
+        seen = try await changes.next()
+        XCTAssertEqual(seen, ["b"])
+    }
+}
+
+final class TreeCacheTests: RecipeTestCase {
+    func testCacheFollowsTheSubtree() async throws {
+        let path = "\(base)/config"
+        let writer = try await client()
+        try await writer.create(path, data: [1])
+        try await writer.create("\(path)/db", data: Array("old".utf8))
+        let cache = try await TreeCache.start(client: try await client(), path: path)
+        XCTAssertEqual(cache.current, [path: [1], "\(path)/db": Array("old".utf8)])
+        let snapshots = cache.snapshots
+        try await writer.setData("\(path)/db", data: Array("new".utf8))
+        try await writer.create("\(path)/db/replica", data: [9])
+        try await writer.delete("\(path)/db/replica")
+        try await writer.create("\(path)/cache", data: [2])
+        let expected: [String: [UInt8]] = [path: [1], "\(path)/db": Array("new".utf8), "\(path)/cache": [2]]
+        let reached = try await within(30) {
+            for await snapshot in snapshots where snapshot == expected { return true }
+            return false
+        }
+        XCTAssertTrue(reached)
+        await cache.close()
+    }
+}

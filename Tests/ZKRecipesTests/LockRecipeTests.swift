@@ -205,3 +205,35 @@ final class ReadWriteLockTests: RecipeTestCase {
         try await a.readLock.release()
     }
 }
+
+final class SemaphoreTests: RecipeTestCase {
+    func testNoMoreThanMaxLeasesAtOnce() async throws {
+        let path = "\(base)/semaphore"
+        let occupancy = Occupancy()
+        var sessions: [ZooKeeperClient] = []
+        for _ in 0..<5 { sessions.append(try await client()) }
+        let all = sessions
+        try await within(120) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for client in all {
+                    group.addTask {
+                        let semaphore = InterProcessSemaphoreV2(client: client, path: path, maxLeases: 2)
+                        for _ in 0..<3 {
+                            let lease = try await semaphore.acquire()
+                            XCTAssertTrue(lease.path.hasPrefix("\(path)/leases/_c_"))
+                            XCTAssertTrue(lease.path.contains("-lease-"))
+                            await occupancy.enter()
+                            try await Task.sleep(for: .milliseconds(20))
+                            await occupancy.exit()
+                            try await semaphore.release(lease)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        let maxInside = await occupancy.maxInside, entries = await occupancy.entries
+        XCTAssertLessThanOrEqual(maxInside, 2)
+        XCTAssertEqual(entries, 15)
+    }
+}

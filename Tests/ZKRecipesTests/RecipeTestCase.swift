@@ -69,12 +69,18 @@ class RecipeTestCase: XCTestCase {
             }
             guard let result = try await group.next() ?? nil else {
                 group.cancelAll()
-                throw XCTSkip("timed out after \(seconds)s") as any Error
+                throw TimedOut(seconds: seconds)
             }
             group.cancelAll()
             return result
         }
     }
+}
+
+/// A test step that did not finish in time (a failure, never a skip).
+struct TimedOut: Error, CustomStringConvertible {
+    var seconds: Double
+    var description: String { "timed out after \(seconds)s" }
 }
 
 /// Records holders entering and leaving a critical section; counts overlaps.

@@ -8,7 +8,7 @@
 //   discover CONNECT BASE NAME ID SECONDS   waits up to SECONDS for instance ID; prints its JSON fields
 //   get      CONNECT PATH                   prints DistributedAtomicLong.get()
 //   queue-put  CONNECT PATH PREFIX N        DistributedQueue.put of N messages PREFIX-i
-//   queue-take CONNECT PATH SECONDS         consumes messages for SECONDS; prints "took <message>" each
+//   queue-take CONNECT PATH SECONDS         consumes messages for SECONDS (20 ms each); prints "took <message>" each
 import java.io.FileOutputStream;
 import java.nio.charset.StandardCharsets;
 import java.util.Collection;
@@ -127,7 +127,11 @@ public class CuratorInterop {
                 }
                 case "queue-take": {
                     QueueConsumer<String> consumer = new QueueConsumer<String>() {
-                        public void consumeMessage(String message) { System.out.println("took " + message); System.out.flush(); }
+                        public void consumeMessage(String message) throws Exception {
+                            System.out.println("took " + message);
+                            System.out.flush();
+                            Thread.sleep(20);
+                        }
                         public void stateChanged(CuratorFramework c, ConnectionState s) {}
                     };
                     DistributedQueue<String> queue = QueueBuilder.builder(client, consumer, STRINGS, args[2]).buildQueue();

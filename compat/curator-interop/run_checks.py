@@ -72,6 +72,12 @@ def exclusive(marks_path, expected_enters):
     return overlaps, enters
 
 
+def handovers(marks_path):
+    """How often the hold passed from a Swift holder to a Java one or back."""
+    holders = [who.split("-")[0] for verb, who in zip(*[iter(open(marks_path).read().split())] * 2) if verb == "enter"]
+    return sum(1 for a, b in zip(holders, holders[1:]) if a != b)
+
+
 def mutex_check():
     path, marks = BASE + "/mutex", tempfile.mktemp(prefix="mutex-marks-")
     open(marks, "w").close()
@@ -80,7 +86,7 @@ def mutex_check():
     run_all([swift("mutex", path, str(rounds), marks, "swift-1"), swift("mutex", path, str(rounds), marks, "swift-2"),
              java("mutex", path, str(rounds), marks, "java-1"), java("mutex", path, str(rounds), marks, "java-2")])
     overlaps, enters = exclusive(marks, rounds)
-    check("mutex: Swift and Java holders never overlap", overlaps == 0, "overlaps=%d" % overlaps)
+    check("mutex: Swift and Java holders never overlap", overlaps == 0, "overlaps=%d handovers between Swift and Java=%d" % (overlaps, handovers(marks)))
     check("mutex: every contender held it %d times" % rounds, all(enters.get(i) == rounds for i in ids), str(enters))
     os.unlink(marks)
 
@@ -108,13 +114,13 @@ def counter_check():
 def discovery_check():
     base = BASE + "/services"
     # Swift registers, Curator's ServiceDiscovery finds it.
-    register = subprocess.Popen(swift("register", base, "worker", "swift-instance", "8"), stdout=subprocess.PIPE, text=True)
+    register = subprocess.Popen(swift("register", base, "worker", "swift-instance", "4"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     register.stdout.readline()
     found = run_all([java("discover", base, "worker", "swift-instance", "20")])[0]
     register.wait(timeout=30)
     check("discovery: Curator finds the Swift registration", "found worker swift-instance 127.0.0.3:7070 type=DYNAMIC" in found, found.strip())
     # Curator registers, Swift finds it.
-    register = subprocess.Popen(java("register", base, "worker", "java-instance", "8"), stdout=subprocess.PIPE, text=True)
+    register = subprocess.Popen(java("register", base, "worker", "java-instance", "4"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     register.stdout.readline()
     found = run_all([swift("discover", base, "worker", "java-instance", "20")])[0]
     register.wait(timeout=30)
@@ -123,11 +129,12 @@ def discovery_check():
 
 def queue_check():
     path, n = BASE + "/queue", 15
-    run_all([swift("queue-put", path, "swift", str(n)), java("queue-put", path, "java", str(n))])
-    outputs = run_all([swift("queue-take", path, "8"), java("queue-take", path, "8")])
+    # Consumers (one per side, each spending 20 ms per message) and producers (one per side) at once.
+    outputs = run_all([swift("queue-take", path, "10"), java("queue-take", path, "10"),
+                       swift("queue-put", path, "swift", str(n)), java("queue-put", path, "java", str(n))])
     taken = [line.split(" ", 1)[1] for out in outputs for line in out.splitlines() if line.startswith("took ")]
     expected = {"%s-%d" % (side, i) for side in ("swift", "java") for i in range(n)}
-    by_side = [sum(1 for line in out.splitlines() if line.startswith("took ")) for out in outputs]
+    by_side = [sum(1 for line in out.splitlines() if line.startswith("took ")) for out in outputs[:2]]
     check("queue: every item consumed exactly once by Swift and Java consumers",
           len(taken) == len(expected) and set(taken) == expected, "taken=%d distinct=%d by swift/java=%s" % (len(taken), len(set(taken)), by_side))
 
