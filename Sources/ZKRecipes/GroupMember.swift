@@ -49,19 +49,24 @@ public struct GroupMember: Sendable {
         return result
     }
 
-    /// The member ids each time membership changes, starting with the current ones.
+    /// The member ids (sorted) each time membership changes, starting with the current ones.
     public func memberChanges() -> AsyncThrowingStream<[String], any Error> {
         let client = self.client, path = self.path
         return AsyncThrowingStream { continuation in
             let task = Task {
+                var last: [String]?
+                func publish(_ ids: [String]) {
+                    if ids != last { continuation.yield(ids) }
+                    last = ids
+                }
                 do {
                     while !Task.isCancelled {
                         do {
                             let (ids, watch) = try await client.getChildren(path, watch: true)
-                            continuation.yield(ids.sorted())
+                            publish(ids.sorted())
                             _ = try await watch?.event()
                         } catch ZooKeeperError.noNode {
-                            continuation.yield([])
+                            publish([])
                             let (stat, watch) = try await client.exists(path, watch: true)
                             if stat == nil { _ = try await watch?.event() }
                         }

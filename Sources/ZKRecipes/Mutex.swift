@@ -79,10 +79,14 @@ public final class InterProcessMutex: Sendable {
         case .lost(let reason)?:
             throw RecipeError.lost(reason)
         default:
+            if case .held(let token) = state { return token }  // a hold that came as time ran out is kept
             await runner.send(.cancel)
+            // Wait until our node is gone, so that nothing of this attempt is left in line.
+            let end = await runner.states.first { state in
+                switch state { case .idle, .lost, .released, .held: return true; default: return false }
+            }
+            if case .lost(let reason)? = end { throw RecipeError.lost(reason) }
             if Task.isCancelled { throw CancellationError() }
-            // A hold that arrived as the time ran out is kept.
-            if case .held(let token) = state { return token }
             return nil
         }
     }
