@@ -1,9 +1,10 @@
 // The Swift side of the recipe interoperability check with Apache Curator 5.4
 // (scripts/recipes-interop.sh); the same modes as compat/curator-interop/CuratorInterop.java:
 //
+// mutex and latch contenders append "ready ID" to MARKS and wait for the file MARKS.go, so that all start together.
 //   mutex    CONNECT PATH ROUNDS MARKS ID   InterProcessMutex; appends "enter ID"/"exit ID" to MARKS while holding
 //   latch    CONNECT PATH MARKS ID          LeaderLatch; appends enter/exit while leader, then leaves
-//   counter  CONNECT PATH N                 DistributedAtomicLong.increment() N times
+//   counter  CONNECT PATH N MARKS ID        DistributedAtomicLong.increment() N times
 //   get      CONNECT PATH                   prints the counter
 //   register CONNECT BASE NAME ID SECONDS   registers a service instance, kept SECONDS
 //   discover CONNECT BASE NAME ID SECONDS   waits up to SECONDS for instance ID; prints it
@@ -22,6 +23,12 @@ func mark(_ file: String, _ line: String) throws {
     // O_APPEND semantics: seek to the end, write one line at once.
     handle.seekToEndOfFile()
     handle.write(Data((line + "\n").utf8))
+}
+
+/// Appends "ready ID" to MARKS, then waits for MARKS.go: every contender starts together.
+func ready(_ marks: String, _ id: String) async throws {
+    try mark(marks, "ready \(id)")
+    while !FileManager.default.fileExists(atPath: marks + ".go") { try await Task.sleep(for: .milliseconds(5)) }
 }
 
 /// Unbuffered, so that the runner sees each line at once.
@@ -44,6 +51,7 @@ let client = try await ZooKeeperClient.connect(configuration: configuration)
 switch mode {
 case "mutex":
     let mutex = InterProcessMutex(client: client, path: args[3])
+    try await ready(args[5], args[6])
     for _ in 0..<Int(args[4])! {
         try await mutex.acquire()
         try mark(args[5], "enter \(args[6])")
@@ -54,6 +62,7 @@ case "mutex":
     await mutex.close()
 case "latch":
     let latch = LeaderLatch(client: client, path: args[3], id: args[5])
+    try await ready(args[4], args[5])
     try await latch.start()
     try await latch.awaitLeadership()
     try mark(args[4], "enter \(args[5])")
@@ -62,6 +71,7 @@ case "latch":
     await latch.close()
 case "counter":
     let counter = DistributedAtomicLong(client: client, path: args[3])
+    try await ready(args[5], args[6])
     for _ in 0..<Int(args[4])! { try await counter.increment() }
 case "get":
     say(String(try await DistributedAtomicLong(client: client, path: args[3]).get()))

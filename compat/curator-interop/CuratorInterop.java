@@ -1,9 +1,10 @@
 // The Java side of MiniZK's recipe interoperability check (scripts/recipes-interop.sh): Apache
 // Curator 5.4's recipes on the same paths as the Swift side (zkrecipes-interop).
 //
+// mutex and latch contenders append "ready ID" to MARKS and wait for the file MARKS.go, so that all start together.
 //   mutex    CONNECT PATH ROUNDS MARKS ID   InterProcessMutex; appends "enter ID"/"exit ID" to MARKS while holding
 //   latch    CONNECT PATH MARKS ID          LeaderLatch; appends enter/exit while leader, then leaves
-//   counter  CONNECT PATH N                 DistributedAtomicLong.increment() N times
+//   counter  CONNECT PATH N MARKS ID        DistributedAtomicLong.increment() N times
 //   register CONNECT BASE NAME ID SECONDS   ServiceDiscovery.registerService, kept SECONDS
 //   discover CONNECT BASE NAME ID SECONDS   waits up to SECONDS for instance ID; prints its JSON fields
 //   get      CONNECT PATH                   prints DistributedAtomicLong.get()
@@ -38,6 +39,12 @@ public class CuratorInterop {
         }
     }
 
+    /** Appends "ready ID" to MARKS, then waits for MARKS.go: every contender starts together. */
+    static void ready(String marks, String id) throws Exception {
+        mark(marks, "ready " + id);
+        while (!new java.io.File(marks + ".go").exists()) Thread.sleep(5);
+    }
+
     static final QueueSerializer<String> STRINGS = new QueueSerializer<String>() {
         public byte[] serialize(String item) { return item.getBytes(StandardCharsets.UTF_8); }
         public String deserialize(byte[] bytes) { return new String(bytes, StandardCharsets.UTF_8); }
@@ -53,6 +60,7 @@ public class CuratorInterop {
                 case "mutex": {
                     InterProcessMutex mutex = new InterProcessMutex(client, args[2]);
                     int rounds = Integer.parseInt(args[3]);
+                    ready(args[4], args[5]);
                     for (int i = 0; i < rounds; i++) {
                         mutex.acquire();
                         mark(args[4], "enter " + args[5]);
@@ -64,6 +72,7 @@ public class CuratorInterop {
                 }
                 case "latch": {
                     LeaderLatch latch = new LeaderLatch(client, args[2], args[4]);
+                    ready(args[3], args[4]);
                     latch.start();
                     latch.await();
                     mark(args[3], "enter " + args[4]);
@@ -75,6 +84,7 @@ public class CuratorInterop {
                 case "counter": {
                     DistributedAtomicLong counter = new DistributedAtomicLong(client, args[2], new RetryNTimes(1000, 1));
                     int n = Integer.parseInt(args[3]);
+                    ready(args[4], args[5]);
                     for (int i = 0; i < n; i++) {
                         AtomicValue<Long> result = counter.increment();
                         while (!result.succeeded()) result = counter.increment();

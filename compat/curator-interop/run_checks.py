@@ -28,9 +28,15 @@ def java(*args):
     return ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", JAVA_CP, "CuratorInterop", args[0], ADDRESS, *args[1:]]
 
 
-def run_all(commands, timeout=120):
-    """Runs commands at once; returns their stdout texts; a failing one is a failure."""
+def run_all(commands, timeout=120, marks=None):
+    """Runs commands at once; returns their stdout texts; a failing one is a failure. With
+    `marks`, creates MARKS.go once every command has written its "ready" line."""
     processes = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in commands]
+    if marks:
+        deadline = time.time() + 60
+        while open(marks).read().count("ready ") < len(commands) and time.time() < deadline:
+            time.sleep(0.01)
+        open(marks + ".go", "w").close()
     outputs = []
     for command, process in zip(commands, processes):
         try:
@@ -54,8 +60,7 @@ def check(name, condition, detail=""):
 def exclusive(marks_path, expected_enters):
     """enter/exit marks alternate (never two holders) and every holder entered as expected."""
     lines = open(marks_path).read().split()
-    pairs = list(zip(lines[0::2], lines[1::2]))
-    events = [(pairs[i]) for i in range(len(pairs))]
+    events = [pair for pair in zip(lines[0::2], lines[1::2]) if pair[0] != "ready"]
     holder = None
     overlaps = 0
     enters = {}
@@ -81,14 +86,15 @@ def handovers(marks_path):
 def mutex_check():
     path, marks = BASE + "/mutex", tempfile.mktemp(prefix="mutex-marks-")
     open(marks, "w").close()
-    rounds = 5
+    rounds = 10
     ids = ["swift-1", "swift-2", "java-1", "java-2"]
     run_all([swift("mutex", path, str(rounds), marks, "swift-1"), swift("mutex", path, str(rounds), marks, "swift-2"),
-             java("mutex", path, str(rounds), marks, "java-1"), java("mutex", path, str(rounds), marks, "java-2")])
+             java("mutex", path, str(rounds), marks, "java-1"), java("mutex", path, str(rounds), marks, "java-2")], marks=marks)
     overlaps, enters = exclusive(marks, rounds)
     check("mutex: Swift and Java holders never overlap", overlaps == 0, "overlaps=%d handovers between Swift and Java=%d" % (overlaps, handovers(marks)))
     check("mutex: every contender held it %d times" % rounds, all(enters.get(i) == rounds for i in ids), str(enters))
     os.unlink(marks)
+    os.unlink(marks + ".go")
 
 
 def latch_check():
@@ -96,19 +102,25 @@ def latch_check():
     open(marks, "w").close()
     ids = ["swift-1", "swift-2", "java-1", "java-2"]
     run_all([swift("latch", path, marks, "swift-1"), swift("latch", path, marks, "swift-2"),
-             java("latch", path, marks, "java-1"), java("latch", path, marks, "java-2")])
+             java("latch", path, marks, "java-1"), java("latch", path, marks, "java-2")], marks=marks)
     overlaps, enters = exclusive(marks, 1)
-    check("latch: one leader at a time among Swift and Java candidates", overlaps == 0, "overlaps=%d" % overlaps)
+    check("latch: one leader at a time among Swift and Java candidates", overlaps == 0,
+          "overlaps=%d handovers between Swift and Java=%d" % (overlaps, handovers(marks)))
     check("latch: each candidate led once in turn", all(enters.get(i) == 1 for i in ids), str(enters))
     os.unlink(marks)
+    os.unlink(marks + ".go")
 
 
 def counter_check():
-    path, n = BASE + "/counter", 40
-    run_all([swift("counter", path, str(n)), swift("counter", path, str(n)), java("counter", path, str(n)), java("counter", path, str(n))])
+    path, n, marks = BASE + "/counter", 40, tempfile.mktemp(prefix="counter-marks-")
+    open(marks, "w").close()
+    run_all([swift("counter", path, str(n), marks, "swift-1"), swift("counter", path, str(n), marks, "swift-2"),
+             java("counter", path, str(n), marks, "java-1"), java("counter", path, str(n), marks, "java-2")], marks=marks)
     swift_view, java_view = run_all([swift("get", path), java("get", path)])
-    check("counter: 4 x %d increments from Swift and Java" % n, swift_view.strip() == str(4 * n) and java_view.strip() == str(4 * n),
+    check("counter: 4 x %d increments from Swift and Java at once" % n, swift_view.strip() == str(4 * n) and java_view.strip() == str(4 * n),
           "swift=%s java=%s" % (swift_view.strip(), java_view.strip()))
+    os.unlink(marks)
+    os.unlink(marks + ".go")
 
 
 def discovery_check():
