@@ -107,7 +107,7 @@ let package = Package(
         .executableTarget(
             name: "minizk",
             dependencies: [
-                "ZKServer", "ZKCore", "ZKProtocol", "ZKStorage", "ZKSimulator",
+                "ZKServer", "ZKCore", "ZKProtocol", "ZKStorage", "ZKSimulator", "ZKClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -143,6 +143,7 @@ let package = Package(
                 "ZKClient", "ZKClientCore", "ZKServer", "ZKCore", "ZKProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

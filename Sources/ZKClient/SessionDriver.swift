@@ -50,6 +50,7 @@ final class SessionDriver: @unchecked Sendable {
     private var ticker: RepeatedTask?
     private var outbound: ByteBuffer
     private var started = false
+    private var flushScheduled = false
 
     init(session: ClientSession, loop: any EventLoop, logger: Logger, frameBytesMax: Int, tls: NIOSSLContext?, tickIntervalMs: Int64) {
         self.session = session
@@ -195,18 +196,41 @@ final class SessionDriver: @unchecked Sendable {
     }
 
     fileprivate func lost(attempt: UInt64) {
+        logger.debug("connection closed", metadata: ["attempt": "\(attempt)"])
         if channelAttempt == attempt { channel = nil }
         perform(session.connectionLost(attempt: attempt, nowMs: Self.nowMs()))
+    }
+
+    /// Flushes once the tasks already queued on the loop have run: calls submitted together
+    /// (many tasks pipelining on one session) leave in one write instead of one each.
+    private func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        loop.execute {
+            self.flushScheduled = false
+            self.channel?.flush()
+        }
     }
 
     // MARK: - The one interpreter of steps
 
     private func perform(_ step: ClientStep) {
         loop.preconditionInEventLoop()
+        // Published first: a caller resumed below (a connect waiting for `connected`) reads it.
+        let session = self.session
+        published.withLockedValue {
+            $0.state = session.connectionState
+            $0.sessionId = session.sessionId
+            $0.password = session.password
+            $0.negotiatedTimeoutMs = session.negotiatedTimeoutMs
+            $0.lastZxidSeen = session.lastZxidSeen
+            $0.connectedHost = session.connectedHost
+        }
         var wrote = false
         for action in step.actions {
             switch action {
             case .connect(let host, let attempt):
+                logger.debug("connecting", metadata: ["host": "\(host)", "attempt": "\(attempt)"])
                 pendingAttempt = attempt
                 connect(to: host, attempt: attempt)
             case .send(let frame):
@@ -216,7 +240,8 @@ final class SessionDriver: @unchecked Sendable {
                 channel.write(outbound, promise: nil)
                 wrote = true
             case .closeConnection:
-                if wrote, let channel { channel.flush() }
+                // What was written before (closeSession's frame, say) still leaves.
+                channel?.flush()
                 wrote = false
                 channel?.close(promise: nil)
                 channel = nil
@@ -265,16 +290,7 @@ final class SessionDriver: @unchecked Sendable {
                 }
             }
         }
-        if wrote, let channel { channel.flush() }
-        let session = self.session
-        published.withLockedValue {
-            $0.state = session.connectionState
-            $0.sessionId = session.sessionId
-            $0.password = session.password
-            $0.negotiatedTimeoutMs = session.negotiatedTimeoutMs
-            $0.lastZxidSeen = session.lastZxidSeen
-            $0.connectedHost = session.connectedHost
-        }
+        if wrote { scheduleFlush() }
     }
 }
 

@@ -222,6 +222,14 @@ public struct ClientSession: Sendable {
         var sentAtMs: Int64
     }
 
+    /// A close asked for while no connection was up: closeSession goes out on the next connection,
+    /// or the session is given up locally at `deadlineMs` (its ephemerals then live until it
+    /// expires on the ensemble).
+    struct CloseRequest: Sendable, Hashable {
+        var token: RequestToken?
+        var deadlineMs: Int64
+    }
+
     /// A request waiting for a connection.
     enum Queued: Sendable, Hashable {
         case call(RequestToken, ClientCall)
@@ -261,6 +269,11 @@ public struct ClientSession: Sendable {
     private var nextAttempt: UInt64 = 1
     private var hostCursor: Int = 0
     private var failuresInARow: Int = 0
+    /// Whether a member that serves writes ever accepted this session. Until one has, the session
+    /// id is a read-only member's own and is not offered to others (ZooKeeper's
+    /// `seenRwServerBefore`): the first read-write member starts a real session.
+    private var seenReadWriteServer: Bool
+    private var closeRequest: CloseRequest? = nil
     private var pending: Deque<Pending> = []
     private var queued: Deque<Queued> = []
     /// Tokens of auth packets on the wire (nil for the replays after a reconnect), in order.
@@ -281,6 +294,7 @@ public struct ClientSession: Sendable {
         self.sessionId = configuration.sessionId
         self.password = configuration.password
         self.authInfo = configuration.authInfo
+        self.seenReadWriteServer = configuration.sessionId != 0
     }
 
     // MARK: - Derived timing
@@ -318,22 +332,26 @@ public struct ClientSession: Sendable {
     /// A call from the program.
     public mutating func submit(_ call: ClientCall, token: RequestToken, nowMs: Int64) -> ClientStep {
         var step = ClientStep()
+        if closeRequest != nil {
+            reject(call, token: token, .sessionExpired, &step)
+            return finish(step, nowMs: nowMs)
+        }
         switch state {
         case .ended(let final):
-            step.actions.append(.complete(token, .failure(Self.code(for: final))))
+            reject(call, token: token, Self.code(for: final), &step)
         case .closing:
-            step.actions.append(.complete(token, .failure(.sessionExpired)))
+            reject(call, token: token, .sessionExpired, &step)
         case .idle, .connecting, .handshaking, .backingOff:
             if pending.count + queued.count >= configuration.outstandingRequestsMax {
-                step.actions.append(.complete(token, .failure(.throttledOp)))
+                reject(call, token: token, .throttledOp, &step)
             } else {
                 queued.append(.call(token, call))
             }
         case .connected(_, _, let readOnly):
             if pending.count >= configuration.outstandingRequestsMax {
-                step.actions.append(.complete(token, .failure(.throttledOp)))
+                reject(call, token: token, .throttledOp, &step)
             } else if readOnly && Self.isWrite(call.request) {
-                step.actions.append(.complete(token, .failure(.notReadOnly)))
+                reject(call, token: token, .notReadOnly, &step)
             } else {
                 send(call, token: token, nowMs: nowMs, &step)
             }
@@ -345,6 +363,10 @@ public struct ClientSession: Sendable {
     /// completes when the server accepts them; a refusal ends the session (`authFailed`).
     public mutating func addAuth(_ info: AuthInfo, token: RequestToken, nowMs: Int64) -> ClientStep {
         var step = ClientStep()
+        if closeRequest != nil {
+            step.actions.append(.complete(token, .failure(.sessionExpired)))
+            return finish(step, nowMs: nowMs)
+        }
         switch state {
         case .ended(let final):
             step.actions.append(.complete(token, .failure(Self.code(for: final))))
@@ -375,6 +397,22 @@ public struct ClientSession: Sendable {
             state = .closing(attempt: attempt, token: token, sinceMs: nowMs)
             // The reply to closeSession comes after the replies to everything sent before it.
             pending.append(Pending(xid: xid, token: 0, call: ClientCall(.closeSession), sentAtMs: nowMs))
+        case .connecting where sessionId != 0, .handshaking where sessionId != 0, .backingOff where sessionId != 0:
+            // The ensemble holds the session: close it there on the next connection, so that its
+            // ephemerals go now rather than at expiry.
+            if closeRequest == nil {
+                closeRequest = CloseRequest(token: token, deadlineMs: nowMs + Int64(effectiveTimeoutMs))
+                let waiting = queued
+                queued.removeAll()
+                for item in waiting {
+                    switch item {
+                    case .call(let waitingToken, let call): reject(call, token: waitingToken, .sessionExpired, &step)
+                    case .auth(let waitingToken, _): step.actions.append(.complete(waitingToken, .failure(.sessionExpired)))
+                    }
+                }
+            } else if let token {
+                step.actions.append(.complete(token, .success(.empty)))
+            }
         case .idle, .connecting, .handshaking, .backingOff:
             if case .connecting = state { step.actions.append(.closeConnection) }
             if case .handshaking = state { step.actions.append(.closeConnection) }
@@ -391,7 +429,7 @@ public struct ClientSession: Sendable {
         state = .handshaking(host: host, attempt: attempt, sinceMs: nowMs)
         let request = ConnectRequest(
             protocolVersion: 0, lastZxidSeen: lastZxidSeen, timeoutMs: configuration.sessionTimeoutMs,
-            sessionId: sessionId, password: password, readOnly: configuration.canBeReadOnly)
+            sessionId: seenReadWriteServer ? sessionId : 0, password: password, readOnly: configuration.canBeReadOnly)
         step.actions.append(.send(.connect(request)))
         lastSentMs = nowMs
         lastHeardMs = nowMs
@@ -405,12 +443,12 @@ public struct ClientSession: Sendable {
         case .connecting(_, let current, _), .handshaking(_, let current, _), .connected(_, let current, _):
             guard current == attempt else { break }
             lose(nowMs: nowMs, closeConnection: false, &step)
-        case .closing(let current, let token, _):
+        case .closing(let current, let token, let sinceMs):
             guard current == attempt else { break }
-            // The server closes the connection after answering closeSession; either way the
-            // session is over.
-            end(.closed, code: .sessionExpired, &step)
-            if let token { step.actions.append(.complete(token, .success(.empty))) }
+            // The server closes the connection after answering closeSession, so the answer has
+            // been handled if there was one. Without it the session may still be open on the
+            // ensemble (another client resuming it took the connection over): close it again.
+            closeOnNextConnection(token: token, sinceMs: sinceMs, nowMs: nowMs, &step)
         case .idle, .backingOff, .ended:
             break
         }
@@ -464,9 +502,49 @@ public struct ClientSession: Sendable {
         return finish(step, nowMs: nowMs)
     }
 
+    /// One frame already decoded (a simulator that passes typed frames between clients and
+    /// replicas skips the bytes). Replies are matched by xid exactly as with `received(payload:)`.
+    public mutating func received(frame: ServerFrame, attempt: UInt64, nowMs: Int64) -> ClientStep {
+        var step = ClientStep()
+        switch (state, frame) {
+        case (.handshaking(let host, let current, _), .connect(let response)):
+            guard current == attempt else { break }
+            lastHeardMs = nowMs
+            handshakeAnswered(response, host: host, attempt: attempt, nowMs: nowMs, &step)
+        case (.connected(_, let current, _), .notification), (.closing(let current, _, _), .notification):
+            guard current == attempt else { break }
+            lastHeardMs = nowMs
+            receivedFrame(frame, nowMs: nowMs, &step)
+        case (.connected(_, let current, _), .reply(let header, _)), (.closing(let current, _, _), .reply(let header, _)):
+            guard current == attempt else { break }
+            lastHeardMs = nowMs
+            let special = [SpecialXid.ping, SpecialXid.auth, SpecialXid.setWatches].contains(header.xid)
+            if special || pending.first?.xid == header.xid {
+                receivedFrame(frame, nowMs: nowMs, &step)
+            } else {
+                lose(nowMs: nowMs, closeConnection: true, &step)
+            }
+        case (.handshaking(_, let current, _), _), (.connected(_, let current, _), .connect), (.closing(let current, _, _), .connect):
+            // A frame that cannot come at this point of the conversation.
+            guard current == attempt else { break }
+            lose(nowMs: nowMs, closeConnection: true, &step)
+        case (.connecting, _), (.idle, _), (.backingOff, _), (.ended, _):
+            break
+        }
+        return finish(step, nowMs: nowMs)
+    }
+
     /// Time passes: pings, read / connect / request timeouts, the end of a back-off.
     public mutating func tick(nowMs: Int64) -> ClientStep {
         var step = ClientStep()
+        if let request = closeRequest, nowMs >= request.deadlineMs {
+            switch state {
+            case .connecting, .handshaking: step.actions.append(.closeConnection)
+            default: break
+            }
+            end(.closed, code: .sessionExpired, &step)
+            return finish(step, nowMs: nowMs)
+        }
         switch state {
         case .connecting(_, _, let sinceMs), .handshaking(_, _, let sinceMs):
             if nowMs - sinceMs >= connectTimeoutMs { lose(nowMs: nowMs, closeConnection: true, &step) }
@@ -476,7 +554,7 @@ public struct ClientSession: Sendable {
             } else if let limit = configuration.requestTimeoutMs, let head = pending.first, nowMs - head.sentAtMs >= limit {
                 // Replies come in order: nothing behind the late one can arrive first.
                 let late = pending.removeFirst()
-                step.actions.append(.complete(late.token, .failure(.requestTimeout)))
+                reject(late.call, token: late.token, .requestTimeout, &step)
                 lose(nowMs: nowMs, closeConnection: true, &step)
             } else if nowMs - lastSentMs >= pingIntervalMs {
                 step.actions.append(.send(.request(xid: SpecialXid.ping, .ping)))
@@ -487,8 +565,7 @@ public struct ClientSession: Sendable {
         case .closing(_, let token, let sinceMs):
             if nowMs - sinceMs >= connectTimeoutMs {
                 step.actions.append(.closeConnection)
-                end(.closed, code: .sessionExpired, &step)
-                if let token { step.actions.append(.complete(token, .success(.empty))) }
+                closeOnNextConnection(token: token, sinceMs: sinceMs, nowMs: nowMs, &step)
             }
         case .idle, .ended:
             break
@@ -504,7 +581,8 @@ public struct ClientSession: Sendable {
         guard response.timeoutMs > 0 else {
             // The session is unknown to the ensemble: expired (or never existed).
             step.actions.append(.closeConnection)
-            end(.expired, code: .sessionExpired, &step)
+            // Closing a session the ensemble already ended is done.
+            end(closeRequest == nil ? .expired : .closed, code: .sessionExpired, &step)
             return
         }
         let readOnly = response.readOnly ?? false
@@ -512,9 +590,19 @@ public struct ClientSession: Sendable {
         password = response.password
         negotiatedTimeoutMs = response.timeoutMs
         failuresInARow = 0
+        if closeRequest != nil {
+            // The close request (its token and deadline) stays until the session has ended.
+            let xid = takeXid()
+            step.actions.append(.send(.request(xid: xid, .closeSession)))
+            lastSentMs = nowMs
+            state = .closing(attempt: attempt, token: nil, sinceMs: nowMs)
+            pending.append(Pending(xid: xid, token: 0, call: ClientCall(.closeSession), sentAtMs: nowMs))
+            return
+        }
         state = .connected(host: host, attempt: attempt, readOnly: readOnly)
-        let wasConnected = connectionState != .connecting
-        let newState: ConnectionState = readOnly ? .connectedReadOnly : (wasConnected ? .reconnected : .connected)
+        let resumed = connectionState != .connecting && seenReadWriteServer
+        if !readOnly { seenReadWriteServer = true }
+        let newState: ConnectionState = readOnly ? .connectedReadOnly : (resumed ? .reconnected : .connected)
         changeState(newState, &step)
         for info in authInfo { sendAuth(info, token: nil, nowMs: nowMs, &step) }
         sendSetWatches(nowMs: nowMs, &step)
@@ -524,7 +612,7 @@ public struct ClientSession: Sendable {
             switch item {
             case .call(let token, let call):
                 if readOnly && Self.isWrite(call.request) {
-                    step.actions.append(.complete(token, .failure(.notReadOnly)))
+                    reject(call, token: token, .notReadOnly, &step)
                 } else {
                     send(call, token: token, nowMs: nowMs, &step)
                 }
@@ -599,7 +687,7 @@ public struct ClientSession: Sendable {
                     return
                 }
                 if code == .sessionExpired {
-                    step.actions.append(.complete(head.token, .failure(.sessionExpired)))
+                    reject(head.call, token: head.token, .sessionExpired, &step)
                     step.actions.append(.closeConnection)
                     end(.expired, code: .sessionExpired, &step)
                     return
@@ -724,10 +812,8 @@ public struct ClientSession: Sendable {
     /// and try the next host.
     private mutating func lose(nowMs: Int64, closeConnection: Bool, _ step: inout ClientStep) {
         if closeConnection { step.actions.append(.closeConnection) }
-        if case .closing(_, let token, _) = state {
-            // Losing the connection while closing ends the session all the same.
-            end(.closed, code: .sessionExpired, &step)
-            if let token { step.actions.append(.complete(token, .success(.empty))) }
+        if case .closing(_, let token, let sinceMs) = state {
+            closeOnNextConnection(token: token, sinceMs: sinceMs, nowMs: nowMs, &step)
             return
         }
         let wasConnected: Bool
@@ -746,19 +832,36 @@ public struct ClientSession: Sendable {
         }
     }
 
+    /// closeSession was sent but not answered: send it again on the next connection, until the
+    /// session timeout after the first try.
+    private mutating func closeOnNextConnection(token: RequestToken?, sinceMs: Int64, nowMs: Int64, _ step: inout ClientStep) {
+        failInFlight(.connectionLoss, &step)
+        if closeRequest == nil {
+            closeRequest = CloseRequest(token: token, deadlineMs: sinceMs + Int64(effectiveTimeoutMs))
+        }
+        connectNext(nowMs: nowMs, &step)
+    }
+
     private mutating func failInFlight(_ code: ErrorCode, _ step: inout ClientStep) {
         for entry in pending where entry.call.request != .closeSession {
-            step.actions.append(.complete(entry.token, .failure(code)))
+            reject(entry.call, token: entry.token, code, &step)
         }
         pending.removeAll()
         for token in authInFlight { if let token { step.actions.append(.complete(token, .failure(code))) } }
         authInFlight.removeAll()
         for item in queued {
             switch item {
-            case .call(let token, _), .auth(let token, _): step.actions.append(.complete(token, .failure(code)))
+            case .call(let token, let call): reject(call, token: token, code, &step)
+            case .auth(let token, _): step.actions.append(.complete(token, .failure(code)))
             }
         }
         queued.removeAll()
+    }
+
+    /// Fails a call that got no reply; the watch it would have set is never set.
+    private func reject(_ call: ClientCall, token: RequestToken, _ code: ErrorCode, _ step: inout ClientStep) {
+        if let watcher = call.watcher { step.actions.append(.watchersEnded([watcher], code: code)) }
+        step.actions.append(.complete(token, .failure(code)))
     }
 
     private mutating func connectNext(nowMs: Int64, _ step: inout ClientStep) {
@@ -773,6 +876,10 @@ public struct ClientSession: Sendable {
     private mutating func end(_ final: ConnectionState, code: ErrorCode, _ step: inout ClientStep) {
         precondition(final.isTerminal, "end in non-terminal \(final)")
         changeState(final, &step)
+        if let request = closeRequest {
+            closeRequest = nil
+            if let token = request.token { step.actions.append(.complete(token, .success(.empty))) }
+        }
         state = .ended(final)
         failInFlight(Self.code(for: final), &step)
         var watchers: [WatcherID] = []
@@ -812,6 +919,7 @@ public struct ClientSession: Sendable {
         case .idle, .ended:
             step.timerAtMs = nil
         }
+        if let request = closeRequest { step.timerAtMs = min(step.timerAtMs ?? request.deadlineMs, request.deadlineMs) }
         return step
     }
 

@@ -428,4 +428,88 @@ final class ClientSessionTests: XCTestCase {
         XCTAssertTrue(PathRules.isValid("/a/", sequential: true))
         for bad in ["", "a", "/a/", "/a//b", "/a/./b", "/a/../b", "/a\u{0}b"] { XCTAssertFalse(PathRules.isValid(bad), bad) }
     }
+
+    func testCloseWhileDisconnectedClosesTheSessionOnTheNextConnection() throws {
+        var session = makeSession(timeoutMs: 3000)
+        let (attempt, _) = try establish(&session, nowMs: 0, sessionId: 42)
+        let lost = session.connectionLost(attempt: attempt, nowMs: 10)
+        let (_, next) = connectAction(lost)!
+        _ = session.submit(ClientCall(.sync(path: "/")), token: 1, nowMs: 11)
+        let closing = session.close(token: 2, nowMs: 12)
+        XCTAssertEqual(closing.actions, [.complete(1, .failure(.sessionExpired))], "waiting calls will never be sent")
+        XCTAssertEqual(session.submit(ClientCall(.sync(path: "/")), token: 3, nowMs: 13).actions, [.complete(3, .failure(.sessionExpired))])
+        _ = session.connectionEstablished(attempt: next, nowMs: 14)
+        let resumed = session.received(
+            payload: payload(.connect(ConnectResponse(timeoutMs: 3000, sessionId: 42, password: Array(repeating: 9, count: 16), readOnly: false))),
+            attempt: next, nowMs: 15)
+        let frames = try sent(resumed).map(serverView)
+        XCTAssertEqual(frames.map { $0.1 }, [.closeSession], "only closeSession goes out")
+        XCTAssertEqual(states(resumed), [])
+        let xid = frames[0].0!.xid
+        let closed = session.received(payload: payload(.reply(ReplyHeader(xid: xid, zxid: 9, err: 0), .empty)), attempt: next, nowMs: 16)
+        XCTAssertEqual(kinds(closed), ["close", "state:closed", "complete:2"])
+    }
+
+    func testCloseWhileDisconnectedGivesUpAtTheSessionTimeout() throws {
+        var session = makeSession(timeoutMs: 3000) { $0.reconnectDelayMs = 100_000 }
+        let (attempt, _) = try establish(&session, nowMs: 0, sessionId: 42)
+        var step = session.connectionLost(attempt: attempt, nowMs: 10)
+        for _ in 0..<3 {
+            let (_, next) = connectAction(step)!
+            step = session.connectionLost(attempt: next, nowMs: 20)
+        }
+        XCTAssertNil(connectAction(step), "backing off")
+        let closing = session.close(token: 5, nowMs: 30)
+        XCTAssertEqual(closing.timerAtMs, 30 + 3000)
+        XCTAssertTrue(session.tick(nowMs: 3029).actions.isEmpty)
+        XCTAssertEqual(kinds(session.tick(nowMs: 3030)), ["state:closed", "complete:5"])
+    }
+
+    /// Another client resuming the session takes the connection over before closeSession is
+    /// answered: the close is sent again on the next connection.
+    func testCloseSessionLostWithItsConnectionIsSentAgain() throws {
+        var session = makeSession(timeoutMs: 3000)
+        let (attempt, _) = try establish(&session, nowMs: 0, sessionId: 42)
+        let first = try sent(session.close(token: 7, nowMs: 10)).map(serverView)
+        XCTAssertEqual(first.map { $0.1 }, [.closeSession])
+        let lost = session.connectionLost(attempt: attempt, nowMs: 11)
+        XCTAssertEqual(kinds(lost), ["connect"], "not closed yet")
+        let (_, next) = connectAction(lost)!
+        let handshake = session.connectionEstablished(attempt: next, nowMs: 12)
+        let (_, _, connect) = try serverView(sent(handshake)[0])
+        XCTAssertEqual(connect?.sessionId, 42)
+        // The ensemble already ended it: closed, not expired.
+        let ended = session.received(payload: payload(.connect(.expired(readOnly: false))), attempt: next, nowMs: 13)
+        XCTAssertEqual(kinds(ended), ["close", "state:closed", "complete:7"])
+    }
+
+    /// The typed input (for a simulator) gives the same steps as the bytes.
+    func testTypedFramesStepLikeTheirBytes() throws {
+        func run(typed: Bool) throws -> [ClientStep] {
+            var session = makeSession(chroot: "/app")
+            let start = session.start(nowMs: 0)
+            let (_, attempt) = connectAction(start)!
+            var steps = [start, session.connectionEstablished(attempt: attempt, nowMs: 1)]
+            let frames: [ServerFrame] = [
+                .connect(ConnectResponse(timeoutMs: 3000, sessionId: 5, password: Array(repeating: 1, count: 16), readOnly: false)),
+                .reply(ReplyHeader(xid: 1, zxid: 7, err: 0), .getData(data: [1], stat: Stat())),
+                .notification(zxid: -1, WatcherEvent(.nodeDataChanged, path: "/app/a")),
+                .reply(ReplyHeader(xid: 2, zxid: 8, err: ErrorCode.noNode.rawValue), .empty),
+                .reply(ReplyHeader(xid: 9, zxid: 9, err: 0), .empty),
+            ]
+            for (index, frame) in frames.enumerated() {
+                if index == 1 {
+                    steps.append(session.submit(ClientCall(.getData(path: "/a", watch: true), watcher: 3), token: 1, nowMs: 2))
+                    steps.append(session.submit(ClientCall(.exists(path: "/b", watch: false)), token: 2, nowMs: 2))
+                }
+                steps.append(typed
+                    ? session.received(frame: frame, attempt: attempt, nowMs: 3)
+                    : session.received(payload: payload(frame), attempt: attempt, nowMs: 3))
+            }
+            return steps
+        }
+        let typed = try run(typed: true)
+        XCTAssertEqual(typed, try run(typed: false))
+        XCTAssertEqual(kinds(typed.last!), ["close", "state:suspended", "connect"], "xid 9 answers nothing pending")
+    }
 }

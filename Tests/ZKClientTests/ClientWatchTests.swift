@@ -74,16 +74,12 @@ final class ClientWatchTests: ClientTestCase {
         try await zk.sync(base)
         _ = try await zk.exists(node)
 
-        var persistentEvents: [WatchEvent] = []
-        var iterator = persistent.makeAsyncIterator()
-        for _ in 0..<3 { if let event = try await iterator.next() { persistentEvents.append(event) } }
+        let persistentEvents = try await collect(persistent, count: 3)
         XCTAssertEqual(persistentEvents, [
             WatchEvent(type: .nodeDataChanged, path: node), WatchEvent(type: .nodeDataChanged, path: node),
             WatchEvent(type: .nodeChildrenChanged, path: node),
         ])
-        var recursiveEvents: [WatchEvent] = []
-        var recursiveIterator = recursive.makeAsyncIterator()
-        for _ in 0..<6 { if let event = try await recursiveIterator.next() { recursiveEvents.append(event) } }
+        let recursiveEvents = try await collect(recursive, count: 6)
         XCTAssertEqual(recursiveEvents, [
             WatchEvent(type: .nodeDataChanged, path: node), WatchEvent(type: .nodeDataChanged, path: node),
             WatchEvent(type: .nodeCreated, path: "\(node)/child"), WatchEvent(type: .nodeCreated, path: "\(node)/child/grandchild"),
@@ -92,11 +88,13 @@ final class ClientWatchTests: ClientTestCase {
         ], "a recursive watch gets no child events")
 
         try await zk.removeWatches(node, type: .any)
-        while try await iterator.next() != nil {}  // the sequence ends
+        let persistentEnded = try await ends(persistent)
+        XCTAssertTrue(persistentEnded, "the sequence ends when the watch is removed")
         await assertThrows(.noWatcher) { try await zk.checkWatches(node, type: .any) }
         await assertThrows(.noWatcher) { try await zk.removeWatches(node, type: .any) }
         try await zk.removeWatches(base, type: .any)
-        while try await recursiveIterator.next() != nil {}
+        let recursiveEnded = try await ends(recursive)
+        XCTAssertTrue(recursiveEnded)
     }
 
     func testRemovingAOneShotWatchEndsItWithNoWatcher() async throws {
@@ -105,11 +103,7 @@ final class ClientWatchTests: ClientTestCase {
         try await zk.create(path)
         let (_, _, watch) = try await zk.getData(path, watch: true)
         try await zk.removeWatches(path, type: .data)
-        do {
-            _ = try await watch?.event()
-            XCTFail("a removed watch does not fire")
-        } catch {
-            XCTAssertEqual(error as? ZooKeeperError, .noWatcher)
-        }
+        let removed = await outcome(watch)
+        XCTAssertEqual(removed, .failure(.noWatcher), "a removed watch does not fire")
     }
 }

@@ -61,6 +61,11 @@ class ClientTestCase: XCTestCase {
     {
         var configuration = ZooKeeperClient.Configuration(connectString: connectString + chroot, sessionTimeout: sessionTimeout)
         configuration.initialConnectTimeout = .seconds(10)
+        if ProcessInfo.processInfo.environment["ZKCLIENT_TEST_LOG"] != nil {
+            var logger = Logger(label: "client\(clients.count)")
+            logger.logLevel = .debug
+            configuration.logger = logger
+        }
         configure(&configuration)
         let client = try await ZooKeeperClient.connect(configuration: configuration)
         clients.append(client)
@@ -104,6 +109,66 @@ class ClientTestCase: XCTestCase {
                 return nil
             }
             let result = try await group.next() ?? nil
+            group.cancelAll()
+            return result
+        }
+    }
+
+    /// The first `count` events of a persistent watch, failing after `seconds`.
+    func collect(_ watch: PersistentWatch, count: Int, within seconds: Double = 20) async throws -> [WatchEvent] {
+        try await withThrowingTaskGroup(of: [WatchEvent]?.self) { group in
+            group.addTask {
+                var events: [WatchEvent] = []
+                for try await event in watch {
+                    events.append(event)
+                    if events.count == count { break }
+                }
+                return events
+            }
+            group.addTask {
+                try await Task.sleep(for: .seconds(seconds))
+                return nil
+            }
+            let result = try await group.next() ?? nil
+            group.cancelAll()
+            guard let result else {
+                XCTFail("timed out waiting for \(count) events on \(watch.path)")
+                return []
+            }
+            return result
+        }
+    }
+
+    /// Whether a persistent watch's sequence ends (after removal) within `seconds`; the events
+    /// still buffered are skipped.
+    func ends(_ watch: PersistentWatch, within seconds: Double = 20) async throws -> Bool {
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for try await _ in watch {}
+                return true
+            }
+            group.addTask {
+                try await Task.sleep(for: .seconds(seconds))
+                return false
+            }
+            let result = try await group.next() ?? false
+            group.cancelAll()
+            return result
+        }
+    }
+
+    /// How a one-shot watch ends: its event or its error, failing after `seconds`.
+    func outcome(_ watch: OneShotWatch?, within seconds: Double = 20) async -> Result<WatchEvent, ZooKeeperError>? {
+        guard let watch else { XCTFail("no watch"); return nil }
+        return await withTaskGroup(of: Result<WatchEvent, ZooKeeperError>?.self) { group in
+            group.addTask {
+                do { return .success(try await watch.event()) } catch { return .failure(error as? ZooKeeperError ?? .systemError) }
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(seconds))
+                return nil
+            }
+            let result = await group.next() ?? nil
             group.cancelAll()
             return result
         }
