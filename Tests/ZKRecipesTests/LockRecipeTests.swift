@@ -237,3 +237,28 @@ final class SemaphoreTests: RecipeTestCase {
         XCTAssertEqual(entries, 15)
     }
 }
+
+final class MultiLockTests: RecipeTestCase {
+    func testTakesAllOrNothing() async throws {
+        let first = "\(base)/multi/a", second = "\(base)/multi/b"
+        let owner = try await client(), other = try await client()
+        let multi = InterProcessMultiLock(client: owner, paths: [first, second])
+        let tokens = try await multi.acquire()
+        XCTAssertEqual(tokens.count, 2)
+        XCTAssertTrue(multi.isHeld)
+        // Someone holding b makes another multi-lock give up a without keeping it.
+        try await multi.release()
+        let blocker = InterProcessMutex(client: other, path: second)
+        try await blocker.acquire()
+        let contender = InterProcessMultiLock(client: owner, paths: [first, second])
+        let none = try await contender.acquire(timeout: .milliseconds(300))
+        XCTAssertNil(none)
+        XCTAssertFalse(contender.locks[0].isHeld)
+        let left = try await other.getChildren(first)
+        XCTAssertEqual(left, [])
+        try await blocker.release()
+        let all = try await contender.acquire(timeout: .seconds(30))
+        XCTAssertEqual(all?.count, 2)
+        try await contender.release()
+    }
+}
