@@ -142,6 +142,36 @@ final class LockRecipeTests: RecipeTestCase {
         try await waiter.release()
     }
 
+    func testExpiredSessionLosesLeadershipAtOnce() async throws {
+        let path = "\(base)/election-expiry"
+        let doomed = try await client()
+        let leader = LeaderLatch(client: doomed, path: path, id: "doomed")
+        try await leader.start()
+        try await leader.awaitLeadership()
+        let follower = LeaderLatch(client: try await client(), path: path, id: "next")
+        try await follower.start()
+        let states = leader.states
+        // Another connection takes over the session and closes it: the ensemble ends the session,
+        // and the leader's client, reconnecting, is told it expired.
+        var configuration = ZooKeeperClient.Configuration(connectString: connectString, sessionTimeout: .seconds(6))
+        configuration.sessionId = doomed.sessionId
+        configuration.sessionPassword = doomed.sessionPassword
+        let thief = try await ZooKeeperClient.connect(configuration: configuration)
+        await thief.close()
+        let ended = try await within(60) {
+            for await state in states {
+                if case .lost = state { return state }
+            }
+            return HolderState.idle
+        }
+        XCTAssertEqual(ended, .lost(.sessionExpired))
+        XCTAssertFalse(leader.hasLeadership)
+        let token = try await within(60) { try await follower.awaitLeadership() }
+        XCTAssertTrue(follower.hasLeadership)
+        XCTAssertTrue(token.path.contains("-latch-"))
+        await follower.close()
+    }
+
     func testLeaderLatchElectsExactlyOne() async throws {
         let path = "\(base)/election"
         var latches: [LeaderLatch] = []
