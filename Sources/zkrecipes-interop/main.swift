@@ -3,6 +3,8 @@
 //
 // mutex and latch contenders append "ready ID" to MARKS and wait for the file MARKS.go, so that all start together.
 //   mutex    CONNECT PATH ROUNDS MARKS ID   InterProcessMutex; appends "enter ID"/"exit ID" to MARKS while holding
+//   rwlock   CONNECT PATH ROUNDS MARKS ID   the read lock when ID contains "-read-", else the write lock
+//   semaphore CONNECT PATH MAX ROUNDS MARKS ID  InterProcessSemaphoreV2 with MAX leases
 //   latch    CONNECT PATH MARKS ID          LeaderLatch; appends enter/exit while leader, then leaves
 //   counter  CONNECT PATH N MARKS ID        DistributedAtomicLong.increment() N times
 //   get      CONNECT PATH                   prints the counter
@@ -60,6 +62,27 @@ case "mutex":
         try await mutex.release()
     }
     await mutex.close()
+case "rwlock":
+    let rw = InterProcessReadWriteLock(client: client, path: args[3])
+    let lock = args[6].contains("-read-") ? rw.readLock : rw.writeLock
+    try await ready(args[5], args[6])
+    for _ in 0..<Int(args[4])! {
+        try await lock.acquire()
+        try mark(args[5], "enter \(args[6])")
+        try await Task.sleep(for: .milliseconds(15))
+        try mark(args[5], "exit \(args[6])")
+        try await lock.release()
+    }
+case "semaphore":
+    let semaphore = InterProcessSemaphoreV2(client: client, path: args[3], maxLeases: Int(args[4])!)
+    try await ready(args[6], args[7])
+    for _ in 0..<Int(args[5])! {
+        let lease = try await semaphore.acquire()
+        try mark(args[6], "enter \(args[7])")
+        try await Task.sleep(for: .milliseconds(15))
+        try mark(args[6], "exit \(args[7])")
+        try await semaphore.release(lease)
+    }
 case "latch":
     let latch = LeaderLatch(client: client, path: args[3], id: args[5])
     try await ready(args[4], args[5])

@@ -3,6 +3,8 @@
 //
 // mutex and latch contenders append "ready ID" to MARKS and wait for the file MARKS.go, so that all start together.
 //   mutex    CONNECT PATH ROUNDS MARKS ID   InterProcessMutex; appends "enter ID"/"exit ID" to MARKS while holding
+//   rwlock   CONNECT PATH ROUNDS MARKS ID   InterProcessReadWriteLock: the read lock when ID contains "-read-", else the write lock
+//   semaphore CONNECT PATH MAX ROUNDS MARKS ID  InterProcessSemaphoreV2 with MAX leases
 //   latch    CONNECT PATH MARKS ID          LeaderLatch; appends enter/exit while leader, then leaves
 //   counter  CONNECT PATH N MARKS ID        DistributedAtomicLong.increment() N times
 //   register CONNECT BASE NAME ID SECONDS   ServiceDiscovery.registerService, kept SECONDS
@@ -20,6 +22,9 @@ import org.apache.curator.framework.recipes.atomic.AtomicValue;
 import org.apache.curator.framework.recipes.atomic.DistributedAtomicLong;
 import org.apache.curator.framework.recipes.leader.LeaderLatch;
 import org.apache.curator.framework.recipes.locks.InterProcessMutex;
+import org.apache.curator.framework.recipes.locks.InterProcessReadWriteLock;
+import org.apache.curator.framework.recipes.locks.InterProcessSemaphoreV2;
+import org.apache.curator.framework.recipes.locks.Lease;
 import org.apache.curator.framework.recipes.queue.DistributedQueue;
 import org.apache.curator.framework.recipes.queue.QueueBuilder;
 import org.apache.curator.framework.recipes.queue.QueueConsumer;
@@ -67,6 +72,33 @@ public class CuratorInterop {
                         Thread.sleep(20);
                         mark(args[4], "exit " + args[5]);
                         mutex.release();
+                    }
+                    break;
+                }
+                case "rwlock": {
+                    InterProcessReadWriteLock rw = new InterProcessReadWriteLock(client, args[2]);
+                    InterProcessMutex lock = args[5].contains("-read-") ? rw.readLock() : rw.writeLock();
+                    int rounds = Integer.parseInt(args[3]);
+                    ready(args[4], args[5]);
+                    for (int i = 0; i < rounds; i++) {
+                        lock.acquire();
+                        mark(args[4], "enter " + args[5]);
+                        Thread.sleep(15);
+                        mark(args[4], "exit " + args[5]);
+                        lock.release();
+                    }
+                    break;
+                }
+                case "semaphore": {
+                    InterProcessSemaphoreV2 semaphore = new InterProcessSemaphoreV2(client, args[2], Integer.parseInt(args[3]));
+                    int rounds = Integer.parseInt(args[4]);
+                    ready(args[5], args[6]);
+                    for (int i = 0; i < rounds; i++) {
+                        Lease lease = semaphore.acquire();
+                        mark(args[5], "enter " + args[6]);
+                        Thread.sleep(15);
+                        mark(args[5], "exit " + args[6]);
+                        semaphore.returnLease(lease);
                     }
                     break;
                 }

@@ -1,7 +1,8 @@
 """Swift (zkrecipes-interop) and Java (Apache Curator 5.4, CuratorInterop) processes using the same
 recipes on the same paths of one server ($ZK_ADDRESS). Started by scripts/recipes-interop.sh.
 
-Checks: mutex holders never overlap; latch leaders never overlap and each candidate leads once;
+Checks: mutex holders never overlap; a read-write lock's writers share with no one; a semaphore
+never grants more leases than it has; latch leaders never overlap and each candidate leads once;
 a counter incremented from both sides loses nothing; a service registered on either side is
 found by the other; queue items put from both sides are each consumed exactly once.
 """
@@ -97,6 +98,48 @@ def mutex_check():
     os.unlink(marks + ".go")
 
 
+def occupancy(marks_path):
+    """Replays enter/exit marks: the most holders inside at once, writers' conflicts, enters by id."""
+    lines = open(marks_path).read().split()
+    inside, most, conflicts, enters = set(), 0, 0, {}
+    for verb, who in zip(lines[0::2], lines[1::2]):
+        if verb == "enter":
+            writer = "-write-" in who
+            if (writer and inside) or any("-write-" in other for other in inside):
+                conflicts += 1
+            inside.add(who)
+            most = max(most, len(inside))
+            enters[who] = enters.get(who, 0) + 1
+        elif verb == "exit":
+            inside.discard(who)
+    return most, conflicts, enters
+
+
+def rwlock_check():
+    path, marks, rounds = BASE + "/rwlock", tempfile.mktemp(prefix="rw-marks-"), 6
+    open(marks, "w").close()
+    ids = ["swift-read-1", "swift-write-1", "java-read-1", "java-write-1", "swift-read-2", "java-read-2"]
+    run_all([(swift if i.startswith("swift") else java)("rwlock", path, str(rounds), marks, i) for i in ids], marks=marks)
+    most, conflicts, enters = occupancy(marks)
+    check("read-write lock: a writer never shares with anyone (Swift and Java)", conflicts == 0,
+          "conflicts=%d most readers at once=%d" % (conflicts, most))
+    check("read-write lock: every reader and writer got in %d times" % rounds, all(enters.get(i) == rounds for i in ids), str(enters))
+    os.unlink(marks)
+    os.unlink(marks + ".go")
+
+
+def semaphore_check():
+    path, marks, rounds, leases = BASE + "/semaphore", tempfile.mktemp(prefix="sem-marks-"), 5, 2
+    open(marks, "w").close()
+    ids = ["swift-1", "swift-2", "java-1", "java-2"]
+    run_all([(swift if i.startswith("swift") else java)("semaphore", path, str(leases), str(rounds), marks, i) for i in ids], marks=marks)
+    most, _, enters = occupancy(marks)
+    check("semaphore: never more than %d leases held by Swift and Java together" % leases, most <= leases, "most at once=%d" % most)
+    check("semaphore: every taker got %d leases" % rounds, all(enters.get(i) == rounds for i in ids), str(enters))
+    os.unlink(marks)
+    os.unlink(marks + ".go")
+
+
 def latch_check():
     path, marks = BASE + "/latch", tempfile.mktemp(prefix="latch-marks-")
     open(marks, "w").close()
@@ -151,8 +194,21 @@ def queue_check():
           len(taken) == len(expected) and set(taken) == expected, "taken=%d distinct=%d by swift/java=%s" % (len(taken), len(set(taken)), by_side))
 
 
+def checker_self_check():
+    """The checkers see violations: overlapping marks must be reported."""
+    path = tempfile.mktemp(prefix="selfcheck-")
+    with open(path, "w") as f:
+        f.write("ready a\nready b\nenter a\nenter b\nexit b\nexit a\nenter java-write-1\nenter swift-read-1\nexit swift-read-1\nexit java-write-1\n")
+    overlaps, _ = exclusive(path, 1)
+    most, conflicts, _ = occupancy(path)
+    os.unlink(path)
+    check("checkers detect planted overlaps", overlaps > 0 and conflicts == 1 and most == 2,
+          "overlaps=%d conflicts=%d most=%d" % (overlaps, conflicts, most))
+
+
+checker_self_check()
 started = time.time()
-for step in (mutex_check, latch_check, counter_check, discovery_check, queue_check):
+for step in (mutex_check, rwlock_check, semaphore_check, latch_check, counter_check, discovery_check, queue_check):
     begun = time.time()
     step()
     print("       (%s: %.1fs)" % (step.__name__, time.time() - begun))
