@@ -185,7 +185,7 @@ def discovery_check():
 def queue_check():
     path, n = BASE + "/queue", 15
     # Consumers (one per side, each spending 20 ms per message) and producers (one per side) at once.
-    outputs = run_all([swift("queue-take", path, "10"), java("queue-take", path, "10"),
+    outputs = run_all([swift("queue-take", path, "6"), java("queue-take", path, "6"),
                        swift("queue-put", path, "swift", str(n)), java("queue-put", path, "java", str(n))])
     taken = [line.split(" ", 1)[1] for out in outputs for line in out.splitlines() if line.startswith("took ")]
     expected = {"%s-%d" % (side, i) for side in ("swift", "java") for i in range(n)}
