@@ -29,8 +29,11 @@ public final class LeaderLatch: Sendable {
     public var state: HolderState { runner.states.value }
     public var hasLeadership: Bool { state.isHeld }
 
-    /// Joins the election (creates the candidate node).
+    /// Joins the election (creates the candidate node). A candidate whose leadership was dropped
+    /// while its session lives (`.dropOnSuspend`, or suspended for a session timeout) joins again
+    /// by itself once reconnected, with a new node.
     public func start() async throws {
+        await runner.setRejoinAfterDrop(true)
         await runner.start()
         guard await runner.phase == .idle else { return }
         await runner.send(.acquire(uuid: systemUUID()))
@@ -51,6 +54,7 @@ public final class LeaderLatch: Sendable {
 
     /// Leaves the election (deletes the candidate node; a leader gives up leadership).
     public func close() async {
+        await runner.setRejoinAfterDrop(false)
         let phase = await runner.phase
         if phase == .held {
             await runner.send(.release)

@@ -11,6 +11,9 @@ actor LockRunner {
     var sessionTask: Task<Void, Never>?
     var presumeTask: Task<Void, Never>?
     var watchTasks: [Task<Void, Never>] = []
+    /// Join again after a hold was dropped while the session lives (a latch candidate stays a
+    /// candidate, as Curator's `LeaderLatch` does on reconnection).
+    var rejoinAfterDrop = false
 
     init(client: ZooKeeperClient, configuration: LockMachine.Configuration) {
         self.client = client
@@ -54,7 +57,12 @@ actor LockRunner {
 
     func send(_ input: LockMachine.Input) {
         for command in machine.handle(input) { perform(command) }
+        if rejoinAfterDrop, machine.phase == .idle, case .lost(.connectionSuspended) = machine.state {
+            for command in machine.handle(.acquire(uuid: systemUUID())) { perform(command) }
+        }
     }
+
+    func setRejoinAfterDrop(_ value: Bool) { rejoinAfterDrop = value }
 
     var phase: LockMachine.Phase { machine.phase }
     var holdCount: Int { machine.holdCount }

@@ -99,4 +99,29 @@ final class ConnectionPolicyTests: XCTestCase {
             await elsewhere.close()
         }
     }
+
+    func testLatchUnderDropOnSuspendLosesThenRejoins() async throws {
+        try await withEnsemble { ensemble in
+            let candidate = try await connect(ensemble)
+            let latch = LeaderLatch(client: candidate, path: "/election/strict", id: "only", policy: .dropOnSuspend)
+            try await latch.start()
+            let first = try await latch.awaitLeadership()
+            let states = latch.states
+            let elsewhere = try await stopServing(candidate, in: ensemble)
+            var seen: [HolderState] = []
+            for await state in states {
+                seen.append(state)
+                if case .held(let token) = state, token != first { break }
+            }
+            XCTAssertTrue(seen.contains(.lost(.connectionSuspended)), "\(seen)")
+            guard case .held(let second)? = seen.last else { return XCTFail("no new leadership: \(seen)") }
+            XCTAssertGreaterThan(second, first)
+            // The old node is gone: one candidate node, ours.
+            let children = try await elsewhere.getChildren("/election/strict")
+            XCTAssertEqual(children, [CuratorNames.nodeName(second.path)])
+            await latch.close()
+            await candidate.close()
+            await elsewhere.close()
+        }
+    }
 }
