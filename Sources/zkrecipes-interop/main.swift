@@ -5,6 +5,7 @@
 //   mutex    CONNECT PATH ROUNDS MARKS ID   InterProcessMutex; appends "enter ID"/"exit ID" to MARKS while holding
 //   rwlock   CONNECT PATH ROUNDS MARKS ID   the read lock when ID contains "-read-", else the write lock
 //   semaphore CONNECT PATH MAX ROUNDS MARKS ID  InterProcessSemaphoreV2 with MAX leases
+//   double-barrier CONNECT PATH MEMBERS MARKS ID  DistributedDoubleBarrier: marks arrive/entered/leaving/left
 //   latch    CONNECT PATH MARKS ID          LeaderLatch; appends enter/exit while leader, then leaves
 //   counter  CONNECT PATH N MARKS ID        DistributedAtomicLong.increment() N times
 //   get      CONNECT PATH                   prints the counter
@@ -83,6 +84,16 @@ case "semaphore":
         try mark(args[6], "exit \(args[7])")
         try await semaphore.release(lease)
     }
+case "double-barrier":
+    let barrier = DistributedDoubleBarrier(client: client, path: args[3], memberCount: Int(args[4])!)
+    try await ready(args[5], args[6])
+    try mark(args[5], "arrive \(args[6])")
+    try await barrier.enter()
+    try mark(args[5], "entered \(args[6])")
+    try await Task.sleep(for: .milliseconds(50))
+    try mark(args[5], "leaving \(args[6])")
+    try await barrier.leave()
+    try mark(args[5], "left \(args[6])")
 case "latch":
     let latch = LeaderLatch(client: client, path: args[3], id: args[5])
     try await ready(args[4], args[5])

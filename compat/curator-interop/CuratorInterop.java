@@ -5,6 +5,7 @@
 //   mutex    CONNECT PATH ROUNDS MARKS ID   InterProcessMutex; appends "enter ID"/"exit ID" to MARKS while holding
 //   rwlock   CONNECT PATH ROUNDS MARKS ID   InterProcessReadWriteLock: the read lock when ID contains "-read-", else the write lock
 //   semaphore CONNECT PATH MAX ROUNDS MARKS ID  InterProcessSemaphoreV2 with MAX leases
+//   double-barrier CONNECT PATH MEMBERS MARKS ID  DistributedDoubleBarrier: marks arrive/entered/leaving/left
 //   latch    CONNECT PATH MARKS ID          LeaderLatch; appends enter/exit while leader, then leaves
 //   counter  CONNECT PATH N MARKS ID        DistributedAtomicLong.increment() N times
 //   register CONNECT BASE NAME ID SECONDS   ServiceDiscovery.registerService, kept SECONDS
@@ -20,6 +21,7 @@ import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
 import org.apache.curator.framework.recipes.atomic.AtomicValue;
 import org.apache.curator.framework.recipes.atomic.DistributedAtomicLong;
+import org.apache.curator.framework.recipes.barriers.DistributedDoubleBarrier;
 import org.apache.curator.framework.recipes.leader.LeaderLatch;
 import org.apache.curator.framework.recipes.locks.InterProcessMutex;
 import org.apache.curator.framework.recipes.locks.InterProcessReadWriteLock;
@@ -100,6 +102,18 @@ public class CuratorInterop {
                         mark(args[5], "exit " + args[6]);
                         semaphore.returnLease(lease);
                     }
+                    break;
+                }
+                case "double-barrier": {
+                    DistributedDoubleBarrier barrier = new DistributedDoubleBarrier(client, args[2], Integer.parseInt(args[3]));
+                    ready(args[4], args[5]);
+                    mark(args[4], "arrive " + args[5]);
+                    barrier.enter();
+                    mark(args[4], "entered " + args[5]);
+                    Thread.sleep(50);
+                    mark(args[4], "leaving " + args[5]);
+                    barrier.leave();
+                    mark(args[4], "left " + args[5]);
                     break;
                 }
                 case "latch": {

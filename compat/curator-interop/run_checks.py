@@ -2,7 +2,7 @@
 recipes on the same paths of one server ($ZK_ADDRESS). Started by scripts/recipes-interop.sh.
 
 Checks: mutex holders never overlap; a read-write lock's writers share with no one; a semaphore
-never grants more leases than it has; latch leaders never overlap and each candidate leads once;
+never grants more leases than it has; a double barrier lets nobody in before all arrive, or out before all leave; latch leaders never overlap and each candidate leads once;
 a counter incremented from both sides loses nothing; a service registered on either side is
 found by the other; queue items put from both sides are each consumed exactly once.
 """
@@ -140,6 +140,28 @@ def semaphore_check():
     os.unlink(marks + ".go")
 
 
+def double_barrier_check():
+    path, marks = BASE + "/double-barrier", tempfile.mktemp(prefix="db-marks-")
+    open(marks, "w").close()
+    ids = ["swift-1", "swift-2", "java-1", "java-2"]
+    run_all([(swift if i.startswith("swift") else java)("double-barrier", path, str(len(ids)), marks, i) for i in ids], marks=marks)
+    lines = open(marks).read().split()
+    events = [(verb, who) for verb, who in zip(lines[0::2], lines[1::2]) if verb != "ready"]
+    def index(verb, who):
+        return events.index((verb, who)) if (verb, who) in events else None
+    arrivals = [index("arrive", i) for i in ids]
+    entries = [index("entered", i) for i in ids]
+    leavings = [index("leaving", i) for i in ids]
+    exits = [index("left", i) for i in ids]
+    complete = None not in arrivals + entries + leavings + exits
+    check("double barrier: nobody (Swift or Java) entered before all four arrived", complete and min(entries) > max(arrivals),
+          str(events) if not complete else "")
+    check("double barrier: nobody left before all four were leaving", complete and min(exits) > max(leavings),
+          str(events) if not complete else "")
+    os.unlink(marks)
+    os.unlink(marks + ".go")
+
+
 def latch_check():
     path, marks = BASE + "/latch", tempfile.mktemp(prefix="latch-marks-")
     open(marks, "w").close()
@@ -208,7 +230,7 @@ def checker_self_check():
 
 checker_self_check()
 started = time.time()
-for step in (mutex_check, rwlock_check, semaphore_check, latch_check, counter_check, discovery_check, queue_check):
+for step in (mutex_check, rwlock_check, semaphore_check, double_barrier_check, latch_check, counter_check, discovery_check, queue_check):
     begun = time.time()
     step()
     print("       (%s: %.1fs)" % (step.__name__, time.time() - begun))
