@@ -18,6 +18,8 @@ let package = Package(
         .library(name: "ZKSimulator", targets: ["ZKSimulator"]),
         .library(name: "ZKClientCore", targets: ["ZKClientCore"]),
         .library(name: "ZKClient", targets: ["ZKClient"]),
+        .library(name: "ZKRecipesCore", targets: ["ZKRecipesCore"]),
+        .library(name: "ZKRecipes", targets: ["ZKRecipes"]),
         .executable(name: "minizk", targets: ["minizk"]),
     ],
     dependencies: [
@@ -93,6 +95,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(name: "ZKRecipesCore", dependencies: ["ZKProtocol"]),
+        .target(
+            name: "ZKRecipes",
+            dependencies: [
+                "ZKRecipesCore", "ZKClient",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(name: "zkrecipes-interop", dependencies: ["ZKRecipes", "ZKClient"]),
         .executableTarget(
             name: "minizk",
             dependencies: [
@@ -133,6 +144,15 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "ZKRecipesCoreTests", dependencies: ["ZKRecipesCore", "ZKProtocol"]),
+        .testTarget(
+            name: "ZKRecipesTests",
+            dependencies: [
+                "ZKRecipes", "ZKRecipesCore", "ZKClient", "ZKServer", "ZKCore", "ZKProtocol",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
