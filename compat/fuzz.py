@@ -44,8 +44,8 @@ import tempfile
 import time
 
 from compat import rawzk
-from compat.zk import (KAZOO_SUPER_DIGEST, WORK_DIR, MiniZKServer, ServerError, ZooKeeperServer,
-                       free_ports, server_mode)
+from compat.zk import (KAZOO_SUPER_DIGEST, WORK_DIR, MiniZKMember, MiniZKServer, ServerError, ZooKeeperMember,
+                       ZooKeeperServer, free_ports, server_mode)
 
 ENSEMBLE_TICK_MS = 1000
 # The most either server grants: 20 ticks (standalone tick 200 ms; ensemble 1 s, so that a
@@ -389,47 +389,16 @@ def describe(op):
 
 
 # -- servers ---------------------------------------------------------------------------------
+# What the fuzzer's MiniZK members run with, besides their zoo.cfg.
+MINIZK_MEMBER_ARGUMENTS = ["--extended-types", "--no-force-sync"]
+
+
 def zoo_cfg(data_dir, server_lines):
     # A member that misses syncLimit ticks drops its clients; a shared two-core machine running
     # six servers needs the slack (1 s ticks, 10 s), which costs nothing: no expiry is awaited.
     return ("tickTime=%d\ninitLimit=20\nsyncLimit=10\ndataDir=%s\nstandaloneEnabled=false\n"
             "maxClientCnxns=0\n4lw.commands.whitelist=*\nadmin.enableServer=false\nforceSync=no\n%s\n"
             % (ENSEMBLE_TICK_MS, data_dir, "\n".join(server_lines)))
-
-
-class ZooKeeperMember(ZooKeeperServer):
-    def __init__(self, sid, server_lines, **kwargs):
-        self.sid, self.server_lines = sid, server_lines
-        super().__init__(**kwargs)
-
-    def _prepare(self):
-        super()._prepare()
-        with open(self.config_path, "w") as config:
-            config.write(zoo_cfg(self.data_dir, self.server_lines))
-        with open(os.path.join(self.data_dir, "myid"), "w") as myid:
-            myid.write("%d\n" % self.sid)
-
-    def _command(self):
-        command = super()._command()
-        command[command.index("org.apache.zookeeper.server.ZooKeeperServerMain")] = \
-            "org.apache.zookeeper.server.quorum.QuorumPeerMain"
-        return command
-
-
-class MiniZKMember(MiniZKServer):
-    def __init__(self, sid, server_lines, **kwargs):
-        self.sid, self.server_lines = sid, server_lines
-        super().__init__(**kwargs)
-
-    def _prepare(self):
-        super()._prepare()
-        self.config_path = os.path.join(self.work_dir, "zoo.cfg")
-        with open(self.config_path, "w") as config:
-            config.write(zoo_cfg(self.data_dir, self.server_lines))
-
-    def _command(self):
-        return [self.binary, "server", "--config", self.config_path, "--id", str(self.sid),
-                "--data-dir", self.data_dir, "--extended-types", "--no-force-sync"] + self._auth_arguments()
 
 
 class Cluster:
@@ -456,9 +425,9 @@ class Cluster:
                 os.makedirs(work_dir)
                 kwargs = dict(port=ports[3 * sid - 1], work_dir=work_dir, **common)
                 if kind == "zk":
-                    self.servers.append(ZooKeeperMember(sid, lines, **kwargs))
+                    self.servers.append(ZooKeeperMember(sid, lines, zoo_cfg, **kwargs))
                 else:
-                    self.servers.append(MiniZKMember(sid, lines, binary=binary, **kwargs))
+                    self.servers.append(MiniZKMember(sid, lines, zoo_cfg, arguments=MINIZK_MEMBER_ARGUMENTS, binary=binary, **kwargs))
 
     def start(self, timeout=90.0):
         for server in self.servers:
