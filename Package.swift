@@ -17,6 +17,10 @@ let package = Package(
         .library(name: "ZKServer", targets: ["ZKServer"]),
         .library(name: "ZKSimulator", targets: ["ZKSimulator"]),
         .library(name: "ZKTesting", targets: ["ZKTesting"]),
+        .library(name: "ZKClientCore", targets: ["ZKClientCore"]),
+        .library(name: "ZKClient", targets: ["ZKClient"]),
+        .library(name: "ZKRecipesCore", targets: ["ZKRecipesCore"]),
+        .library(name: "ZKRecipes", targets: ["ZKRecipes"]),
         .executable(name: "minizk", targets: ["minizk"]),
     ],
     dependencies: [
@@ -84,10 +88,38 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "ZKClientCore",
+            dependencies: [
+                "ZKProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        .target(
+            name: "ZKClient",
+            dependencies: [
+                "ZKClientCore", "ZKProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(name: "ZKRecipesCore", dependencies: ["ZKProtocol"]),
+        .target(
+            name: "ZKRecipes",
+            dependencies: [
+                "ZKRecipesCore", "ZKClient",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(name: "zkrecipes-interop", dependencies: ["ZKRecipes", "ZKClient"]),
         .executableTarget(
             name: "minizk",
             dependencies: [
-                "ZKServer", "ZKCore", "ZKProtocol", "ZKStorage", "ZKSimulator", "ZKTesting",
+                "ZKServer", "ZKCore", "ZKProtocol", "ZKStorage", "ZKSimulator", "ZKClient", "ZKTesting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -126,6 +158,25 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["Fixtures"]
+        ),
+        .testTarget(
+            name: "ZKClientTests",
+            dependencies: [
+                "ZKClient", "ZKClientCore", "ZKServer", "ZKCore", "ZKProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "ZKRecipesCoreTests", dependencies: ["ZKRecipesCore", "ZKProtocol"]),
+        .testTarget(
+            name: "ZKRecipesTests",
+            dependencies: [
+                "ZKRecipes", "ZKRecipesCore", "ZKClient", "ZKServer", "ZKCore", "ZKProtocol",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

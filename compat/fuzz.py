@@ -12,9 +12,8 @@ password, and closeSession.  Paths come from a small pool so operations collide.
 
 The same list runs step by step against a reference (ZooKeeper) and a server under test
 (MiniZK), each a standalone server or a three-member ensemble.  After every step each
-session waits at a barrier (a ping on a standalone server; a sync in an ensemble, which
-also brings its member up to date with every earlier write) so the watch events it has
-received are complete.  A step's record is its normalised answer (error names, Stats with
+session pings its member until the reply's zxid shows the member has applied every
+transaction a client has seen, so the watch events it has received are complete.  A step's record is its normalised answer (error names, Stats with
 zxids labelled by order of appearance and times by the zxid they belong to, session ids
 by client name, paths relative to the run's root, children sorted) and each session's
 events; the first step whose records differ is reported with both answers, then the
@@ -27,7 +26,8 @@ containers are only created at leaves of the pool (never reaped), no session is 
 disconnected for long.
 
     python3 -m compat.fuzz [--topology standalone|ensemble|both] [--seeds 1-20]
-                           [--ops 300] [--self-check] [--no-shrink] [--replay FILE]
+                           [--ops 300] [--self-check] [--skip-known] [--no-shrink]
+                           [--replay FILE] [--findings]
 
 The last line is ``fuzz: N seeds, N operations, N difference(s)``; the exit status is 1
 when any seed differs.
@@ -39,20 +39,21 @@ import hashlib
 import json
 import os
 import random
-import socket
 import sys
 import tempfile
 import time
 
 from compat import rawzk
-from compat.zk import (KAZOO_SUPER_DIGEST, WORK_DIR, MiniZKServer, ServerError, ZooKeeperServer,
-                       free_ports, server_mode)
+from compat.zk import (KAZOO_SUPER_DIGEST, WORK_DIR, MiniZKMember, MiniZKServer, ServerError, ZooKeeperMember,
+                       ZooKeeperServer, free_ports, server_mode)
 
 ENSEMBLE_TICK_MS = 1000
 # The most either server grants: 20 ticks (standalone tick 200 ms; ensemble 1 s, so that a
 # client stalled a few seconds on a shared machine does not see its sessions expire).
 SESSION_TIMEOUT_MS = {"standalone": 4000, "ensemble": 20000}
-SOCKET_TIMEOUT_S = 8.0
+# How long a reply may take. A loaded machine has kept a ZooKeeper ensemble member's reply for
+# more than 8 s; the ensemble's 20 s sessions leave room for 15 s (standalone: 4 s sessions).
+SOCKET_TIMEOUT_S = {"standalone": 8.0, "ensemble": 15.0}
 SLOW_STEP_S = 1.0                   # a step slower than this is reported (it delays other sessions' pings)
 RECONNECT_AFTER_STEPS = 6           # a dropped session is resumed after this many steps at most
 TIME_PLAUSIBLE_MS = 60 * 60 * 1000
@@ -170,6 +171,23 @@ def known_difference(op, addwatch_paths, standard_paths=()):
     return None
 
 
+def known_in(ops):
+    """The KNOWN entries that operations of `ops` run into (their own bookkeeping replayed)."""
+    addwatch, standard, found = {}, {}, []
+    for op in ops:
+        slot = op["s"]
+        label = known_difference(op, addwatch.setdefault(slot, set()), standard.setdefault(slot, set()))
+        if label and label not in found:
+            found.append(label)
+        if op["op"] == "addWatch":
+            addwatch[slot].add(tuple(op["path"]))
+        elif op.get("watch"):
+            standard[slot].add(tuple(op["path"]))
+        elif op["op"] == "close":
+            addwatch[slot], standard[slot] = set(), set()
+    return found
+
+
 class Generator:
     """Operations from one seed. Knows nothing of any server's answers."""
 
@@ -214,7 +232,7 @@ class Generator:
             return self.rng.choice(["empty", "null", "bad-scheme", "bad-world", "bad-digest", "perms-0"])
         return self.choice_w(ACL_WEIGHTS)
 
-    def create_args(self, in_multi=False):
+    def create_args(self):
         """(opcode, path, flags, ttl): mostly consistent combinations, some not."""
         rng = self.rng
         kind = rng.choices(["plain", "seq", "container", "ttl", "odd"], [55, 20, 8, 10, 7])[0]
@@ -253,7 +271,7 @@ class Generator:
             return {"t": rng.choice(["getData", "getChildren"]), "path": self.path()}
         t = rng.choices(["create", "delete", "setData", "check", "bad"], [40, 20, 20, 15, 5])[0]
         if t == "create":
-            opcode, path, flags, ttl = self.create_args(in_multi=True)
+            opcode, path, flags, ttl = self.create_args()
             return {"t": "create", "opcode": opcode, "path": path, "flags": flags, "ttl": ttl,
                     "data": self.data(), "acl": self.acl() if rng.random() < 0.2 else "open"}
         if t in ("delete", "check"):
@@ -277,7 +295,7 @@ class Generator:
                                 "v2": rng.random() < 0.3})
                     del dropped[slot]
             for _attempt in range(50):
-                op = self.operation(sessions, dropped, len(ops))
+                op = self.operation(sessions)
                 if not self.skip_known or known_difference(
                         op, addwatch[op["s"]], standard[op["s"]]) is None:
                     break
@@ -294,7 +312,7 @@ class Generator:
             ops.append(op)
         return {"sessions": sessions, "members": members, "ops": ops, "skip_known": self.skip_known}
 
-    def operation(self, sessions, dropped, position):
+    def operation(self, sessions):
         rng = self.rng
         slot = rng.randrange(sessions)
         name = self.choice_w(OP_WEIGHTS)
@@ -371,47 +389,16 @@ def describe(op):
 
 
 # -- servers ---------------------------------------------------------------------------------
+# What the fuzzer's MiniZK members run with, besides their zoo.cfg.
+MINIZK_MEMBER_ARGUMENTS = ["--extended-types", "--no-force-sync"]
+
+
 def zoo_cfg(data_dir, server_lines):
     # A member that misses syncLimit ticks drops its clients; a shared two-core machine running
     # six servers needs the slack (1 s ticks, 10 s), which costs nothing: no expiry is awaited.
     return ("tickTime=%d\ninitLimit=20\nsyncLimit=10\ndataDir=%s\nstandaloneEnabled=false\n"
             "maxClientCnxns=0\n4lw.commands.whitelist=*\nadmin.enableServer=false\nforceSync=no\n%s\n"
             % (ENSEMBLE_TICK_MS, data_dir, "\n".join(server_lines)))
-
-
-class ZooKeeperMember(ZooKeeperServer):
-    def __init__(self, sid, server_lines, **kwargs):
-        self.sid, self.server_lines = sid, server_lines
-        super().__init__(**kwargs)
-
-    def _prepare(self):
-        super()._prepare()
-        with open(self.config_path, "w") as config:
-            config.write(zoo_cfg(self.data_dir, self.server_lines))
-        with open(os.path.join(self.data_dir, "myid"), "w") as myid:
-            myid.write("%d\n" % self.sid)
-
-    def _command(self):
-        command = super()._command()
-        command[command.index("org.apache.zookeeper.server.ZooKeeperServerMain")] = \
-            "org.apache.zookeeper.server.quorum.QuorumPeerMain"
-        return command
-
-
-class MiniZKMember(MiniZKServer):
-    def __init__(self, sid, server_lines, **kwargs):
-        self.sid, self.server_lines = sid, server_lines
-        super().__init__(**kwargs)
-
-    def _prepare(self):
-        super()._prepare()
-        self.config_path = os.path.join(self.work_dir, "zoo.cfg")
-        with open(self.config_path, "w") as config:
-            config.write(zoo_cfg(self.data_dir, self.server_lines))
-
-    def _command(self):
-        return [self.binary, "server", "--config", self.config_path, "--id", str(self.sid),
-                "--data-dir", self.data_dir, "--extended-types", "--no-force-sync"] + self._auth_arguments()
 
 
 class Cluster:
@@ -438,9 +425,9 @@ class Cluster:
                 os.makedirs(work_dir)
                 kwargs = dict(port=ports[3 * sid - 1], work_dir=work_dir, **common)
                 if kind == "zk":
-                    self.servers.append(ZooKeeperMember(sid, lines, **kwargs))
+                    self.servers.append(ZooKeeperMember(sid, lines, zoo_cfg, **kwargs))
                 else:
-                    self.servers.append(MiniZKMember(sid, lines, binary=binary, **kwargs))
+                    self.servers.append(MiniZKMember(sid, lines, zoo_cfg, arguments=MINIZK_MEMBER_ARGUMENTS, binary=binary, **kwargs))
 
     def start(self, timeout=90.0):
         for server in self.servers:
@@ -568,6 +555,7 @@ class Run:
         self.ensemble = cluster.topology == "ensemble"
         self.slots = []
         self.step_index = 0
+        self.floor = 0   # the highest zxid any client here has seen, closed ones included
 
     def address(self, member):
         server = self.cluster.servers[member % len(self.cluster.servers)]
@@ -577,7 +565,7 @@ class Run:
         """Connect (or resume); retries while a member refuses (it may lag behind the client)."""
         host, port = self.address(member)
         for attempt in range(retries):
-            client = rawzk.RawClient(host, port, timeout=SOCKET_TIMEOUT_S,
+            client = rawzk.RawClient(host, port, timeout=SOCKET_TIMEOUT_S[self.cluster.topology],
                                      session_timeout_ms=SESSION_TIMEOUT_MS[self.cluster.topology])
             try:
                 client.connect(session_id=session_id, password=password, last_zxid=last_zxid)
@@ -611,6 +599,8 @@ class Run:
             slot.client.events = []
 
     def new_session(self, slot):
+        if slot.client is not None:
+            self.floor = max(self.floor, slot.client.last_zxid)
         slot.client = self.open_client(slot.member)
         if slot.client is None:
             raise ServerError("cannot open a session on %s" % self.cluster.kind)
@@ -647,7 +637,8 @@ class Run:
             time.sleep(0.002)
 
     def highest_zxid(self):
-        return max(slot.client.last_zxid for slot in self.slots if slot.client)
+        self.floor = max([self.floor] + [slot.client.last_zxid for slot in self.slots if slot.client])
+        return self.floor
 
     # -- watch bookkeeping, as a client library keeps it
     def note_events(self, slot, events):
@@ -792,16 +783,22 @@ class Run:
             self.mark_dropped(slot, index)
             bad = bytes((b ^ 0x5A) for b in (client.password or b"\x00" * 16))
             host, port = self.address(op["member"])
-            probe = rawzk.RawClient(host, port, timeout=SOCKET_TIMEOUT_S,
-                                    session_timeout_ms=SESSION_TIMEOUT_MS[self.cluster.topology])
-            try:
-                probe.connect(session_id=client.session_id, password=bad, last_zxid=client.last_zxid)
-                answer = {"session": "same" if probe.session_id == client.session_id else
-                          ("0" if probe.session_id == 0 else "other"),
-                          "timeout": probe.negotiated_timeout_ms}
-            except (rawzk.Closed, OSError):
-                answer = "CLOSED"
-            probe.drop()
+            # A member still behind the client's zxid closes the connection without an answer;
+            # a wrong password changes nothing, so ask again until it has caught up.
+            for _attempt in range(40):
+                probe = rawzk.RawClient(host, port, timeout=SOCKET_TIMEOUT_S[self.cluster.topology],
+                                        session_timeout_ms=SESSION_TIMEOUT_MS[self.cluster.topology])
+                try:
+                    probe.connect(session_id=client.session_id, password=bad, last_zxid=client.last_zxid)
+                    answer = {"session": "same" if probe.session_id == client.session_id else
+                              ("0" if probe.session_id == 0 else "other"),
+                              "timeout": probe.negotiated_timeout_ms}
+                except (rawzk.Closed, OSError):
+                    answer = "CLOSED"
+                probe.drop()
+                if answer != "CLOSED" or not self.ensemble:
+                    break
+                time.sleep(0.05)
             return answer
         path = self.path(op["path"]) if "path" in op else None
         if name == "create":
@@ -1018,10 +1015,43 @@ def run_seed(pair, seed, count, shrink_budget_s, out_dir, args):
     for number, op in enumerate(small["ops"]):
         print("    %2d  %s" % (number, describe(op)))
     report_difference(best, small, names)
+    labels = known_in(small["ops"])
+    print("  known differences it contains: %s" % (", ".join(labels) if labels else "none -- new?"))
     print("  replay the minimal list: scripts/fuzz.sh --topology %s --replay %s%s"
           % (pair.topology, os.path.relpath(path), " --self-check" if pair.self_check else ""))
     return steps, {"seed": seed, "topology": pair.topology, "command": replay_cmd,
-                   "difference": best, "ops": small["ops"], "file": path}
+                   "difference": best, "ops": small["ops"], "file": path, "known": labels}
+
+
+FINDINGS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz-findings.json")
+
+
+def replay_findings(path, self_check, binary):
+    """Replay each finding's minimal operation list; print whether the servers still differ."""
+    with open(path) as handle:
+        entries = json.load(handle)
+    names = ("zk", "zk#2" if self_check else "minizk")
+    still = 0
+    for topology in ("standalone", "ensemble"):
+        selected = [entry for entry in entries if entry["topology"] == topology]
+        if not selected:
+            continue
+        pair = Pair(topology, self_check, binary)
+        try:
+            pair.start()
+            for entry in selected:
+                plan = {"sessions": entry["sessions"], "members": entry["members"], "ops": entry["ops"]}
+                _, difference, _ = pair.replay(plan, "k")
+                if difference is None:
+                    print("same     %-28s %s" % (entry["id"], entry["title"]))
+                else:
+                    still += 1
+                    print("DIFFERS  %-28s %s" % (entry["id"], entry["title"]))
+                    report_difference(difference, plan, names)
+        finally:
+            pair.destroy()
+    print("findings: %d of %d still differ" % (still, len(entries)))
+    return 1 if still else 0
 
 
 def parse_seeds(text):
@@ -1047,8 +1077,9 @@ def main(argv):
                         help="generate no operation that runs into a difference already listed in KNOWN")
     parser.add_argument("--shrink-seconds", type=float, default=120.0)
     parser.add_argument("--replay", help="run an operation list saved by a shrink")
-    parser.add_argument("--keep-going", action="store_true", default=True,
-                        help="go on with the next seed after a difference (default)")
+    parser.add_argument("--findings", nargs="?", const=FINDINGS_FILE, metavar="FILE",
+                        help="replay the minimal replays of every finding (compat/fuzz-findings.json) "
+                             "and say which still differ")
     parser.add_argument("--max-differences", type=int, default=0,
                         help="stop after this many differing seeds (0: never)")
     args = parser.parse_args(argv)
@@ -1065,6 +1096,8 @@ def main(argv):
         with open(args.replay) as handle:
             plan = json.load(handle)
         topologies = [plan.get("topology", topologies[0])] if args.topology != "both" else topologies
+    if args.findings:
+        return replay_findings(args.findings, args.self_check, binary)
     seeds = [args.seed] if args.seed is not None else parse_seeds(args.seeds)
     started = time.monotonic()
     total_ops = 0
@@ -1113,6 +1146,11 @@ def main(argv):
     # timing (seen: a ZooKeeper follower answering a sync before it sent a notification for a
     # write committed just before); it is printed above but does not fail the run.
     flaky = [finding for finding in findings if finding.get("flaky")]
+    for finding in findings:
+        if "seed" in finding:
+            print("  %s seed %d: %s" % (finding["topology"], finding["seed"],
+                                       "not reproduced" if finding.get("flaky") else
+                                       ", ".join(finding.get("known") or ["new"])))
     print("fuzz: %d seeds, %d operations, %d difference(s)%s in %.0f s"
           % (len(seeds) * len(topologies) if not args.replay else 1, total_ops,
              len(findings) - len(flaky),

@@ -30,7 +30,7 @@ import threading
 import time
 
 from compat.java_faults import FaultProxy
-from compat.zk import (JAVA_DIR, REPO_ROOT, WORK_DIR, MiniZKServer, ServerError, ZooKeeperServer,
+from compat.zk import (JAVA_DIR, REPO_ROOT, WORK_DIR, MiniZKMember, ServerError, ZooKeeperMember,
                        free_ports, server_mode)
 
 TICK_MS = 200
@@ -66,44 +66,6 @@ def zoo_cfg_text(data_dir, server_lines):
             "%s\n" % (TICK_MS, data_dir, SESSION_TIMEOUT_MS, "\n".join(server_lines)))
 
 
-class ZooKeeperMember(ZooKeeperServer):
-    """A QuorumPeerMain with its zoo.cfg and myid."""
-
-    def __init__(self, sid, server_lines, **kwargs):
-        self.sid, self.server_lines = sid, server_lines
-        super().__init__(**kwargs)
-
-    def _prepare(self):
-        super()._prepare()
-        with open(self.config_path, "w") as config:
-            config.write(zoo_cfg_text(self.data_dir, self.server_lines))
-        with open(os.path.join(self.data_dir, "myid"), "w") as myid:
-            myid.write("%d\n" % self.sid)
-
-    def _command(self):
-        command = super()._command()
-        command[command.index("org.apache.zookeeper.server.ZooKeeperServerMain")] = \
-            "org.apache.zookeeper.server.quorum.QuorumPeerMain"
-        return command
-
-
-class MiniZKMember(MiniZKServer):
-    """`minizk server --config zoo.cfg --id N --data-dir DIR`."""
-
-    def __init__(self, sid, server_lines, **kwargs):
-        self.sid, self.server_lines = sid, server_lines
-        super().__init__(**kwargs)
-
-    def _prepare(self):
-        super()._prepare()
-        with open(os.path.join(self.work_dir, "zoo.cfg"), "w") as config:
-            config.write(zoo_cfg_text(self.data_dir, self.server_lines))
-
-    def _command(self):
-        return [self.binary, "server", "--config", os.path.join(self.work_dir, "zoo.cfg"), "--id", str(self.sid),
-                "--data-dir", self.data_dir, "--log-level", "info"]
-
-
 class Ensemble:
     def __init__(self, kind, binary, root, fault=None):
         self.fault, self.proxies = fault, {}
@@ -118,9 +80,9 @@ class Ensemble:
                           work_dir=os.path.join(root, "server%d" % sid), log_name="server%d.log" % sid)
             os.makedirs(common["work_dir"])
             if kind == "zk":
-                self.servers[sid] = ZooKeeperMember(sid, lines, **common)
+                self.servers[sid] = ZooKeeperMember(sid, lines, zoo_cfg_text, **common)
             else:
-                self.servers[sid] = MiniZKMember(sid, lines, binary=binary, **common)
+                self.servers[sid] = MiniZKMember(sid, lines, zoo_cfg_text, arguments=["--log-level", "info"], binary=binary, **common)
 
     def hosts(self):
         """The addresses the checks are given: the members', or their fault proxies'."""

@@ -398,6 +398,51 @@ class MiniZKServer(ManagedServer):
         return command + self._auth_arguments()
 
 
+class ZooKeeperMember(ZooKeeperServer):
+    """An ensemble member: a QuorumPeerMain reading its own zoo.cfg, written by
+    ``config_text(data_dir, server_lines)``, and its myid."""
+
+    def __init__(self, sid, server_lines, config_text, **kwargs):
+        self.sid, self.server_lines, self.config_text = sid, list(server_lines), config_text
+        super().__init__(**kwargs)
+
+    def _prepare(self):
+        super()._prepare()  # the logging setup and config path of the standalone server
+        with open(self.config_path, "w") as config:
+            config.write(self.config_text(self.data_dir, self.server_lines))
+        with open(os.path.join(self.data_dir, "myid"), "w") as myid:
+            myid.write("%d\n" % self.sid)
+
+    def _command(self):
+        command = super()._command()
+        main = command.index("org.apache.zookeeper.server.ZooKeeperServerMain")
+        command[main] = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+        return command
+
+
+class MiniZKMember(MiniZKServer):
+    """An ensemble member: ``minizk server --config zoo.cfg --id N --data-dir DIR``, the zoo.cfg
+    written by ``config_text(data_dir, server_lines)``; ``arguments`` go after those."""
+
+    def __init__(self, sid, server_lines, config_text, arguments=(), **kwargs):
+        self.sid, self.server_lines, self.config_text = sid, list(server_lines), config_text
+        self.arguments = list(arguments)
+        super().__init__(**kwargs)
+
+    @property
+    def config_path(self):
+        return os.path.join(self.work_dir, "zoo.cfg")
+
+    def _prepare(self):
+        super()._prepare()
+        with open(self.config_path, "w") as config:
+            config.write(self.config_text(self.data_dir, self.server_lines))
+
+    def _command(self):
+        return [self.binary, "server", "--config", self.config_path, "--id", str(self.sid),
+                "--data-dir", self.data_dir] + self.arguments + self._auth_arguments()
+
+
 def make_test_certificates(directory):
     """A throw-away CA, a server certificate (CN localhost) and a client certificate it signed,
     as PEM files in `directory`. Returns a dict of their paths and PEM bytes."""

@@ -5,7 +5,7 @@
 #
 # usage: scripts/fuzz.sh [--topology standalone|ensemble|both] [--seeds 1-20 | --seed N]
 #                        [--ops 300] [--self-check] [--skip-known] [--no-shrink]
-#                        [--replay compat/work/fuzz/FILE.json]
+#                        [--replay compat/work/fuzz/FILE.json] [--findings]
 #        scripts/fuzz.sh --ci      the fixed CI set (both topologies, see compat/README.md)
 #        scripts/fuzz.sh --long    200 seeds x 2,000 operations, both topologies
 #

@@ -44,8 +44,9 @@ from kazoo.retry import KazooRetry
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
-from compat.zk import (KAZOO_SUPER_DIGEST, WORK_DIR, MiniZKServer, ZooKeeperServer,  # noqa: E402
-                       four_letter_word_or_empty, free_ports, server_mode)
+from compat import zk  # noqa: E402
+from compat.zk import (KAZOO_SUPER_DIGEST, WORK_DIR, four_letter_word_or_empty, free_ports,  # noqa: E402
+                       server_mode)
 
 TICK_MS = 200
 SESSION_TIMEOUT_S = 4.0  # the most ZooKeeper grants at tickTime 200 (20 ticks)
@@ -104,46 +105,18 @@ class Relaunch:
             cwd=self.work_dir, start_new_session=True)
 
 
-class ZooKeeperMember(Relaunch, ZooKeeperServer):
+class ZooKeeperMember(Relaunch, zk.ZooKeeperMember):
     """A QuorumPeerMain reading its own zoo.cfg and myid."""
 
     def __init__(self, sid, server_lines, **kwargs):
-        self.sid, self.server_lines = sid, list(server_lines)
-        super().__init__(**kwargs)
-
-    def _prepare(self):
-        super()._prepare()  # the logging setup and config path of the standalone server
-        with open(self.config_path, "w") as config:
-            config.write(zoo_cfg_text(self.data_dir, self.server_lines))
-        with open(os.path.join(self.data_dir, "myid"), "w") as myid:
-            myid.write("%d\n" % self.sid)
-
-    def _command(self):
-        command = super()._command()
-        main = command.index("org.apache.zookeeper.server.ZooKeeperServerMain")
-        command[main] = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
-        return command
+        super().__init__(sid, server_lines, zoo_cfg_text, **kwargs)
 
 
-class MiniZKMember(Relaunch, MiniZKServer):
+class MiniZKMember(Relaunch, zk.MiniZKMember):
     """`minizk server --config zoo.cfg --id N --data-dir DIR`."""
 
     def __init__(self, sid, server_lines, **kwargs):
-        self.sid, self.server_lines = sid, list(server_lines)
-        super().__init__(**kwargs)
-
-    @property
-    def config_path(self):
-        return os.path.join(self.work_dir, "zoo.cfg")
-
-    def _prepare(self):
-        super()._prepare()
-        with open(self.config_path, "w") as config:
-            config.write(zoo_cfg_text(self.data_dir, self.server_lines))
-
-    def _command(self):
-        return [self.binary, "server", "--config", self.config_path, "--id", str(self.sid),
-                "--data-dir", self.data_dir, "--log-level", "info"] + self._auth_arguments()
+        super().__init__(sid, server_lines, zoo_cfg_text, arguments=["--log-level", "info"], **kwargs)
 
 
 # -- an ensemble of up to five members -----------------------------------------------------------

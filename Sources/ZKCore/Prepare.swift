@@ -23,25 +23,22 @@ enum Prepare {
         }
     }
 
-    /// The operations of a multi as ZooKeeper 3.8 reads them, or nil when it answers the whole
-    /// multi MARSHALLINGERROR (an operation that is not a write, or see below).
+    /// The operations of a multi as ZooKeeper 3.8 reads them, or nil when it cannot read them and
+    /// answers the whole multi MARSHALLINGERROR (an operation that is not a write).
     ///
     /// ZooKeeper rebuilds every create inside a multi from its flags alone, whatever create opcode
     /// carried it: flags 0–3 make a plain create, answered with its path only; flag 4 a container,
-    /// answered with path and Stat; the TTL flags (5, 6) a TTL node in a createTTL, but in a
-    /// create, create2 or createContainer they make it fail the whole multi; a createTTL with any
-    /// other flags loses its TTL; unknown flags make a create that fails with BADARGUMENTS.
+    /// answered with path and Stat; the TTL flags (5, 6) a TTL node in a createTTL; a createTTL
+    /// with any other flags loses its TTL; unknown flags make a create that fails with
+    /// BADARGUMENTS. A plain create with TTL flags, or a null path, reads fine but fails the whole
+    /// multi when its turn comes (`failsWholeMulti`).
     static func multiOperations(_ ops: [Request]) -> [Request]? {
         var result: [Request] = []
         result.reserveCapacity(ops.count)
         for op in ops {
             switch op {
             case .create(let create), .create2(let create), .createContainer(let create):
-                switch create.flags {
-                case 4: result.append(.createContainer(create))
-                case 5, 6: return nil
-                default: result.append(.create(create))
-                }
+                result.append(create.flags == 4 ? .createContainer(create) : .create(create))
             case .createTTL(var create):
                 guard create.flags != 5 && create.flags != 6 else {
                     result.append(op)
@@ -49,13 +46,24 @@ enum Prepare {
                 }
                 create.ttl = nil
                 result.append(create.flags == 4 ? .createContainer(create) : .create(create))
-            case .delete, .setData, .check:
+            case .delete, .setData, .check, .nullPath:
                 result.append(op)
             default:
                 return nil
             }
         }
         return result
+    }
+
+    /// An operation of a multi that ZooKeeper falls over on when it prepares it (a plain create
+    /// with TTL flags, a null path): the whole multi is MARSHALLINGERROR, unless an operation
+    /// before it failed first.
+    static func failsWholeMulti(_ op: Request) -> Bool {
+        switch op {
+        case .nullPath: return true
+        case .create(let create): return create.flags == 5 || create.flags == 6
+        default: return false
+        }
     }
 
     /// Prepares a write against `tree`. Never fails: a refused write becomes an error body.
@@ -76,6 +84,7 @@ enum Prepare {
         bodies.reserveCapacity(ops.count)
         var ignored: [WatchTrigger] = []
         for (index, op) in ops.enumerated() {
+            if failsWholeMulti(op) { return .error(.marshallingError) }
             do {
                 let body = try single(op, tree: scratch, context: context)
                 _ = scratch.apply(body, zxid: scratch.lastZxid, timeMs: 0, sessionId: context.sessionId, triggers: &ignored)

@@ -180,8 +180,10 @@ extension Replica {
         case .nullPath(let opcode):
             // ZooKeeper validates the path of setData and setACL before anything reads it
             // (BADARGUMENTS); every other operation trips over the null first (MARSHALLINGERROR).
-            // removeWatches finds no watch on it (NOWATCHER).
+            // removeWatches finds no watch on it (NOWATCHER); addWatch is answered OK, as
+            // ZooKeeper registers a watch no event can reach.
             if opcode == OpCode.removeWatches.rawValue { throw .noWatcher }
+            if opcode == OpCode.addWatch.rawValue { return .errorResponse(0) }
             throw opcode == OpCode.setData.rawValue || opcode == OpCode.setACL.rawValue ? .badArguments : .marshallingError
         default:
             throw .unimplemented

@@ -53,11 +53,14 @@ public struct WatchTable: Sendable {
     }
 
     private mutating func add(_ table: Table, _ path: String, _ connection: ConnectionID, _ mode: Modes) {
-        var entries = (table == .data ? data[path] : child[path]) ?? [:]
-        let before = entries[connection] ?? []
+        // In place: a path many connections watch must not have its entries copied per watch.
+        func merge(_ entries: inout [ConnectionID: Modes]) -> Modes {
+            let before = entries[connection] ?? []
+            entries[connection] = before.union(mode)
+            return before
+        }
+        let before = table == .data ? merge(&data[path, default: [:]]) : merge(&child[path, default: [:]])
         if mode.contains(.recursive) && !before.contains(.recursive) { recursiveEntries += 1 }
-        entries[connection] = before.union(mode)
-        if table == .data { data[path] = entries } else { child[path] = entries }
         pathsByConnection[connection, default: []].insert(path)
     }
 

@@ -88,7 +88,8 @@ enum RequestCodec {
         // them MARSHALLINGERROR, a few otherwise (getEphemerals is not among them: its null
         // prefix means every ephemeral).
         if pathFirstOpcodes.contains(header.type), payload.getInteger(at: payload.readerIndex, as: Int32.self) == -1 {
-            payload.moveReaderIndex(to: payload.writerIndex)
+            // The record is read whole all the same (a truncated one is malformed, as anywhere).
+            _ = try self.decodeBody(opcode: header.type, from: &payload)
             return (header, .nullPath(opcode: header.type))
         }
         return (header, try self.decodeBody(opcode: header.type, from: &payload))
@@ -239,6 +240,32 @@ enum RequestCodec {
         }
     }
 
+    /// A whole record with a null path and neutral fields after it, so that a null-path operation
+    /// inside a multi (a follower forwards it to its leader) decodes back to the same
+    /// `.nullPath` with the operations after it intact.
+    static func encodeNullPathBody(opcode: Int32, into payload: inout ByteBuffer) {
+        payload.writeJuteString(nil)
+        switch OpCode(rawValue: opcode) {
+        case .create?, .create2?, .createContainer?, .createTTL?:
+            payload.writeJuteBuffer(nil)
+            payload.writeJuteACLs(nil)
+            payload.writeJuteInt(0)
+            if opcode == OpCode.createTTL.rawValue { payload.writeJuteLong(0) }
+        case .delete?, .check?, .checkWatches?, .removeWatches?, .addWatch?:
+            payload.writeJuteInt(0)
+        case .exists?, .getData?, .getChildren?, .getChildren2?:
+            payload.writeJuteBool(false)
+        case .setData?:
+            payload.writeJuteBuffer(nil)
+            payload.writeJuteInt(0)
+        case .setACL?:
+            payload.writeJuteACLs(nil)
+            payload.writeJuteInt(0)
+        default:
+            break
+        }
+    }
+
     static func encodeBody(_ request: Request, into payload: inout ByteBuffer) {
         switch request {
         case .create(let create), .create2(let create), .createContainer(let create):
@@ -264,8 +291,8 @@ enum RequestCodec {
             payload.writeJuteInt(version)
         case .ping, .whoAmI, .closeSession, .unknown:
             break
-        case .nullPath:
-            payload.writeJuteInt(-1)
+        case .nullPath(let opcode):
+            self.encodeNullPathBody(opcode: opcode, into: &payload)
         case .multi(let operations), .multiRead(let operations):
             for operation in operations {
                 payload.writeJuteMultiHeader(MultiHeader(type: operation.opcode, done: false, err: -1))

@@ -3,6 +3,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import ZKClient
 import ZKProtocol
 
 /// A lean load generator for the ZooKeeper protocol: one event loop, several connections, many
@@ -18,6 +19,17 @@ struct BenchCommand: AsyncParsableCommand {
     enum Operation: String, ExpressibleByArgument, CaseIterable {
         case create, set, get, exists
     }
+
+    enum ClientKind: String, ExpressibleByArgument, CaseIterable {
+        /// The lean protocol loop below.
+        case raw
+        /// ZKClient's `ZooKeeperClient`: one session per connection, `outstanding` tasks each
+        /// awaiting one call at a time.
+        case swift
+    }
+
+    @Option(help: "raw (a minimal protocol loop) or swift (ZKClient's ZooKeeperClient, the same workload).")
+    var client: ClientKind = .raw
 
     @Option(help: "Comma-separated host:port list; connections are spread over it.")
     var hosts: String = "127.0.0.1:2181"
@@ -52,6 +64,10 @@ struct BenchCommand: AsyncParsableCommand {
             let parts = entry.split(separator: ":")
             return (String(parts[0]), Int(parts[1]) ?? 2181)
         }
+        if client == .swift {
+            try await runSwiftClient()
+            return
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let run = BenchRun(
             op: op, outstanding: outstanding, value: [UInt8](repeating: 0x61, count: valueBytes),
@@ -80,14 +96,85 @@ struct BenchCommand: AsyncParsableCommand {
         let result = run.stopMeasuring()
         for channel in channels { try? await channel.close() }
         try await group.shutdownGracefully()
+        report(result)
+    }
+
+    /// The same workload through `ZooKeeperClient`: `connections` sessions on one event loop, and
+    /// on each `outstanding` tasks that issue a call, await it and issue the next, so that as many
+    /// calls are in flight as with the raw loop.
+    func runSwiftClient() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let run = BenchRun(
+            op: op, outstanding: outstanding, value: [UInt8](repeating: 0x61, count: valueBytes),
+            countLimit: count, prefix: "/minizk-bench-\(getpid())")
+        let hostList = hosts.split(separator: ",").map(String.init)
+        var clients: [ZooKeeperClient] = []
+        for index in 0..<connections {
+            var configuration = ZooKeeperClient.Configuration(connectString: hostList[index % hostList.count], sessionTimeout: .seconds(30))
+            configuration.eventLoopGroup = group
+            configuration.outstandingRequestsMax = max(outstanding * 2, 1000)
+            let client = try await ZooKeeperClient.connect(configuration: configuration)
+            do { try await client.create(run.prefix) } catch ZooKeeperError.nodeExists {}
+            let node = "\(run.prefix)/n\(index)"
+            try await client.create(node, data: run.value)
+            clients.append(client)
+        }
+        let stop = NIOLockedValueBox(false)
+        let op = self.op
+        let value = run.value
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            for (index, client) in clients.enumerated() {
+                let node = "\(run.prefix)/n\(index)"
+                for worker in 0..<outstanding {
+                    tasks.addTask {
+                        var sequence = 0
+                        while !stop.withLockedValue({ $0 }) {
+                            let started = DispatchTime.now().uptimeNanoseconds
+                            var ok = true
+                            do {
+                                switch op {
+                                case .create:
+                                    sequence += 1
+                                    try await client.create("\(node)-\(worker)-\(sequence)", data: value)
+                                case .set:
+                                    try await client.setData(node, data: value)
+                                case .get:
+                                    _ = try await client.getData(node)
+                                case .exists:
+                                    _ = try await client.exists(node)
+                                }
+                            } catch {
+                                ok = false
+                            }
+                            run.record(latencyMs: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6, ok: ok)
+                        }
+                    }
+                }
+            }
+            try await Task.sleep(nanoseconds: 1_000_000_000)
+            run.startMeasuring()
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline && !run.reachedLimit {
+                try await Task.sleep(nanoseconds: 20_000_000)
+            }
+            stop.withLockedValue { $0 = true }
+            try await tasks.waitForAll()
+        }
+        let result = run.stopMeasuring()
+        for client in clients { await client.close() }
+        try await group.shutdownGracefully()
+        report(result)
+    }
+
+    func report(_ result: BenchRun.Result) {
         let rate = Double(result.completed) / result.seconds
         let p50 = result.percentile(0.50)
         let p99 = result.percentile(0.99)
         if json {
-            print(String(format: "{\"op\":\"%@\",\"connections\":%d,\"outstanding\":%d,\"ops\":%d,\"seconds\":%.3f,\"rate\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"errors\":%d}",
+            print(String(format: "{\"client\":\"\(client.rawValue)\",\"op\":\"%@\",\"connections\":%d,\"outstanding\":%d,\"ops\":%d,\"seconds\":%.3f,\"rate\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"errors\":%d}",
                 op.rawValue, connections, outstanding, result.completed, result.seconds, rate, p50, p99, result.errors))
         } else {
-            print(String(format: "%@: %.0f ops/s (%d ops in %.2f s, %d connections x %d outstanding), latency p50 %.3f ms p99 %.3f ms, %d errors",
+            print(String(format: "%@ (\(client.rawValue) client): %.0f ops/s (%d ops in %.2f s, %d connections x %d outstanding), latency p50 %.3f ms p99 %.3f ms, %d errors",
                 op.rawValue, rate, result.completed, result.seconds, connections, outstanding, p50, p99, result.errors))
         }
     }

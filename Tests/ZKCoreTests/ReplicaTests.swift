@@ -173,6 +173,13 @@ final class ReplicaTests: XCTestCase {
         XCTAssertEqual(h.send(c, .multi([.create(create("/t1", flags: 5, ttl: nil))])).0, .marshallingError)
         XCTAssertEqual(h.send(c, .multi([.createContainer(create("/t2", flags: 6))])).0, .marshallingError)
         XCTAssertNil(h.stat(c, "/t1"))
+        // ZooKeeper meets the TTL flag only when it prepares that operation: a failure before it wins.
+        XCTAssertEqual(
+            h.send(c, .multi([.check(path: "/nope", version: 0), .create(create("/t3", flags: 5, ttl: nil))])).1,
+            .multi([.error(.noNode), .error(.runtimeInconsistency)]))
+        XCTAssertEqual(
+            h.send(c, .multi([.check(path: "/nope", version: 0), .nullPath(opcode: OpCode.delete.rawValue)])).1,
+            .multi([.error(.noNode), .error(.runtimeInconsistency)]))
         XCTAssertEqual(
             h.send(c, .multi([.create(create("/u", flags: 9)), .delete(path: "/k3", version: -1)])).1,
             .multi([.error(.badArguments), .error(.runtimeInconsistency)]))

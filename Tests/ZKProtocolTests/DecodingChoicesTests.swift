@@ -29,6 +29,14 @@ final class DecodingChoicesTests: XCTestCase {
                     + "00000002 00 ffffffff 00000002 2f61 00000000 ffffffff 01 ffffffff"
             ).1,
             .multi([.nullPath(opcode: 1), .delete(path: "/a", version: 0)]))
+        // Encoded again (a follower forwards it to its leader), it reads back the same.
+        for opcode in RequestCodec.pathFirstOpcodes.intersection(RequestCodec.multiOperationTypes).sorted() {
+            let multi: Request = .multi([.nullPath(opcode: opcode), .delete(path: "/a", version: 3)])
+            var frame = ByteBuffer()
+            ClientMessageEncoder.encode(xid: 7, multi, into: &frame)
+            frame.moveReaderIndex(forwardBy: 4)
+            XCTAssertEqual(try ClientMessageDecoder.decodeRequest(&frame).1, multi, "opcode \(opcode)")
+        }
         XCTAssertEqual(try decodeRequest("fffffffc 00000064 00000000 ffffffff ffffffff").1, .auth(type: 0, scheme: "", auth: []))
         XCTAssertEqual(
             try decodeRequest("fffffff8 00000065 0000000000000000 ffffffff ffffffff ffffffff").1,

@@ -3,7 +3,8 @@ import XCTest
 
 /// Nothing in the simulated system may read the real clock, draw from a global random source,
 /// start a thread or sleep: one such call and a seed no longer replays its run. This test reads
-/// the sources of ZKProtocol, ZKCore and ZKSimulator (all of which run inside a simulation; the
+/// the sources of ZKProtocol, ZKCore, ZKSimulator and the client's and recipes' cores (all of
+/// which run inside a simulation; the
 /// simulator's shell that reads the wall clock, `minizk sim`, lives in Sources/minizk) and
 /// fails on any use outside comments.
 final class NoAmbientTimeOrRandomnessTests: XCTestCase {
@@ -20,7 +21,9 @@ final class NoAmbientTimeOrRandomnessTests: XCTestCase {
         (#"\bThread\."#, "Thread."),
     ]
 
-    static let directories = ["Sources/ZKProtocol", "Sources/ZKCore", "Sources/ZKSimulator"]
+    /// ZKClientCore (and ZKRecipesCore once it lands) hold the client's and the recipes'
+    /// decisions, which the simulator drives too.
+    static let directories = ["Sources/ZKProtocol", "Sources/ZKCore", "Sources/ZKSimulator", "Sources/ZKClientCore", "Sources/ZKRecipesCore"]
 
     static var packageRoot: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
