@@ -62,7 +62,8 @@ let package = Package(
         .target(
             name: "ZKSimulator",
             dependencies: [
-                "ZKCore", "ZKProtocol", "ZKStorage",
+                "ZKCore", "ZKProtocol", "ZKStorage", "ZKClientCore",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),

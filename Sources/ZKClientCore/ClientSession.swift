@@ -799,6 +799,11 @@ public struct ClientSession: Sendable {
         lastSentMs = nowMs
     }
 
+    /// Takes the next xid for a request this session does not send itself: cxids belong to the
+    /// session, so another connection acting for it (closing it from another member, say) must
+    /// not reuse one this connection will send.
+    public mutating func reserveXid() -> Int32 { takeXid() }
+
     private mutating func takeXid() -> Int32 {
         let xid = nextXid
         // Wrap before the special (negative) range; a session never has 2^31 requests in flight.

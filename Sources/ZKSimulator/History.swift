@@ -124,6 +124,8 @@ public struct WatchRecord: Sendable {
     public var setAt: UInt64
     /// The event that fired it.
     public var fired: (type: Int32, at: UInt64)?
+    /// Set again with setWatches2 on a new connection after a reconnect, relative to `zxid`.
+    public var reregistered = false
 }
 
 /// Everything the clients saw.

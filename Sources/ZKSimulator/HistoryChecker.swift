@@ -307,8 +307,29 @@ struct HistoryChecker {
             for (path, type) in Self.triggers(committed[zxid]!.body) { changes[path, default: []].append((zxid, type)) }
         }
         for watch in history.watches {
-            let relevant = (changes[watch.path] ?? []).first { change in
+            let fitting = (changes[watch.path] ?? []).filter { change in
                 change.zxid > watch.zxid && SimClient.fires(change.type, watch.kind)
+            }
+            var relevant = fitting.first
+            var immediate = false
+            if watch.reregistered {
+                // setWatches2 fires at once what the member finds changed since the relative zxid,
+                // judged by the node as it is then: a node changed and then deleted fires
+                // nodeDeleted, one deleted and created again nodeDataChanged (its mzxid is newer),
+                // one created and deleted again nothing. Such an event comes before the reply to
+                // the setWatches2 and must match some change after the relative zxid. A watch the
+                // member registered instead is an ordinary watch set at the zxid of that reply.
+                let answered = history.repliesByConnection[watch.connection]?.first { $0.at > watch.setAt }
+                if let fired = watch.fired, answered.map({ fired.at < $0.at }) ?? true {
+                    immediate = true
+                    relevant = (changes[watch.path] ?? []).first { change in
+                        change.zxid > watch.zxid
+                            && (change.type.rawValue == fired.type
+                                || (fired.type == EventType.nodeDataChanged.rawValue && change.type == .nodeCreated))
+                    }
+                } else {
+                    relevant = answered.flatMap { answered in fitting.first { $0.zxid > answered.zxid } }
+                }
             }
             let label = "client \(watch.client) \(watch.kind) watch on \(watch.path) set at \(hex(watch.zxid)) on connection \(watch.connection)"
             guard let fired = watch.fired else {
@@ -323,7 +344,7 @@ struct HistoryChecker {
                 verdict.fail("client.watch", "\(label) fired \(firedType), but nothing changed the path after it was set")
                 return
             }
-            guard relevant.type.rawValue == fired.type else {
+            guard relevant.type.rawValue == fired.type || immediate else {
                 verdict.fail("client.watch", "\(label) fired \(firedType), but the first change after it was \(relevant.type) at \(hex(relevant.zxid))")
                 return
             }
