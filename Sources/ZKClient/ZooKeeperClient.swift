@@ -127,7 +127,7 @@ public final class ZooKeeperClient: Sendable {
         core.authInfo = configuration.authInfo.map { ClientSession.AuthInfo(scheme: $0.scheme, auth: $0.auth) }
         let session: ClientSession
         if let seed = configuration.shuffleSeed {
-            var generator = SeededGenerator(seed: seed)
+            var generator = SplitMix64(seed: seed)
             session = ClientSession(hosts: parsed.hosts, configuration: core, generator: &generator)
         } else {
             var generator = SystemRandomNumberGenerator()
@@ -448,15 +448,3 @@ extension Duration {
     }
 }
 
-/// SplitMix64: the seeded generator that shuffles hosts when `shuffleSeed` is set.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

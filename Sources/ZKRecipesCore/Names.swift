@@ -1,3 +1,5 @@
+import ZKProtocol
+
 /// Znode names as Apache Curator 5.4 writes them, so that Swift and Java processes using the
 /// same paths coordinate.
 ///
@@ -107,16 +109,10 @@ public protocol UUIDSource {
 
 /// Version-4-shaped UUIDs from a SplitMix64 generator.
 public struct SeededUUIDs: UUIDSource, Sendable {
-    var state: UInt64
-    public init(seed: UInt64) { state = seed }
+    var words: SplitMix64
+    public init(seed: UInt64) { words = SplitMix64(seed: seed) }
 
-    mutating func nextWord() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    mutating func nextWord() -> UInt64 { words.next() }
 
     public mutating func next() -> String {
         var high = nextWord(), low = nextWord()

@@ -1,3 +1,5 @@
+import ZKProtocol
+
 /// The simulator's only source of randomness: a seeded generator (xoshiro256**), so that one
 /// seed determines every choice of a run.
 ///
@@ -12,7 +14,7 @@ public struct SimRandom: RandomNumberGenerator, Sendable {
     private var s3: UInt64
 
     public init(seed: UInt64) {
-        var mixer = SplitMix64(state: seed)
+        var mixer = SplitMix64(seed: seed)
         s0 = mixer.next()
         s1 = mixer.next()
         s2 = mixer.next()
@@ -41,7 +43,7 @@ public struct SimRandom: RandomNumberGenerator, Sendable {
             hash ^= UInt64(byte)
             hash = hash &* 0x100_0000_01B3
         }
-        var mixer = SplitMix64(state: seed ^ hash)
+        var mixer = SplitMix64(seed: seed ^ hash)
         return SimRandom(seed: mixer.next())
     }
 
@@ -85,18 +87,6 @@ public struct SimRandom: RandomNumberGenerator, Sendable {
             roll -= weight
         }
         return weights.count - 1
-    }
-}
-
-/// SplitMix64, to spread a seed over the generator's state.
-struct SplitMix64 {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

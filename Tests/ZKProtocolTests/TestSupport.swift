@@ -67,17 +67,8 @@ func encodedFrame(_ frame: ServerFrame) -> [UInt8] {
     encoded { frame.encode(into: &$0) }
 }
 
-/// SplitMix64 (Steele, Lea, Flood 2014): a tiny seeded generator, so every random test replays.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// Random bytes for the tests, from the package's seeded generator (every random test replays).
+extension SplitMix64 {
     mutating func bytes(count: Int) -> [UInt8] {
         (0..<count).map { _ in UInt8.random(in: 0...255, using: &self) }
     }

@@ -1,0 +1,17 @@
+/// SplitMix64 (Steele, Lea and Flood, 2014): a tiny seeded generator, the same seed giving the
+/// same draws on every platform. MiniZK's one source of seeded randomness below the shells — the
+/// simulator's seed mixing, group-commit jitter, the client's host shuffle, the recipes' seeded
+/// UUIDs and the tests — so that a stream, once recorded in a seed, never changes.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public private(set) var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
