@@ -398,15 +398,11 @@ public struct Replica: Sendable {
 
     /// 16 password bytes derived from the session id and the ensemble's secret.
     func password(for sessionId: Int64) -> [UInt8] {
-        var state = secret ^ UInt64(bitPattern: sessionId) ^ 0xB341_5C00
+        var words = SplitMix64(seed: secret ^ UInt64(bitPattern: sessionId) ^ 0xB341_5C00)
         var bytes: [UInt8] = []
         bytes.reserveCapacity(16)
         for _ in 0..<2 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z ^= z >> 31
+            let z = words.next()
             for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: z >> UInt64(shift))) }
         }
         return bytes
