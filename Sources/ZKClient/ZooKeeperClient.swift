@@ -403,6 +403,25 @@ public final class ZooKeeperClient: Sendable {
         return (data ?? [], stat)
     }
 
+    /// Sends one request as it is and returns the server's answer, an error code included (the
+    /// outcome of a call that failed locally, connectionLoss or sessionExpired, too). With
+    /// `watch` (getData, exists, getChildren, getChildren2), a one-shot watch is set with the
+    /// request; exists keeps it when the answer is noNode. For programs that speak in requests
+    /// (`CoordinationProgram`s run by `ZKRecipes.ProgramRunner`); the typed methods above are
+    /// the usual way in.
+    public func send(_ request: Request, watch: Bool = false) async -> (result: Result<Response, ErrorCode>, watch: OneShotWatch?) {
+        let (stream, sink) = Self.oneShot(watch)
+        do {
+            return (.success(try await driver.call(request, watch: sink)), stream)
+        } catch let error as ZooKeeperError {
+            let keepsWatch: Bool
+            if case .exists = request, error.code == .noNode { keepsWatch = true } else { keepsWatch = false }
+            return (.failure(error.code), keepsWatch ? stream : nil)
+        } catch {
+            return (.failure(.systemError), nil)
+        }
+    }
+
     // MARK: - Plumbing
 
     private func call(
