@@ -682,7 +682,7 @@ public struct ClientSession: Sendable {
             saslExchange = exchange
             sendSASL(response, nowMs: nowMs, &step)
         } else {
-            guard case .success = exchange.verifyFinal(token ?? []) else { return refuse() }
+            guard exchange.verifyFinal(token ?? []) else { return refuse() }
             saslExchange = nil
             connectionReady(readOnly: readOnly, nowMs: nowMs, &step)
         }

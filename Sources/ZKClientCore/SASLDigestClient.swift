@@ -39,8 +39,6 @@ public struct SASLDigestClient: Sendable, Hashable {
         case malformedChallenge(String)
         /// The challenge offers no quality of protection / algorithm this client speaks.
         case unsupported(String)
-        /// The server's final token is not the proof expected.
-        case wrongServerProof
     }
 
     public let credentials: SASLCredentials
@@ -93,12 +91,10 @@ public struct SASLDigestClient: Sendable, Hashable {
         return .success(Array(text.utf8))
     }
 
-    /// Checks the server's final token (step 3).
-    public func verifyFinal(_ token: [UInt8]) -> Result<Void, Failure> {
-        guard let expectedProof, let fields = Self.parse(token), let proof = fields["rspauth"] else {
-            return .failure(.wrongServerProof)
-        }
-        return proof.lowercased() == expectedProof ? .success(()) : .failure(.wrongServerProof)
+    /// Whether the server's final token (step 3) proves that it knows the password.
+    public func verifyFinal(_ token: [UInt8]) -> Bool {
+        guard let expectedProof, let fields = Self.parse(token), let proof = fields["rspauth"] else { return false }
+        return proof.lowercased() == expectedProof
     }
 
     // MARK: - Encoding
