@@ -335,7 +335,13 @@ public struct LockMachine: Sendable {
         } else {
             let predecessor = sorted[index - configuration.maxLeases]
             phase = .waiting(predecessor: predecessor)
+            #if MINIZK_BUG_RECIPE_WATCH_PARENT
+            // Planted bug: the waiter watches the lock's parent, whose data never changes when
+            // the predecessor goes, so it misses its turn.
+            out.append(.watchData(base))
+            #else
             out.append(.watchData(CuratorNames.join(base, predecessor)))
+            #endif
         }
     }
 
@@ -389,8 +395,18 @@ public struct LockMachine: Sendable {
             }
         case .presumedExpired:
             connected = false
+            #if MINIZK_BUG_RECIPE_IGNORE_SESSION_LOSS
+            // Planted bug: the holder ignores the loss of its session and goes on holding.
+            if phase == .held { return }
+            #endif
             if phase == .held { drop(.connectionSuspended, &out) }
         case .expired, .closed:
+            #if MINIZK_BUG_RECIPE_IGNORE_SESSION_LOSS
+            if phase == .held {
+                connected = false
+                return
+            }
+            #endif
             // The ensemble has deleted our node with the session: the hold ends now.
             let ending: HolderState?
             switch phase {
