@@ -176,6 +176,7 @@ let package = Package(
             name: "ZKRecipesTests",
             dependencies: [
                 "ZKRecipes", "ZKRecipesCore", "ZKClient", "ZKServer", "ZKCore", "ZKProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]

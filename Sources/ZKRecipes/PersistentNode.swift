@@ -12,6 +12,9 @@ import ZKRecipesCore
 /// sequence number in sequential modes), and a create whose reply was lost is found again by that
 /// prefix. As in Curator, a sequential node once created keeps its name: it is created again
 /// non-sequentially at the same path (protected: `_c_<uuid>-<name>`, without a sequence number).
+/// A protected node still there after a reconnect is kept as it is (Curator's `createNode` then
+/// issues a protected, non-sequential create at the base path, whose name `_c_<uuid>-<name>`
+/// differs from a sequential node's).
 ///
 ///     let node = PersistentNode(client: client, path: "/workers/w-", mode: .ephemeralSequential,
 ///                               useProtection: true, data: Array("10.0.0.7".utf8))
@@ -188,6 +191,12 @@ public final class PersistentNode: Sendable {
     /// Creates the node (or adopts an existing one, giving it our data); returns its path.
     func ensureNode(_ client: ZooKeeperClient) async throws -> String {
         let (existing, data) = inner.withLockedValue { ($0.nodePath, $0.data) }
+        if useProtection, let existing, try await client.exists(existing) != nil {
+            // Still there (a reconnect within the session): keep it rather than create a second
+            // protected node beside it.
+            try await client.setData(existing, data: data)
+            return existing
+        }
         let createPath: String
         if useProtection {
             createPath = CuratorNames.protectedPath(base: CuratorNames.parent(path), uuid: uuid, name: CuratorNames.nodeName(path))

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 import NIOPosix
 import XCTest
 import ZKClient
@@ -116,6 +117,68 @@ final class NodeQueueDiscoveryTests: RecipeTestCase {
         XCTAssertNotNil(CuratorNames.sequence(of: name))
         let stat = try await clients.last!.exists(actual)
         XCTAssertEqual(stat?.ephemeralOwner, owner.sessionId)
+    }
+
+    /// The server drops the connection (another connection took the session over); on the
+    /// reconnect the node, still there, is kept: no second protected node appears.
+    func testProtectedNodeStillThereAfterAReconnectIsKept() async throws {
+        let owner = try await client()
+        let parent = "\(base)/members"
+        let node = PersistentNode(client: owner, path: "\(parent)/m-", mode: .ephemeralSequential, useProtection: true, data: [1])
+        node.start()
+        let created = await node.waitForInitialCreate(timeout: .seconds(20))
+        XCTAssertTrue(created)
+        let first = try XCTUnwrap(node.actualPath)
+        let states = node.states
+        let clientStates = owner.states
+        try await takeOver(sessionId: owner.sessionId, password: owner.sessionPassword)
+        _ = try await within(30) { () -> ConnectionState? in
+            for await state in clientStates where state == .reconnected { return state }
+            return nil
+        }
+        // The node goes through recreating and back to created at the same path.
+        let again = try await within(30) { () -> PersistentNode.State? in
+            var sawRecreating = false
+            for await state in states {
+                if state == .recreating { sawRecreating = true }
+                if sawRecreating, case .created = state { return state }
+            }
+            return nil
+        }
+        XCTAssertEqual(again, .created(first))
+        let children = try await clients.last!.getChildren(parent)
+        XCTAssertEqual(children, [CuratorNames.nodeName(first)])
+        await node.close()
+    }
+
+    func testPersistentNodeInATTLMode() async throws {
+        let owner = try await client()
+        let path = "\(base)/kept/ttl"
+        let node = PersistentNode(client: owner, path: path, mode: .persistentWithTTL, data: [3], ttl: .seconds(30))
+        node.start()
+        let created = await node.waitForInitialCreate(timeout: .seconds(20))
+        XCTAssertTrue(created)
+        let (data, stat) = try await owner.getData(path)
+        XCTAssertEqual(data, [3])
+        XCTAssertEqual(stat.ephemeralOwner, 0)
+        await node.close()
+    }
+
+    /// Opens a raw connection resuming the session (the server then closes the client's), waits
+    /// for the ConnectResponse and closes it without closing the session.
+    func takeOver(sessionId: Int64, password: [UInt8]) async throws {
+        let hostPort = connectString.split(separator: ",")[0].split(separator: ":")
+        let answered = group.next().makePromise(of: Void.self)
+        let channel = try await ClientBootstrap(group: group)
+            .channelInitializer { channel in channel.pipeline.addHandler(FirstReply(promise: answered)) }
+            .connect(host: String(hostPort[0]), port: Int(hostPort[1])!).get()
+        var buffer = channel.allocator.buffer(capacity: 64)
+        ClientFrame.connect(ConnectRequest(
+            protocolVersion: 0, lastZxidSeen: 0, timeoutMs: 6000, sessionId: sessionId, password: password, readOnly: false)
+        ).encode(into: &buffer)
+        try await channel.writeAndFlush(buffer).get()
+        try await answered.futureResult.get()
+        try await channel.close().get()
     }
 
     /// After the session expires, the node is created again under the session `newSession` gives.
@@ -284,5 +347,18 @@ final class NodeQueueDiscoveryTests: RecipeTestCase {
         XCTAssertEqual(sticky.instance()?.id, "w-3", "sticky while registered")
         XCTAssertEqual(roundRobin.instance().map { ["w-1", "w-3"].contains($0.id) }, true)
         await cache.close()
+    }
+}
+
+private final class FirstReply: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    let promise: EventLoopPromise<Void>
+    var done = false
+    init(promise: EventLoopPromise<Void>) { self.promise = promise }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if !done { done = true; promise.succeed(()) }
+    }
+    func channelInactive(context: ChannelHandlerContext) {
+        if !done { done = true; promise.fail(ChannelError.ioOnClosedChannel) }
     }
 }
