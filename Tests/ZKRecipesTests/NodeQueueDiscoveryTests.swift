@@ -307,6 +307,43 @@ final class NodeQueueDiscoveryTests: RecipeTestCase {
         try await server.shutdown()
     }
 
+    // MARK: caches across a disconnection
+
+    /// Changes made while the cache's client is cut off (a proxy drops its connection and turns it
+    /// away) are not replayed by the re-registered persistent watch; the cache reads the tree
+    /// again on `reconnected`, so the service cache sees the registration made meanwhile.
+    func testCachesCatchUpWithChangesMadeWhileDisconnected() async throws {
+        let hostPort = connectString.split(separator: ",")[0].split(separator: ":")
+        let proxy = try await TestProxy.start(group: group, targetHost: String(hostPort[0]), targetPort: Int(hostPort[1])!)
+        var configuration = ZooKeeperClient.Configuration(connectString: "127.0.0.1:\(proxy.port)", sessionTimeout: .seconds(10))
+        configuration.initialConnectTimeout = .seconds(10)
+        configuration.reconnectDelay = .milliseconds(100)
+        let cut = try await ZooKeeperClient.connect(configuration: configuration)
+        let basePath = "\(base)/services"
+        let registrar = ServiceDiscovery(client: try await client(), basePath: basePath)
+        try await registrar.register(ServiceInstance(name: "worker", id: "w-1", port: 1))
+        let cache = try await ServiceDiscovery(client: cut, basePath: basePath).cache(of: "worker")
+        XCTAssertEqual(cache.instances.map(\.id), ["w-1"])
+        let states = cut.states
+        await proxy.dropAndHold()
+        _ = try await within(30) { () -> ConnectionState? in
+            for await state in states where state == .suspended { return state }
+            return nil
+        }
+        try await registrar.register(ServiceInstance(name: "worker", id: "w-2", port: 2))
+        try await registrar.unregister(ServiceInstance(name: "worker", id: "w-1", port: 1))
+        proxy.release()
+        let changes = cache.changes
+        let caught = try await within(30) { () -> [String] in
+            for await instances in changes where instances.map(\.id) == ["w-2"] { return instances.map(\.id) }
+            return []
+        }
+        XCTAssertEqual(caught, ["w-2"])
+        await cache.close()
+        await cut.close()
+        await proxy.close()
+    }
+
     // MARK: service cache and provider
 
     func testServiceCacheFollowsRegistrationsAndProvidersPickByStrategy() async throws {
