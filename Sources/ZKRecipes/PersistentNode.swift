@@ -30,8 +30,9 @@ public final class PersistentNode: Sendable {
         case created(String)
         /// The node is gone (deleted, or the connection is down); it is being created again.
         case recreating
-        /// The server refused the create or the data (NOAUTH); tried again on the next reconnect.
-        case noAuth
+        /// The server refused the create or the data with this code (NOAUTH, an invalid path,
+        /// TTL nodes not enabled, ...); tried again after the next reconnect, not at once.
+        case failed(ErrorCode)
         /// The session ended and no `newSession` was given (or it failed): the node is not kept.
         case lost
         /// `close()` was called.
@@ -171,8 +172,10 @@ public final class PersistentNode: Sendable {
                 return
             } catch let error as ZooKeeperError where error.code == .sessionExpired || error.code == .authFailed {
                 if !(await replaceSession(after: client)) { return }
-            } catch let error as ZooKeeperError where error.code == .noAuth {
-                state.publish(.noAuth)
+            } catch let error as ZooKeeperError where !error.isRetryable {
+                // Trying again at once would fail the same way (Curator would loop): wait for a
+                // reconnect.
+                state.publish(.failed(error.code))
                 if !(await waitForReconnect(client)) && client.state.isTerminal {
                     if !(await replaceSession(after: client)) { return }
                 }
@@ -183,6 +186,7 @@ public final class PersistentNode: Sendable {
                 } else {
                     state.publish(.recreating)
                     await awaitConnection(client)
+                    try? await Task.sleep(for: .milliseconds(50))
                 }
             }
         }

@@ -151,6 +151,26 @@ final class NodeQueueDiscoveryTests: RecipeTestCase {
         await node.close()
     }
 
+    /// A create the server refuses (NOAUTH here) is reported and not retried in a loop.
+    func testRefusedCreateIsReportedAsFailed() async throws {
+        let owner = try await client()
+        let parent = "\(base)/readonly"
+        try await owner.create(parent, acl: ACL.readUnsafe)
+        let node = PersistentNode(client: owner, path: "\(parent)/child", mode: .ephemeral)
+        let states = node.states
+        node.start()
+        let failed = try await within(30) { () -> PersistentNode.State? in
+            for await state in states { if case .failed = state { return state } }
+            return nil
+        }
+        XCTAssertEqual(failed, .failed(.noAuth))
+        let created = await node.waitForInitialCreate(timeout: .milliseconds(300))
+        XCTAssertFalse(created)
+        XCTAssertEqual(node.currentState, .failed(.noAuth), "no retry loop without a reconnect")
+        await node.close()
+        XCTAssertEqual(node.currentState, .closed)
+    }
+
     func testPersistentNodeInATTLMode() async throws {
         let owner = try await client()
         let path = "\(base)/kept/ttl"
