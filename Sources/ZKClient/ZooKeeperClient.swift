@@ -45,6 +45,10 @@ public final class ZooKeeperClient: Sendable {
         /// Resume an existing session (id and password from `sessionId` / `sessionPassword`).
         public var sessionId: Int64 = 0
         public var sessionPassword: [UInt8] = [UInt8](repeating: 0, count: 16)
+        /// With `sessionId`: the last zxid the earlier client of the session saw
+        /// (`ZooKeeperClient.lastZxidSeen`); members that are behind it refuse the connect, so
+        /// the resumed session never goes back in time.
+        public var lastZxidSeen: Int64 = 0
         /// Credentials (scheme, auth) sent on every connection.
         public var authInfo: [(scheme: String, auth: [UInt8])] = []
         /// SASL DIGEST-MD5: every connection authenticates as this user before anything else (what
@@ -129,6 +133,7 @@ public final class ZooKeeperClient: Sendable {
         core.outstandingRequestsMax = configuration.outstandingRequestsMax
         core.sessionId = configuration.sessionId
         core.password = configuration.sessionPassword
+        core.lastZxidSeen = configuration.sessionId != 0 ? configuration.lastZxidSeen : 0
         core.authInfo = configuration.authInfo.map { ClientSession.AuthInfo(scheme: $0.scheme, auth: $0.auth) }
         core.sasl = configuration.sasl
         let session: ClientSession

@@ -204,6 +204,9 @@ public struct ClientSession: Sendable {
         /// Resume this session instead of starting one (id and password from another client).
         public var sessionId: Int64 = 0
         public var password: [UInt8] = [UInt8](repeating: 0, count: 16)
+        /// With `sessionId`: the last zxid the session's earlier client saw. Members behind it
+        /// refuse the connect, so a resumed session never reads older state than it has seen.
+        public var lastZxidSeen: Int64 = 0
         /// Credentials sent on every connection before anything else.
         public var authInfo: [AuthInfo] = []
         /// SASL DIGEST-MD5 credentials: every connection authenticates with them first.
@@ -309,6 +312,7 @@ public struct ClientSession: Sendable {
         self.hosts = hosts.shuffled(using: &generator)
         self.sessionId = configuration.sessionId
         self.password = configuration.password
+        self.lastZxidSeen = configuration.sessionId != 0 ? configuration.lastZxidSeen : 0
         self.authInfo = configuration.authInfo
         self.seenReadWriteServer = configuration.sessionId != 0
         if configuration.sasl != nil { saslNonces = SplitMix64(seed: generator.next()) }
