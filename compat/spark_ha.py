@@ -231,6 +231,8 @@ class Spark:
             "-Dspark.deploy.zookeeper.url=%s" % ensemble.connect_string,
             "-Dspark.deploy.zookeeper.dir=/spark",
             "-Dspark.worker.timeout=%d" % SPARK_WORKER_TIMEOUT_S,
+            # The master's REST submission server would take the fixed port 6066; not needed here.
+            "-Dspark.master.rest.enabled=false",
         ]
 
     @property
