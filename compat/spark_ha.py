@@ -26,12 +26,15 @@ every process started is killed on exit, on failure and on SIGINT/SIGTERM.
 """
 
 import argparse
+import collections
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -78,6 +81,152 @@ def zoo_cfg_text(data_dir, server_lines):
             "%s\n" % (TICK_MS, data_dir, MAX_SESSION_TIMEOUT_MS, "\n".join(server_lines)))
 
 
+OPCODES = {1: "create", 2: "delete", 3: "exists", 4: "getData", 5: "setData", 6: "getACL", 7: "setACL",
+           8: "getChildren", 9: "sync", 11: "ping", 12: "getChildren2", 13: "check", 14: "multi",
+           15: "create2", 16: "reconfig", 17: "checkWatches", 18: "removeWatches", 19: "createContainer",
+           21: "createTTL", 22: "multiRead", 100: "auth", 101: "setWatches", 102: "sasl",
+           103: "getEphemerals", 104: "getAllChildrenNumber", 105: "setWatches2", 106: "addWatch",
+           107: "whoAmI", -11: "closeSession"}
+ERRORS = {0: "ok", -4: "connectionLoss", -6: "unimplemented", -7: "operationTimeout", -8: "badArguments",
+          -101: "noNode", -102: "noAuth", -103: "badVersion", -108: "noChildrenForEphemerals",
+          -110: "nodeExists", -111: "notEmpty", -112: "sessionExpired", -118: "sessionMoved"}
+CREATE_MODES = {0: "PERSISTENT", 1: "EPHEMERAL", 2: "PERSISTENT_SEQUENTIAL", 3: "EPHEMERAL_SEQUENTIAL",
+                4: "CONTAINER"}
+EVENT_TYPES = {-1: "none", 1: "created", 2: "deleted", 3: "dataChanged", 4: "childrenChanged"}
+PATH_OPCODES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 17, 18, 19, 21, 103, 104, 106)
+
+
+def normal_path(path):
+    """A path with what differs from run to run (UUIDs, sequence numbers, ids) replaced."""
+    path = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uuid>", path)
+    path = re.sub(r"(app|worker|driver)_[A-Za-z0-9.-]+$", r"\1_<id>", path)
+    return re.sub(r"\d{10}$", "<seq>", path)
+
+
+def _frame(sock):
+    def exact(count):
+        data = b""
+        while len(data) < count:
+            chunk = sock.recv(count - len(data))
+            if not chunk:
+                return None
+            data += chunk
+        return data
+    try:
+        head = exact(4)
+        return None if head is None else exact(struct.unpack(">i", head)[0])
+    except OSError:
+        return None
+
+
+def _string(body, offset):
+    length = struct.unpack(">i", body[offset:offset + 4])[0]
+    if length < 0:
+        return None, offset + 4
+    return body[offset + 4:offset + 4 + length].decode("utf-8", "replace"), offset + 4 + length
+
+
+def describe_request(body):
+    """(xid, "op path [mode]") of a request frame after the handshake."""
+    xid, opcode = struct.unpack(">ii", body[:8])
+    name = OPCODES.get(opcode, "op%d" % opcode)
+    if opcode not in PATH_OPCODES or len(body) < 12:
+        return xid, name
+    try:
+        path, offset = _string(body, 8)
+        text = "%s %s" % (name, normal_path(path or ""))
+        if opcode in (1, 15, 19, 21):
+            data_length = struct.unpack(">i", body[offset:offset + 4])[0]
+            offset += 4 + max(0, data_length)
+            acl_count = struct.unpack(">i", body[offset:offset + 4])[0]
+            offset += 4
+            for _ in range(max(0, acl_count)):
+                offset += 4
+                _, offset = _string(body, offset)
+                _, offset = _string(body, offset)
+            flags = struct.unpack(">i", body[offset:offset + 4])[0]
+            text += " " + CREATE_MODES.get(flags, "flags%d" % flags)
+        return xid, text
+    except (struct.error, IndexError):
+        return xid, name
+
+
+class TraceProxy:
+    """Forwards a member's client port and counts what passes: each request (opcode, normalised path,
+    create mode) with the error of its reply, watch events, and the negotiated session timeouts."""
+
+    def __init__(self, target_port, counts, lock, journal, name):
+        self.target_port, self.counts, self.lock, self.journal, self.name = target_port, counts, lock, journal, name
+        self.connections = 0
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _count(self, key, connection):
+        with self.lock:
+            self.counts[key] += 1
+            self.journal.append("%.3f %s#%d %s" % (time.monotonic(), self.name, connection, key))
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            pending = {}
+            self.connections += 1
+            for source, sink, requests in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._pump, args=(source, sink, pending, requests, self.connections),
+                                 daemon=True).start()
+
+    def _pump(self, source, sink, pending, requests, connection):
+        handshake = True
+        while True:
+            body = _frame(source)
+            if body is None:
+                self._count("closed by %s" % ("client" if requests else "member"), connection)
+                for sock in (source, sink):
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    sock.close()
+                return
+            try:
+                if handshake:
+                    if not requests and len(body) >= 8:
+                        self._count("connect -> timeout %d ms" % struct.unpack(">i", body[4:8])[0], connection)
+                elif requests and len(body) >= 8:
+                    xid, text = describe_request(body)
+                    if xid != -2:
+                        pending[xid] = text
+                elif not requests and len(body) >= 16:
+                    xid, _, error = struct.unpack(">iqi", body[:16])
+                    if xid == -1 and len(body) >= 24:
+                        kind, _ = struct.unpack(">ii", body[16:24])
+                        path, _ = _string(body, 24)
+                        self._count("event %s %s" % (EVENT_TYPES.get(kind, kind), normal_path(path or "")), connection)
+                    elif xid != -2 and xid in pending:
+                        self._count("%s -> %s" % (pending.pop(xid), ERRORS.get(error, error)), connection)
+            except (struct.error, IndexError):
+                pass
+            handshake = False
+            try:
+                sink.sendall(struct.pack(">i", len(body)) + body)
+            except OSError:
+                pass
+
+    def close(self):
+        self.listener.close()
+
+
 class Processes:
     """Every process a run starts, each in its own process group, killed group by group at the end."""
 
@@ -104,8 +253,10 @@ class Processes:
 
 
 class Ensemble:
-    def __init__(self, kind, binary, root):
+    def __init__(self, kind, binary, root, trace=False):
         self.kind = kind
+        self.trace_counts, self.trace_lock, self.proxies = collections.Counter(), threading.Lock(), {}
+        self.trace_journal = []
         ports = free_ports(3 * len(MEMBERS))
         self.client_port = {sid: ports[3 * i] for i, sid in enumerate(MEMBERS)}
         lines = ["server.%d=127.0.0.1:%d:%d:participant;127.0.0.1:%d" % (sid, ports[3 * i + 1], ports[3 * i + 2],
@@ -122,9 +273,21 @@ class Ensemble:
                 self.servers[sid] = MiniZKMember(sid, lines, zoo_cfg_text, arguments=["--log-level", "info"],
                                                  binary=binary, **common)
 
+        if trace:
+            self.proxies = {sid: TraceProxy(self.client_port[sid], self.trace_counts, self.trace_lock,
+                                            self.trace_journal, "member%d" % sid)
+                            for sid in MEMBERS}
+
     @property
     def connect_string(self):
         return ",".join("127.0.0.1:%d" % self.client_port[sid] for sid in MEMBERS)
+
+    @property
+    def spark_connect_string(self):
+        """What Spark is given: the members, or the trace proxies in front of them."""
+        if self.proxies:
+            return ",".join("127.0.0.1:%d" % self.proxies[sid].port for sid in MEMBERS)
+        return self.connect_string
 
     def modes(self):
         return {sid: server_mode(self.client_port[sid]) for sid in MEMBERS}
@@ -163,6 +326,8 @@ class Ensemble:
         self.servers[sid].kill()
 
     def stop(self):
+        for proxy in self.proxies.values():
+            proxy.close()
         for server in self.servers.values():
             if server.process is not None and server.process.poll() is None:
                 server.process.kill()
@@ -228,7 +393,7 @@ class Spark:
         self.worker = None
         self.daemon_options = [
             "-Dspark.deploy.recoveryMode=ZOOKEEPER",
-            "-Dspark.deploy.zookeeper.url=%s" % ensemble.connect_string,
+            "-Dspark.deploy.zookeeper.url=%s" % ensemble.spark_connect_string,
             "-Dspark.deploy.zookeeper.dir=/spark",
             "-Dspark.worker.timeout=%d" % SPARK_WORKER_TIMEOUT_S,
             # The master's REST submission server would take the fixed port 6066; not needed here.
@@ -434,12 +599,12 @@ def analyse(samples, kill_time, killed_master, active_before):
     }
 
 
-def run_once(kind, binary, spark_home, job_jar, full, keep, index):
+def run_once(kind, binary, spark_home, job_jar, full, keep, index, trace=False):
     """One run on a fresh ensemble: the master kill, then (full) the ensemble leader kill."""
     os.makedirs(WORK_DIR, exist_ok=True)
     root = tempfile.mkdtemp(prefix="spark-%s-" % kind, dir=WORK_DIR)
     processes = Processes()
-    ensemble = Ensemble(kind, binary, root)
+    ensemble = Ensemble(kind, binary, root, trace)
     poller = None
     report = {"kind": kind, "run": index, "scenarios": [], "root": root}
     ok = False
@@ -491,6 +656,11 @@ def run_once(kind, binary, spark_home, job_jar, full, keep, index):
             poller.stop()
         processes.kill_all()
         ensemble.stop()
+        if trace:
+            report["trace"] = {key: count for key, count in ensemble.trace_counts.items()
+                               if not key.startswith("closed by")}
+            with open(os.path.join(root, "trace.log"), "w") as journal:
+                journal.write("\n".join(ensemble.trace_journal) + "\n")
         if ok and not keep:
             shutil.rmtree(root, ignore_errors=True)
             report["root"] = None
@@ -527,6 +697,8 @@ def run_scenario(spark, ensemble, poller, what, root):
         killed, victim = None, "%s leader member %d" % (ensemble.kind, leader)
         election = ensemble.serving_again()
     log("job %d: killed %s %.1f s after submit (app %s)" % (number, victim, t_kill - t_submit, app_ids))
+    with ensemble.trace_lock:
+        ensemble.trace_journal.append("%.3f ---- killed %s" % (t_kill, victim))
     result = job.wait()
     time.sleep(1.0)  # a few more samples after the job
     t_end = time.monotonic()
@@ -605,6 +777,25 @@ def summarise(reports):
     return "\n".join(lines)
 
 
+def trace_table(reports):
+    """What Spark's masters sent and what each kind answered, summed over the runs; the lines that
+    appear for one kind only are marked."""
+    kinds = sorted({r["kind"] for r in reports}, key=lambda k: (k != "minizk", k))
+    totals = {kind: collections.Counter() for kind in kinds}
+    for report in reports:
+        totals[report["kind"]].update(report.get("trace", {}))
+    keys = sorted(set().union(*totals.values()))
+    lines = ["\n== what Spark's masters sent and were answered (counts over all runs; * = one kind only;",
+             "   after a connection drops, Curator's EnsembleTracker reconnects to the client ports that",
+             "   /zookeeper/config lists, past the proxies, so the counts stop at each session's first drop)",
+             "  " + "".join("%8s" % kind for kind in kinds) + "  request -> reply"]
+    for key in keys:
+        counts = [totals[kind][key] for kind in kinds]
+        marker = "*" if len(kinds) > 1 and 0 in counts else " "
+        lines.append(marker + " " + "".join("%8d" % c for c in counts) + "  " + key)
+    return "\n".join(lines)
+
+
 def main(argv):
     parser = argparse.ArgumentParser(prog="python3 -m compat.spark_ha")
     parser.add_argument("--spark-home", required=True)
@@ -615,6 +806,9 @@ def main(argv):
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--json", default=None, help="write every measurement to this file")
     parser.add_argument("--minizk", default=None)
+    parser.add_argument("--trace", action="store_true",
+                        help="put recording proxies between Spark and the members and compare what each kind "
+                             "answered (requests by opcode, path and mode with their errors, watch events)")
     args = parser.parse_args(argv)
     kinds = ["minizk"] if args.ci else [k for k in args.kinds.split(",") if k]
     runs = 1 if args.ci else args.runs
@@ -638,11 +832,14 @@ def main(argv):
     began = time.monotonic()
     for index in range(1, runs + 1):
         for kind in kinds:
-            report, ok = run_once(kind, binary, args.spark_home, args.job_jar, not args.ci, args.keep, index)
+            report, ok = run_once(kind, binary, args.spark_home, args.job_jar, not args.ci, args.keep, index,
+                                  args.trace)
             reports.append(report)
             all_ok = all_ok and ok
     print("\n== summary (%.0f s)" % (time.monotonic() - began))
     print(summarise(reports))
+    if args.trace:
+        print(trace_table(reports))
     if args.json:
         with open(args.json, "w") as out:
             json.dump(reports, out, indent=1, default=str)
