@@ -24,7 +24,7 @@ archive="$download/pyspark-$version.tar.gz"
 if [[ ! -f "$archive" ]]; then
     echo "spark-fetch: downloading pyspark==$version (source distribution, ~450 MB)" >&2
     # --no-binary :all: gives the sdist, the one that carries a whole Spark home under deps/.
-    pip download --quiet --no-deps --no-binary :all: "pyspark==$version" -d "$download" >&2
+    python3 -m pip download --quiet --no-deps --no-binary :all: "pyspark==$version" -d "$download" >&2
 fi
 [[ -f "$archive" ]] || { echo "spark-fetch: $archive missing after download" >&2; exit 1; }
 
