@@ -21,7 +21,8 @@ master, and the job's result.
 
 ``--ci`` is one run on MiniZK with the master kill only. scripts/spark-ha.sh fetches Spark,
 compiles the job and calls this. Everything a run writes (zoo.cfg, data, logs, Spark's work
-directories) goes to a temporary directory under compat/work/, removed at the end unless --keep;
+directories) goes to a temporary directory under compat/work/, removed at the end unless --keep
+(a failure prints the log tails first);
 every process started is killed on exit, on failure and on SIGINT/SIGTERM.
 """
 
@@ -605,7 +606,7 @@ def run_once(kind, binary, spark_home, job_jar, full, keep, index, trace=False):
     root = tempfile.mkdtemp(prefix="spark-%s-" % kind, dir=WORK_DIR)
     processes = Processes()
     ensemble = Ensemble(kind, binary, root, trace)
-    poller = None
+    poller = spark = None
     report = {"kind": kind, "run": index, "scenarios": [], "root": root}
     ok = False
     try:
@@ -650,6 +651,12 @@ def run_once(kind, binary, spark_home, job_jar, full, keep, index, trace=False):
         report["error"] = str(error)
         log("FAILED: %s" % error)
         print(ensemble.tails(), flush=True)
+        if spark is not None:
+            for name, master in spark.masters.items():
+                if master.log_path:
+                    print("---- master %s log tail (%s)\n%s" % (name, master.log_path, tail(master.log_path)))
+            if spark.worker is not None:
+                print("---- worker log tail\n%s" % tail(spark.worker_log), flush=True)
         return report, False
     finally:
         if poller is not None:
@@ -661,11 +668,11 @@ def run_once(kind, binary, spark_home, job_jar, full, keep, index, trace=False):
                                if not key.startswith("closed by")}
             with open(os.path.join(root, "trace.log"), "w") as journal:
                 journal.write("\n".join(ensemble.trace_journal) + "\n")
-        if ok and not keep:
+        if keep:
+            log("work directory kept: %s" % root)
+        else:
             shutil.rmtree(root, ignore_errors=True)
             report["root"] = None
-        else:
-            log("work directory kept: %s" % root)
 
 
 def run_scenario(spark, ensemble, poller, what, root):
