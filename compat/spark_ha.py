@@ -159,6 +159,7 @@ class TraceProxy:
     def __init__(self, target_port, counts, lock, journal, name):
         self.target_port, self.counts, self.lock, self.journal, self.name = target_port, counts, lock, journal, name
         self.connections = 0
+        self.port_map = {}  # member client port -> proxy port, for /zookeeper/config replies
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(64)
@@ -215,7 +216,10 @@ class TraceProxy:
                         path, _ = _string(body, 24)
                         self._count("event %s %s" % (EVENT_TYPES.get(kind, kind), normal_path(path or "")), connection)
                     elif xid != -2 and xid in pending:
-                        self._count("%s -> %s" % (pending.pop(xid), ERRORS.get(error, error)), connection)
+                        request = pending.pop(xid)
+                        self._count("%s -> %s" % (request, ERRORS.get(error, error)), connection)
+                        if request == "getData /zookeeper/config" and error == 0:
+                            body = self._through_proxies(body)
             except (struct.error, IndexError):
                 pass
             handshake = False
@@ -223,6 +227,19 @@ class TraceProxy:
                 sink.sendall(struct.pack(">i", len(body)) + body)
             except OSError:
                 pass
+
+    def _through_proxies(self, body):
+        """A getData reply of /zookeeper/config with each member's client port replaced by its
+        proxy's, so that Curator's EnsembleTracker, which reconnects to the ports listed there
+        after a dropped connection, keeps going through the proxies."""
+        length = struct.unpack(">i", body[16:20])[0]
+        if length <= 0:
+            return body
+        text = body[20:20 + length].decode("utf-8", "replace")
+        for member_port, proxy_port in self.port_map.items():
+            text = re.sub(r";(\S*:)%d(?=\s|$)" % member_port, r";\g<1>%d" % proxy_port, text, flags=re.M)
+        data = text.encode("utf-8")
+        return body[:16] + struct.pack(">i", len(data)) + data + body[20 + length:]
 
     def close(self):
         self.listener.close()
@@ -278,6 +295,9 @@ class Ensemble:
             self.proxies = {sid: TraceProxy(self.client_port[sid], self.trace_counts, self.trace_lock,
                                             self.trace_journal, "member%d" % sid)
                             for sid in MEMBERS}
+            port_map = {self.client_port[sid]: self.proxies[sid].port for sid in MEMBERS}
+            for proxy in self.proxies.values():
+                proxy.port_map = port_map
 
     @property
     def connect_string(self):
@@ -793,8 +813,7 @@ def trace_table(reports):
         totals[report["kind"]].update(report.get("trace", {}))
     keys = sorted(set().union(*totals.values()))
     lines = ["\n== what Spark's masters sent and were answered (counts over all runs; * = one kind only;",
-             "   after a connection drops, Curator's EnsembleTracker reconnects to the client ports that",
-             "   /zookeeper/config lists, past the proxies, so the counts stop at each session's first drop)",
+             "   the proxies show /zookeeper/config with their own ports, which Curator reconnects to)",
              "  " + "".join("%8s" % kind for kind in kinds) + "  request -> reply"]
     for key in keys:
         counts = [totals[kind][key] for kind in kinds]
