@@ -425,7 +425,7 @@ class Spark:
     def master_url(self):
         return "spark://" + ",".join("127.0.0.1:%d" % m.port for m in self.masters.values())
 
-    def env(self):
+    def env(self, extra_options=()):
         env = dict(os.environ)
         for key in list(env):
             if key.startswith("SPARK_") or key.startswith("PYSPARK_"):
@@ -434,7 +434,7 @@ class Spark:
                    SPARK_LOG_DIR=os.path.join(self.root, "spark-logs"),
                    SPARK_LOCAL_DIRS=os.path.join(self.root, "spark-local"),
                    SPARK_DAEMON_MEMORY="384m",
-                   SPARK_DAEMON_JAVA_OPTS=" ".join(self.daemon_options + ["-XX:+UseSerialGC"]))
+                   SPARK_DAEMON_JAVA_OPTS=" ".join(self.daemon_options + ["-XX:+UseSerialGC"] + list(extra_options)))
         return env
 
     def start_master(self, name):
@@ -445,7 +445,7 @@ class Spark:
         master.process = self.processes.spawn(
             [os.path.join(self.spark_home, "bin", "spark-class"), "org.apache.spark.deploy.master.Master",
              "--host", "127.0.0.1", "--port", str(master.port), "--webui-port", str(master.webui_port)],
-            master.log_path, env=self.env(), cwd=self.root)
+            master.log_path, env=self.env(master.extra_options), cwd=self.root)
 
     def start_worker(self):
         work_dir = os.path.join(self.root, "worker-work")
@@ -493,6 +493,7 @@ class Master:
     def __init__(self, name, port, webui_port):
         self.name, self.port, self.webui_port = name, port, webui_port
         self.process, self.log_path, self.starts, self.killed, self.exited = None, None, 0, False, False
+        self.extra_options = []  # appended to SPARK_DAEMON_JAVA_OPTS (a later -D wins)
 
     def kill(self):
         self.killed = True
@@ -780,6 +781,46 @@ def run_scenario(spark, ensemble, poller, what, root):
     return scenario
 
 
+def self_check(binary, spark_home, job_jar, keep):
+    """The single-ALIVE check must see a split brain: master B is given another
+    spark.deploy.zookeeper.dir, so each master wins a latch of its own and both become ALIVE.
+    Returns True when the analysis finds samples with two ALIVE masters."""
+    os.makedirs(WORK_DIR, exist_ok=True)
+    root = tempfile.mkdtemp(prefix="spark-selfcheck-", dir=WORK_DIR)
+    processes = Processes()
+    ensemble = Ensemble("minizk", binary, root)
+    poller = None
+    try:
+        ensemble.start()
+        spark = Spark(spark_home, root, ensemble, processes)
+        spark.job_jar = job_jar
+        spark.masters["B"].extra_options = ["-Dspark.deploy.zookeeper.dir=/spark-elsewhere"]
+        poller = Poller(spark.masters)
+        poller.start()
+        t0 = time.monotonic()
+        spark.start_master("A")
+        spark.start_master("B")
+        spark.wait(lambda: all(s.get("status") == "ALIVE" for s in spark.statuses().values()),
+                   "both masters of the split configuration to be ALIVE")
+        time.sleep(1.0)
+        analysis = analyse(poller.since(t0), t0, None, None)
+        log("self-check (masters under /spark and /spark-elsewhere): %d samples with two ALIVE masters -> %s"
+            % (analysis["double_alive_samples"], "caught" if analysis["double_alive_samples"] else "MISSED"))
+        return analysis["double_alive_samples"] > 0
+    except (RuntimeError, ServerError, OSError) as error:
+        log("self-check FAILED: %s" % error)
+        return False
+    finally:
+        if poller is not None:
+            poller.stop()
+        processes.kill_all()
+        ensemble.stop()
+        if keep:
+            log("work directory kept: %s" % root)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
 def summarise(reports):
     lines = []
     kinds = sorted({r["kind"] for r in reports}, key=lambda k: (k != "minizk", k))
@@ -832,11 +873,14 @@ def main(argv):
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--json", default=None, help="write every measurement to this file")
     parser.add_argument("--minizk", default=None)
+    parser.add_argument("--self-check", action="store_true",
+                        help="only check that the single-ALIVE check catches a split brain (two masters "
+                             "under different spark.deploy.zookeeper.dir on MiniZK)")
     parser.add_argument("--trace", action="store_true",
                         help="put recording proxies between Spark and the members and compare what each kind "
                              "answered (requests by opcode, path and mode with their errors, watch events)")
     args = parser.parse_args(argv)
-    kinds = ["minizk"] if args.ci else [k for k in args.kinds.split(",") if k]
+    kinds = ["minizk"] if args.ci or args.self_check else [k for k in args.kinds.split(",") if k]
     runs = 1 if args.ci else args.runs
     binary = args.minizk or minizk_binary() if "minizk" in kinds else None
     if binary and not os.access(binary, os.X_OK):
@@ -848,6 +892,10 @@ def main(argv):
     signal.signal(signal.SIGTERM, terminate)
     signal.signal(signal.SIGINT, terminate)
 
+    if args.self_check:
+        caught = self_check(binary, args.spark_home, args.job_jar, args.keep)
+        print("spark-ha self-check: %s" % ("OK" if caught else "FAILED"))
+        return 0 if caught else 1
     log("Spark %s, job %s; ensembles: %s; %d run(s) each; %s" % (
         args.spark_home, args.job_jar, ",".join(kinds), runs, "master kill only" if args.ci else
         "master kill then ensemble leader kill"))

@@ -6,11 +6,14 @@
 # job, then the ensemble's leader during a second job, and reports take-over times, whether more
 # than one master was ALIVE at once, and the jobs' results.
 #
-# usage: scripts/spark-ha.sh [--ci] [--kinds minizk,zk] [--runs N] [--keep] [--json FILE]
+# usage: scripts/spark-ha.sh [--ci] [--kinds minizk,zk] [--runs N] [--trace] [--self-check] [--keep] [--json FILE]
 #
 #   --ci        one run on MiniZK, the master kill only (about 1.5 minutes once Spark is cached)
 #   (default)   one run on MiniZK and one on ZooKeeper, each with both kills
 #   --runs N    N runs of each kind (the medians in docs/sparklite.md come from --runs 3)
+#   --trace     recording proxies between the masters and the members; compares the replies per kind
+#   --self-check  only shows that the single-ALIVE check catches two masters under different
+#               spark.deploy.zookeeper.dir (a split brain); about 30 s
 #
 # Environment: MINIZK_BIN (default: swift build's bin path), SPARK_CACHE, SPARK_VERSION (see
 # spark-fetch.sh). Needs Java 17, the Debian zookeeper package (for the ZooKeeper runs) and kazoo.
