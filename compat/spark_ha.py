@@ -156,8 +156,9 @@ class TraceProxy:
     """Forwards a member's client port and counts what passes: each request (opcode, normalised path,
     create mode) with the error of its reply, watch events, and the negotiated session timeouts."""
 
-    def __init__(self, target_port, counts, lock, journal, name):
+    def __init__(self, target_port, counts, lock, journal, name, heard):
         self.target_port, self.counts, self.lock, self.journal, self.name = target_port, counts, lock, journal, name
+        self.heard = heard  # connection -> when its client last sent a frame (pings included)
         self.connections = 0
         self.port_map = {}  # member client port -> proxy port, for /zookeeper/config replies
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -206,6 +207,8 @@ class TraceProxy:
                     if not requests and len(body) >= 8:
                         self._count("connect -> timeout %d ms" % struct.unpack(">i", body[4:8])[0], connection)
                 elif requests and len(body) >= 8:
+                    with self.lock:
+                        self.heard["%s#%d" % (self.name, connection)] = time.monotonic()
                     xid, text = describe_request(body)
                     if xid != -2:
                         pending[xid] = text
@@ -274,7 +277,7 @@ class Ensemble:
     def __init__(self, kind, binary, root, trace=False):
         self.kind = kind
         self.trace_counts, self.trace_lock, self.proxies = collections.Counter(), threading.Lock(), {}
-        self.trace_journal = []
+        self.trace_journal, self.trace_heard = [], {}
         ports = free_ports(3 * len(MEMBERS))
         self.client_port = {sid: ports[3 * i] for i, sid in enumerate(MEMBERS)}
         lines = ["server.%d=127.0.0.1:%d:%d:participant;127.0.0.1:%d" % (sid, ports[3 * i + 1], ports[3 * i + 2],
@@ -293,7 +296,7 @@ class Ensemble:
 
         if trace:
             self.proxies = {sid: TraceProxy(self.client_port[sid], self.trace_counts, self.trace_lock,
-                                            self.trace_journal, "member%d" % sid)
+                                            self.trace_journal, "member%d" % sid, self.trace_heard)
                             for sid in MEMBERS}
             port_map = {self.client_port[sid]: self.proxies[sid].port for sid in MEMBERS}
             for proxy in self.proxies.values():
@@ -574,6 +577,26 @@ def znode_tree(connect_string, root="/spark"):
             pass
 
 
+def expiry_after_last_heard(ensemble, t_kill):
+    """From the trace: (seconds from the killed master's last frame on its latch session to the
+    standby's watch event for that latch node's deletion, seconds from that last frame to the
+    kill), i.e. how long after the session was last heard from the ensemble expired it and told
+    the watcher; None when it cannot be told."""
+    with ensemble.trace_lock:
+        entries = [line.split(" ", 2) for line in ensemble.trace_journal if not line.split(" ", 2)[1] == "----"]
+        heard = dict(ensemble.trace_heard)
+    entries = [(float(t), connection, text) for t, connection, text in entries]
+    killed = {c for t, c, text in entries if t_kill <= t <= t_kill + 1.0 and text == "closed by client"}
+    latch = {c for t, c, text in entries if text.startswith("create2 /spark/leader_election/") and text.endswith("-> ok")}
+    sessions = killed & latch
+    event = min((t for t, c, text in entries if t > t_kill and text.startswith("event deleted /spark/leader_election/")),
+                default=None)
+    if len(sessions) != 1 or event is None:
+        return None
+    last = heard[sessions.pop()]
+    return event - last, t_kill - last
+
+
 def analyse(samples, kill_time, killed_master, active_before):
     """Take-over time, outage and the single-ALIVE check over the samples of one kill."""
     double = [(t, s) for t, s in samples if sum(1 for v in s.values() if v == "ALIVE") > 1]
@@ -751,6 +774,14 @@ def run_scenario(spark, ensemble, poller, what, root):
         "duration_s": round(t_end - t_submit, 1),
     }
     scenario.update(analysis)
+    if ensemble.proxies and what == "master":
+        traced = expiry_after_last_heard(ensemble, t_kill)
+        if traced is not None:
+            lag, silent_before_kill = traced
+            scenario["expiry_after_last_heard_s"] = round(lag, 3)
+            log("job %d: the killed master's latch session was last heard %.2f s before the kill; the standby "
+                "saw its latch node deleted %.2f s after that (maxSessionTimeout %.1f s)"
+                % (number, silent_before_kill, lag, MAX_SESSION_TIMEOUT_MS / 1000.0))
     problems = []
     if analysis["double_alive_samples"]:
         problems.append("two ALIVE masters in %d samples (first %s)" % (analysis["double_alive_samples"],
