@@ -8,7 +8,7 @@
 #
 # usage: scripts/spark-ha.sh [--ci] [--kinds minizk,zk] [--runs N] [--trace] [--self-check] [--keep] [--json FILE]
 #
-#   --ci        one run on MiniZK, the master kill only (about 1.5 minutes once Spark is cached)
+#   --ci        one run on MiniZK, the master kill only (70–90 s once Spark is cached)
 #   (default)   one run on MiniZK and one on ZooKeeper, each with both kills
 #   --runs N    N runs of each kind (the medians in docs/sparklite.md come from --runs 3)
 #   --trace     recording proxies between the masters and the members; compares the replies per kind
