@@ -64,7 +64,7 @@ let package = Package(
         .target(
             name: "ZKSimulator",
             dependencies: [
-                "ZKCore", "ZKProtocol", "ZKStorage", "ZKClientCore",
+                "ZKCore", "ZKProtocol", "ZKStorage", "ZKClientCore", "ZKRecipesCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
@@ -110,7 +110,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "ZKRecipesCore", dependencies: ["ZKProtocol"]),
+        .target(name: "ZKRecipesCore", dependencies: ["ZKProtocol"], swiftSettings: plantedBugs),
         .target(
             name: "ZKRecipes",
             dependencies: [

@@ -52,6 +52,8 @@ final class ReplicaChecker: ClusterObserver {
     private(set) var committed: [Zxid: Transaction] = [:]
     /// When each was first applied: (logical time, virtual ms).
     private(set) var committedAt: [Zxid: (at: UInt64, ms: Int64)] = [:]
+    /// When each session's end (its close, or its expiry by the leader) was committed.
+    private(set) var sessionEnds: [Int64: (at: UInt64, ms: Int64)] = [:]
     /// The zxid applied after each zxid (0: the empty state).
     private var successor: [Zxid: Zxid] = [:]
     private var lastApplied: [Int64: Zxid] = [:]
@@ -142,6 +144,9 @@ final class ReplicaChecker: ClusterObserver {
         } else {
             committed[txn.zxid] = txn
             committedAt[txn.zxid] = (cluster.eventsHandled, cluster.nowMs)
+            if case .closeSession = txn.body, sessionEnds[txn.sessionId] == nil {
+                sessionEnds[txn.sessionId] = (cluster.eventsHandled, cluster.nowMs)
+            }
             if txn.zxid > maxCommitted {
                 maxCommitted = txn.zxid
                 checkDurableOnQuorum(txn.zxid, of: voters, by: id, cluster)

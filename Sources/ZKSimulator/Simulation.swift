@@ -24,6 +24,8 @@ public final class Simulation {
     let checker: ReplicaChecker
     var clients: [SimClient] = []
     var setup: SimClient?
+    /// Recipe contenders, when the options have them.
+    var recipes: RecipeScenario?
     private var nemesisRandom: SimRandom
     /// Reconfigurations draw from a stream of their own: seeds without them run as before.
     private var reconfigRandom: SimRandom
@@ -83,20 +85,24 @@ public final class Simulation {
         var summary = HistoryChecker.Summary()
         if !verdict.failed { finalChecks() }
         if !verdict.failed { summary = offlineChecks() }
+        if !verdict.failed { recipes?.checker.finalChecks() }
         for client in clients { client.stop() }
         setup?.stop()
+        recipes?.stop()
         return SimulationResult(
             options: options, violation: verdict.first, simulatedMs: cluster.nowMs - startMs, events: cluster.eventsHandled,
             operations: history.entries.count, completed: history.completed, sessions: history.sessions.count,
-            committed: checker.committed.count, faults: faultsInjected, unknownPaths: summary.unknownPaths,
+            committed: checker.committed.count, faults: faultsInjected + (recipes?.faults ?? []), unknownPaths: summary.unknownPaths,
             linearizabilityPaths: summary.paths, readsChecked: summary.readsChecked, statistics: cluster.statistics,
             leaders: checker.leaderOfEpoch.count, reconfigsAsked: reconfigsAsked,
-            reconfigsCommitted: checker.committed.values.filter { Replica.reconfiguration($0) != nil }.count)
+            reconfigsCommitted: checker.committed.values.filter { Replica.reconfiguration($0) != nil }.count,
+            recipes: recipes?.checker.summary)
     }
 
     private func runSetup() {
         let setup = makeClient(index: options.clients, timeoutMs: options.sessionTimeoutMs.upperBound)
-        setup.script = WorkloadSpec.setupPaths(clients: options.clients).map { path, data in
+        let recipePaths = options.recipes == nil ? [] : RecipeSpec.setupPaths.map { ($0, "") }
+        setup.script = (WorkloadSpec.setupPaths(clients: options.clients) + recipePaths).map { path, data in
             .create(path: path, data: Array(data.utf8), ephemeral: false, sequential: false)
         }
         self.setup = setup
@@ -125,6 +131,14 @@ public final class Simulation {
             client.start(atMs: cluster.nowMs + random.int(0...200))
         }
         let end = cluster.nowMs + options.safetyMs
+        if let spec = options.recipes {
+            let recipes = RecipeScenario(
+                spec: spec, cluster: cluster, verdict: verdict, replicas: checker, seed: options.seed,
+                timeoutMs: options.sessionTimeoutMs, tickMs: options.tickMs, firstIndex: options.clients + 1)
+            self.recipes = recipes
+            recipes.start()
+            if !options.faults.isEmpty { recipes.scheduleFaults(until: end) }
+        }
         if !options.faults.isEmpty { scheduleNextFault(until: end) }
         if let interval = options.reconfigIntervalMs { scheduleNextReconfig(every: interval, until: end) }
         cluster.run(forMs: options.safetyMs)
@@ -132,6 +146,7 @@ public final class Simulation {
 
     private func runLivenessPhase() {
         healEverything()
+        recipes?.heal()
         for client in clients { client.beginProbe() }
         let deadline = cluster.nowMs + options.livenessMs
         while !verdict.failed && cluster.nowMs < deadline {
@@ -167,6 +182,7 @@ public final class Simulation {
         let last = leader.tree.lastZxid
         for id in cluster.members where cluster.replica(id).tree.lastZxid != last { return false }
         guard clients.allSatisfy(\.isSettled) else { return false }
+        if let recipes, !recipes.settled(leader.tree) { return false }
         return lingeringSessions(leader.tree).isEmpty
     }
 
@@ -190,6 +206,7 @@ public final class Simulation {
             let waiting = client.waiting.map { waiting in waiting.operation.map { "xid \(waiting.xid) \($0)" } ?? "ping" }
             lines.append("client \(client.index): \(client.phase) session \(hex(client.sessionId)) waiting for \(waiting)")
         }
+        if let recipes, let leader = cluster.leaders.first { lines += recipes.unsettled(cluster.replica(leader).tree) }
         if let leader = cluster.leaders.first {
             let lingering = lingeringSessions(cluster.replica(leader).tree)
             if !lingering.isEmpty {
@@ -463,6 +480,8 @@ public struct SimulationResult: Sendable {
     public var leaders: Int
     public var reconfigsAsked = 0
     public var reconfigsCommitted = 0
+    /// What the recipe contenders did, when the run had them.
+    public var recipes: String? = nil
 
     public var passed: Bool { violation == nil }
     public var seed: UInt64 { options.seed }
@@ -475,7 +494,7 @@ public struct SimulationResult: Sendable {
     public var summary: String {
         let outcome = violation.map { "FAIL \($0.property)" } ?? (unknownPaths.isEmpty ? "pass" : "pass (linearizability unknown on \(unknownPaths.count) path(s))")
         let reconfigs = reconfigsAsked > 0 ? ", \(reconfigsCommitted) of \(reconfigsAsked) reconfigs committed" : ""
-        return "seed \(seed): \(outcome); \(simulatedMs)ms simulated, \(events) events, \(operations) ops (\(completed) answered), \(committed) txns, \(faults.count) faults, \(leaders) leader epochs\(reconfigs)"
+        return "seed \(seed): \(outcome); \(simulatedMs)ms simulated, \(events) events, \(operations) ops (\(completed) answered), \(committed) txns, \(faults.count) faults, \(leaders) leader epochs\(reconfigs)\(recipes.map { "; " + $0 } ?? "")"
     }
 
     /// The full report: options first, then the outcome, the evidence, and the replay command.

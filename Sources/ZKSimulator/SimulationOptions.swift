@@ -81,6 +81,8 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
         let all = (1...Int64(max(nodes, 1))).map { $0 }
         return reconfigIntervalMs != nil && outsiderAtStart && nodes >= 3 ? Array(all.dropLast()) : all
     }
+    /// Recipe contenders running alongside the workload (nil: none).
+    public var recipes: RecipeSpec?
     /// Steps the linearizability search may take per path before it says "unknown".
     public var linearizabilityBudget: Int = 200_000
 
@@ -134,6 +136,9 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
         if nodes > 1 && reconfigRandom.chance(0.3) { options.reconfigIntervalMs = reconfigRandom.pick([300, 1_000, 3_000] as [Int64]) }
         var outsiderRandom = SimRandom.derive(seed, "reconfig-outsider")
         options.outsiderAtStart = outsiderRandom.chance(0.5)
+        // Drawn from streams of their own: seeds without recipes run as before.
+        var recipesRandom = SimRandom.derive(seed, "recipes-options")
+        if recipesRandom.chance(0.3) { options.recipes = RecipeSpec.derive(&recipesRandom) }
         return options
     }
 
@@ -148,6 +153,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
                 + (initialVoters.count < nodes ? "; n\(nodes) starts outside the configuration" : ""),
             "replicas: DIFF window \(logWindowMax)",
             "workload: \(workload)",
+            "recipes: " + (recipes.map(\.description) ?? "none"),
         ].joined(separator: "\n")
     }
 }
@@ -162,6 +168,8 @@ public struct SimulationOverrides: Sendable {
     public var faults: [FaultKind]?
     /// Mean interval of reconfigurations; 0 turns them off.
     public var reconfigMs: Int64?
+    /// Recipe contenders on (drawn from the seed when the seed has none) or off.
+    public var recipes: Bool?
     public init() {}
 
     public func apply(seed: UInt64) -> SimulationOptions {
@@ -170,6 +178,15 @@ public struct SimulationOverrides: Sendable {
         if let clients { options.clients = clients }
         if let safetyMs { options.safetyMs = safetyMs }
         if let reconfigMs { options.reconfigIntervalMs = reconfigMs > 0 && options.nodes > 1 ? reconfigMs : nil }
+        if let recipes {
+            if !recipes {
+                options.recipes = nil
+            } else if options.recipes == nil {
+                var random = SimRandom.derive(seed, "recipes-options")
+                _ = random.chance(0.3)
+                options.recipes = RecipeSpec.derive(&random)
+            }
+        }
         if let faults {
             options.faults = faults
             if faults.isEmpty {
@@ -189,6 +206,7 @@ public struct SimulationOverrides: Sendable {
         if let clients { arguments += ["--clients", "\(clients)"] }
         if let safetyMs { arguments += ["--safety-ms", "\(safetyMs)"] }
         if let reconfigMs { arguments += ["--reconfig-ms", "\(reconfigMs)"] }
+        if let recipes { arguments += ["--recipes", recipes ? "on" : "off"] }
         if let faults { arguments += ["--faults", faults.isEmpty ? "none" : faults.map(\.rawValue).joined(separator: ",")] }
         return arguments
     }

@@ -46,6 +46,9 @@ struct SimCommand: ParsableCommand {
     @Option(help: "Mean virtual ms between two reconfigurations of the membership, 0 for none (default: from the seed).")
     var reconfigMs: Int64?
 
+    @Option(help: "Recipe contenders (mutex, leader latch, counter, queue) alongside the workload: on or off (default: from the seed, in 30% of seeds).")
+    var recipes: String?
+
     @Option(help: "Fault kinds, comma-separated, or 'none' (default: from the seed). Kinds: \(FaultKind.allCases.map(\.rawValue).joined(separator: ", ")).")
     var faults: String?
 
@@ -69,6 +72,7 @@ struct SimCommand: ParsableCommand {
         if let seeds { _ = try parseRange(seeds) }
         if let faults { _ = try parseFaults(faults) }
         if seed != nil && seeds != nil { throw ValidationError("--seed and --seeds exclude each other") }
+        if let recipes, !["on", "off"].contains(recipes) { throw ValidationError("--recipes takes on or off") }
         if let nodes, !(1...9).contains(nodes) { throw ValidationError("--nodes must be 1...9") }
     }
 
@@ -95,6 +99,7 @@ struct SimCommand: ParsableCommand {
         overrides.clients = clients
         overrides.safetyMs = safetyMs
         overrides.reconfigMs = reconfigMs
+        overrides.recipes = recipes.map { $0 == "on" }
         overrides.faults = faults.flatMap { try? parseFaults($0) }
         return overrides
     }
