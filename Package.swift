@@ -2,7 +2,7 @@
 import PackageDescription
 
 /// Planted bugs for the simulator (`Simulations/planted-bugs.sh`): MINIZK_PLANTED_BUGS=A,B defines
-/// MINIZK_BUG_A and MINIZK_BUG_B in ZKCore and SparkLiteCore only, so that only they and what depends on them rebuild.
+/// MINIZK_BUG_A and MINIZK_BUG_B in ZKCore, ZKRecipesCore and SparkLiteCore only, so that only they and what depends on them rebuild.
 /// (`swift build -Xswiftc -DMINIZK_BUG_A` works too, but rebuilds every package.)
 let plantedBugs: [SwiftSetting] = (Context.environment["MINIZK_PLANTED_BUGS"] ?? "")
     .split(separator: ",").map { .define("MINIZK_BUG_\($0)") }
@@ -130,7 +130,7 @@ let package = Package(
         .executableTarget(
             name: "minizk",
             dependencies: [
-                "ZKServer", "ZKCore", "ZKProtocol", "ZKStorage", "ZKSimulator", "ZKClient", "ZKTesting",
+                "ZKServer", "ZKCore", "ZKProtocol", "ZKStorage", "ZKSimulator", "ZKClient", "ZKTesting", "SparkLite", "SparkLiteCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
