@@ -64,7 +64,7 @@ let package = Package(
         .target(
             name: "ZKSimulator",
             dependencies: [
-                "ZKCore", "ZKProtocol", "ZKStorage", "ZKClientCore", "ZKRecipesCore",
+                "ZKCore", "ZKProtocol", "ZKStorage", "ZKClientCore", "ZKRecipesCore", "SparkLiteCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
@@ -184,7 +184,7 @@ let package = Package(
         .testTarget(name: "SparkLiteCoreTests", dependencies: ["SparkLiteCore", "ZKRecipesCore", "ZKProtocol"]),
         .testTarget(
             name: "SparkLiteTests",
-            dependencies: ["SparkLite", "SparkLiteCore", "ZKTesting", "ZKClient", "ZKRecipesCore", "ZKProtocol"]
+            dependencies: ["SparkLite", "SparkLiteCore", "ZKTesting", "ZKClient", "ZKRecipesCore", "ZKProtocol", "ZKSimulator"]
         ),
         .testTarget(
             name: "ZKRecipesTests",

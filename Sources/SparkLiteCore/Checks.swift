@@ -7,6 +7,10 @@ public enum SparkChecks {
     public struct Violation: Sendable, Hashable, CustomStringConvertible {
         public var property: String
         public var detail: String
+        public init(property: String, detail: String) {
+            self.property = property
+            self.detail = detail
+        }
         public var description: String { "\(property): \(detail)" }
     }
 

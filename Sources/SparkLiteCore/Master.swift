@@ -140,6 +140,7 @@ public struct MasterProgram: CoordinationProgram {
             guard let purpose = engine.watchFired(callID) else { break }
             watchFired(purpose, type: type, path: path)
         case .session(let event):
+            if event == .expired || event == .closed { sessionLive = false }
             feedLatch(.session(event))
             if event == .expired || event == .closed { sessionEnded() }
         case .timer(let timerID):
@@ -217,10 +218,16 @@ public struct MasterProgram: CoordinationProgram {
             engine.observe(.deposed(master: id, epoch: epoch, reason: reason))
         }
         role = .deposed
-        // A deposed master does not come back in this session: its shell starts a new one.
+        // A deposed master does not come back as this program: its shell closes the session and
+        // starts a new one (sockets), or starts a new program on the same session (simulator).
+        // For the latter, the latch node goes now if the session still has it: a node of ours left
+        // first in line would block every candidate, the next one of ours included.
+        if sessionLive, let path = latch.ourPath { engine.call(.latch, .delete(path: path, version: -1)) }
         finished = true
         engine.finish()
     }
+
+    var sessionLive = true
 
     mutating func sessionEnded() {
         guard !finished else { return }
