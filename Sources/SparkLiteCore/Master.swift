@@ -57,6 +57,7 @@ public struct MasterProgram: CoordinationProgram {
         case assign(Assignment, worker: String)
         case persistWorker
         case finishJob(String, JobState)
+        case dropLatch
     }
 
     public enum Role: Sendable, Hashable {
@@ -220,11 +221,14 @@ public struct MasterProgram: CoordinationProgram {
         role = .deposed
         // A deposed master does not come back as this program: its shell closes the session and
         // starts a new one (sockets), or starts a new program on the same session (simulator).
-        // For the latter, the latch node goes now if the session still has it: a node of ours left
-        // first in line would block every candidate, the next one of ours included.
-        if sessionLive, let path = latch.ourPath { engine.call(.latch, .delete(path: path, version: -1)) }
-        finished = true
-        engine.finish()
+        // For the latter, the latch node must go first if the session may still have it: a node
+        // of ours left first in line would block every candidate, the next one of ours included.
+        // The delete is retried (while disconnected too) until it is answered or the session ends.
+        if sessionLive, let path = latch.ourPath {
+            engine.call(.dropLatch, .delete(path: path, version: -1))
+        } else {
+            finish()
+        }
     }
 
     var sessionLive = true
@@ -233,6 +237,13 @@ public struct MasterProgram: CoordinationProgram {
         guard !finished else { return }
         engine.observe(.sessionEnded(who: id))
         depose("session ended")
+        finish()
+    }
+
+    mutating func finish() {
+        guard !finished else { return }
+        finished = true
+        engine.finish()
     }
 
     // MARK: - Replies
@@ -241,6 +252,8 @@ public struct MasterProgram: CoordinationProgram {
         switch purpose {
         case .latch:
             latchReply(result)
+        case .dropLatch:
+            finish()
         case .skeleton:
             skeleton.next += 1
             if skeleton.done {

@@ -52,6 +52,8 @@ public struct SparkLiteSimResult: Sendable {
     public var refused: Int
     public var commits: Int
     public var duplicates: Int
+    /// For a failure: the last observations and session events of the processes.
+    public var recent: [String]
     public var passed: Bool { violation == nil }
 
     public var summary: String {
@@ -77,6 +79,8 @@ public final class SparkLiteSimulation {
     public let cluster: Cluster
     var random: SimRandom
     var observations: [SparkObservation] = []
+    /// The last observations and session events, with their time and process, for a failure's report.
+    var recent: [String] = []
     var faults: [String] = []
     var faultPhase = true
     var masters: [ProgramClient<Incarnations<MasterProgram>>] = []
@@ -108,8 +112,7 @@ public final class SparkLiteSimulation {
             scheduleFaults(until: end)
             cluster.run(forMs: options.safetyMs)
             heal()
-            let deadline = cluster.nowMs + options.livenessMs
-            _ = cluster.run(untilMs: deadline) { [self] _ in jobDone }
+            _ = cluster.run(untilMs: options.livenessMs) { [self] _ in jobDone }
             if !jobDone {
                 violation = "liveness: the job did not finish within \(options.livenessMs) ms of healing; \(state())"
             } else {
@@ -128,7 +131,13 @@ public final class SparkLiteSimulation {
             assignments: count { if case .assigned = $0 { return true } else { return false } },
             refused: count { if case .assignmentRefused = $0 { return true } else { return false } },
             commits: count { if case .committed = $0 { return true } else { return false } },
-            duplicates: count { if case .duplicateDiscarded = $0 { return true } else { return false } })
+            duplicates: count { if case .duplicateDiscarded = $0 { return true } else { return false } },
+            recent: violation == nil ? [] : Array(recent.suffix(60)))
+    }
+
+    func remember(_ line: String) {
+        recent.append("\(cluster.nowMs): \(line)")
+        if recent.count > 80 { recent.removeFirst(recent.count - 60) }
     }
 
     var driverProgram: DriverProgram? { driver?.program?.last }
@@ -148,7 +157,17 @@ public final class SparkLiteSimulation {
         func listener<P>(_ name: String) -> (ProgramClient<P>, ProgramClient<P>.Report) -> Void where P.Observation == SparkObservation {
             { [weak self] _, report in
                 guard let self else { return }
-                if case .observed(let observation) = report { self.observations.append(observation) }
+                switch report {
+                case .observed(let observation):
+                    self.observations.append(observation)
+                    self.remember("\(name): \(observation)")
+                case .session(let event):
+                    self.remember("\(name): session \(event)")
+                case .crashed:
+                    self.remember("\(name): crashed")
+                case .started(let incarnation):
+                    self.remember("\(name): started (\(incarnation))")
+                }
             }
         }
         for number in 1...options.masters {

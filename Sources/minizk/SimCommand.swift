@@ -141,6 +141,7 @@ struct SimCommand: ParsableCommand {
                 failed.append(seed)
                 emit("violation: \(violation)")
                 for fault in result.faults.suffix(25) { emit("  fault \(fault)") }
+                for line in result.recent.suffix(40) { emit("  seen \(line)") }
                 emit("replay: \(options.replay)")
                 if stopOnFailure { break }
             }
