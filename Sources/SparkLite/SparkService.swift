@@ -138,7 +138,7 @@ public enum SparkLite {
         sessionTimeout: Duration = .seconds(4), defaults: ClusterConfig = ClusterConfig()
     ) -> SparkService<WorkerProgram> {
         SparkService(configuration: clientConfiguration(connectString, sessionTimeout: sessionTimeout)) { _ in
-            WorkerProgram(.init(layout: layout, id: id, capacity: capacity, defaults: defaults))
+            WorkerProgram(.init(layout: layout, id: id, capacity: capacity, defaults: defaults, nonce: UUID().uuidString.lowercased()))
         }
     }
 

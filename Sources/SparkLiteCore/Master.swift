@@ -117,6 +117,17 @@ public struct MasterProgram: CoordinationProgram {
     public var isLeading: Bool { role == .leading }
     public var jobIDs: [String] { jobs.keys.sorted() }
 
+    /// What the master believes, for a failure's report.
+    public var summary: String {
+        let workerList = workers.keys.sorted().map { "\($0)(\(workers[$0]!.map(String.init) ?? "?"))" }.joined(separator: " ")
+        let jobList = jobs.keys.sorted().map { job -> String in
+            let track = jobs[job]!
+            let flights = track.inFlight.keys.sorted().map { "\($0.name)->\(track.inFlight[$0]!.worker)#\(track.inFlight[$0]!.attempt)" }
+            return "\(job) \(track.state) committed \(track.committed.count) listed \(track.resultsListed) in flight [\(flights.joined(separator: " "))]"
+        }
+        return "\(id) \(role) epoch \(epoch) workers [\(workerList)] jobs [\(jobList.joined(separator: "; "))]"
+    }
+
     public mutating func handle(_ input: ProgramInput, nowMs: Int64) -> [ProgramAction<SparkObservation>] {
         guard !finished else { return [] }
         switch input {

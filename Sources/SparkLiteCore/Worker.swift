@@ -20,9 +20,13 @@ public struct WorkerProgram: CoordinationProgram {
         public var defaults: ClusterConfig
         /// How long to wait before registering again when the previous session's node is still there.
         public var registerRetryMs: Int64 = 200
-        public init(layout: SparkLayout = SparkLayout(), id: String, capacity: Int = 2, defaults: ClusterConfig = ClusterConfig()) {
+        /// Tells this program's registration from an earlier one's (a create whose reply was lost
+        /// finds its own node): unique per program (a UUID, or from a seed under the simulator).
+        public var nonce: String
+        public init(layout: SparkLayout = SparkLayout(), id: String, capacity: Int = 2, defaults: ClusterConfig = ClusterConfig(), nonce: String) {
             self.layout = layout
             self.id = id
+            self.nonce = nonce
             self.capacity = max(capacity, 1)
             self.defaults = defaults
         }
@@ -32,6 +36,7 @@ public struct WorkerProgram: CoordinationProgram {
         case skeleton
         case config
         case register
+        case registration
         case assignments
         case spec(String)
         case mapOutput(String, Int)
@@ -74,6 +79,15 @@ public struct WorkerProgram: CoordinationProgram {
     var id: String { configuration.id }
     public var runningTasks: Int { running.count }
 
+    /// What the worker believes, for a failure's report.
+    public var summary: String {
+        let tasks = running.keys.sorted().map { name -> String in
+            let task = running[name]!
+            return "\(name)(inputs \(task.inputs.count) output \(task.output != nil) committing \(task.committing))"
+        }
+        return "\(id) registered \(registered) running [\(tasks.joined(separator: " "))] queue \(queue) listed \(listed.sorted()) fetching \(fetching.sorted()) specs \(specs.keys.sorted())"
+    }
+
     public mutating func handle(_ input: ProgramInput, nowMs: Int64) -> [ProgramAction<SparkObservation>] {
         guard !finished else { return [] }
         switch input {
@@ -108,7 +122,15 @@ public struct WorkerProgram: CoordinationProgram {
     }
 
     mutating func register() {
-        engine.call(.register, Engine<Purpose, Timer>.create(layout.worker(id), KeyValues.encode([("capacity", String(configuration.capacity))]), .ephemeral))
+        let data = KeyValues.encode([("capacity", String(configuration.capacity)), ("nonce", configuration.nonce)])
+        engine.call(.register, Engine<Purpose, Timer>.create(layout.worker(id), data, .ephemeral))
+    }
+
+    mutating func registeredNow() {
+        guard !registered else { return }
+        registered = true
+        engine.observe(.registered(worker: id, capacity: configuration.capacity))
+        listAssignments()
     }
 
     mutating func listAssignments() {
@@ -133,13 +155,18 @@ public struct WorkerProgram: CoordinationProgram {
         case .register:
             switch result {
             case .success:
-                registered = true
-                engine.observe(.registered(worker: id, capacity: configuration.capacity))
-                listAssignments()
+                registeredNow()
             case .failure(.nodeExists):
-                // The node of our previous session: it goes when that session expires.
-                engine.timer(.register, afterMs: configuration.registerRetryMs)
+                // Ours, when a create whose reply was lost is retried; otherwise the node of a
+                // previous session, which goes when that session expires.
+                engine.call(.registration, .getData(path: layout.worker(id), watch: false))
             case .failure:
+                engine.timer(.register, afterMs: configuration.registerRetryMs)
+            }
+        case .registration:
+            if case .success(.getData(let data, _)) = result, KeyValues.decode(data ?? [])["nonce"] == configuration.nonce {
+                registeredNow()
+            } else {
                 engine.timer(.register, afterMs: configuration.registerRetryMs)
             }
         case .assignments:

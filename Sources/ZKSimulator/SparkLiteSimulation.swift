@@ -188,7 +188,11 @@ public final class SparkLiteSimulation {
             let capacity = options.capacity
             let client = ProgramClient<Incarnations<WorkerProgram>>(
                 index: index, name: id, cluster: cluster, seed: seed, timeoutMs: timeout(), tickMs: options.tickMs,
-                makeProgram: { _ in Incarnations(make: { _ in WorkerProgram(.init(layout: layout, id: id, capacity: capacity, defaults: defaults)) }) },
+                makeProgram: { life in
+                    Incarnations(make: { incarnation in
+                        WorkerProgram(.init(layout: layout, id: id, capacity: capacity, defaults: defaults, nonce: "\(life).\(incarnation)"))
+                    })
+                },
                 listener: listener(id))
             workers.append(client)
             index += 1
@@ -328,8 +332,17 @@ public final class SparkLiteSimulation {
 
     func state() -> String {
         let committed = observations.filter { if case .committed = $0 { return true } else { return false } }.count
-        let leading = masters.filter { $0.program?.last?.isLeading == true }.map(\.name)
-        return "\(committed) commits observed; leading: \(leading); masters running \(masters.filter(\.isRunning).count), workers running \(workers.filter(\.isRunning).count)"
+        let leading = masters.compactMap { $0.program?.last }.filter(\.isLeading).map(\.summary)
+        var lines = "\(committed) commits observed; masters running \(masters.filter(\.isRunning).count), workers running \(workers.filter(\.isRunning).count); leading: \(leading)"
+        if let leader = cluster.leaders.first {
+            let tree = cluster.replica(leader).tree
+            let layout = SparkLayout()
+            let registered = tree.node(layout.workers).map { Array($0.children).sorted() } ?? []
+            let assigned = registered.map { worker in "\(worker): \(tree.node(layout.assignmentDir(worker)).map { Array($0.children).sorted() } ?? [])" }
+            lines += "; registered \(registered); assignments \(assigned)"
+            lines += "; workers: " + workers.map { "\($0.program?.last?.summary ?? "\($0.name) not running")" }.joined(separator: "; ")
+        }
+        return lines
     }
 }
 

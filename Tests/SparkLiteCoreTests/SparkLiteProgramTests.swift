@@ -7,6 +7,7 @@ import ZKRecipesCore
 /// in virtual time, with crashes and expiries placed exactly.
 final class SparkLiteProgramTests: XCTestCase {
     let layout = SparkLayout()
+    var nonces = SplitMix64(seed: 1)
 
     func master(_ index: Int) -> MasterProgram {
         var uuids = SeededUUIDs(seed: UInt64(index))
@@ -14,7 +15,7 @@ final class SparkLiteProgramTests: XCTestCase {
     }
 
     func worker(_ index: Int, capacity: Int = 2) -> WorkerProgram {
-        WorkerProgram(.init(layout: layout, id: "worker-\(index)", capacity: capacity))
+        WorkerProgram(.init(layout: layout, id: "worker-\(index)", capacity: capacity, nonce: "w\(index)-\(nonces.next())"))
     }
 
     /// Two masters, `workers` workers and a driver for `spec`; returns the ensemble, the master
@@ -191,6 +192,25 @@ final class SparkLiteProgramTests: XCTestCase {
         zk.run(untilMs: 310)
         XCTAssertTrue(observations(zk).contains { if case .deposed("master-1", 1, _) = $0 { return true } else { return false } })
         XCTAssertNil(zk.process(named: "master-1"), "a deposed master finishes: its shell starts a new session")
+    }
+
+    func testAWorkerFindsItsOwnRegistrationAfterALostReply() {
+        let zk = FakeEnsemble()
+        zk.start("master-1", master(1))
+        zk.run(untilMs: 20)
+        // A registration of this worker's (same nonce) already there: as when the reply to its
+        // create was lost and the create is retried.
+        _ = zk.create(CreateRequest(path: layout.worker("worker-9"), data: Array("capacity=1\nnonce=n9".utf8), acl: nil, flags: 1), session: 99)
+        zk.start("worker-9", WorkerProgram(.init(layout: layout, id: "worker-9", capacity: 1, nonce: "n9")))
+        // Another worker's stale node (another nonce) is waited out instead.
+        _ = zk.create(CreateRequest(path: layout.worker("worker-8"), data: Array("capacity=1\nnonce=old".utf8), acl: nil, flags: 1), session: 98)
+        zk.start("worker-8", WorkerProgram(.init(layout: layout, id: "worker-8", capacity: 1, nonce: "new")))
+        zk.run(untilMs: 500)
+        XCTAssertTrue(observations(zk).contains(.registered(worker: "worker-9", capacity: 1)))
+        XCTAssertFalse(observations(zk).contains(.registered(worker: "worker-8", capacity: 1)))
+        zk.expire(98)
+        zk.run(untilMs: 1000)
+        XCTAssertTrue(observations(zk).contains(.registered(worker: "worker-8", capacity: 1)))
     }
 
     func testConfigurationChangesAreAppliedLive() {
