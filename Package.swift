@@ -152,7 +152,7 @@ let package = Package(
         .testTarget(
             name: "ZKTestingTests",
             dependencies: [
-                "ZKTesting", "ZKServer", "ZKCore", "ZKProtocol",
+                "ZKTesting", "ZKServer", "ZKCore", "ZKProtocol", "ZKClient", "ZKRecipes", "ZKRecipesCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
