@@ -26,7 +26,8 @@ final class SparkLiteEnsembleTests: XCTestCase {
         let recorder: Recorder
     }
 
-    let sessionTimeout = Duration.milliseconds(1200)
+    // Long enough that a loaded machine does not expire sessions by itself: the tests expire them.
+    let sessionTimeout = Duration.milliseconds(4000)
 
     func startCluster(_ zk: TestEnsemble, masters: Int = 2, workers: Int = 3, taskDelayMs: Int64) async throws -> Cluster {
         let recorder = Recorder()
@@ -136,6 +137,7 @@ final class SparkLiteEnsembleTests: XCTestCase {
             async let result = Self.submit(zk, spec, recorder)
             try await until("a task committed") { committedCount(recorder) >= 3 }
             let active = try XCTUnwrap(activeMaster(cluster))
+            let epochBefore: Int64 = recorder.all.compactMap { observation -> Int64? in if case .elected(_, let epoch, _) = observation { return epoch } else { return nil } }.max() ?? 0
             // kill -9: the program stops, the client is dropped without closing its session, and
             // the ensemble expires the session (as it does once the timeout passes).
             let master = cluster.masters[active]
@@ -144,9 +146,12 @@ final class SparkLiteEnsembleTests: XCTestCase {
             try await zk.expireSession(session)
             await master.abandonSession()?.close()
             assertChecks(spec, try await result, recorder)
-            let elections = recorder.all.compactMap { if case .elected(let master, let epoch, _) = $0 { return "\(master)@\(epoch)" } else { return nil } }
-            XCTAssertEqual(elections, ["master-\(active + 1)@1", "master-\(2 - active)@2"])
-            XCTAssertTrue(recorder.contains { if case .assigned(_, 2, _, _, _, _, _) = $0 { return true } else { return false } },
+            // The standby took over with a higher epoch and assigned work under it (a loaded
+            // machine may add elections of its own: only this order is asserted).
+            let standby = "master-\(2 - active)"
+            let takeover = recorder.all.compactMap { if case .elected(standby, let epoch, _) = $0, epoch > epochBefore { return epoch } else { return nil } }.first
+            XCTAssertNotNil(takeover, "the standby was not elected after the kill")
+            XCTAssertTrue(recorder.contains { if case .assigned(standby, let epoch, _, _, _, _, _) = $0 { return epoch > epochBefore } else { return false } },
                           "the new master assigned nothing")
             await stop(cluster)
         }
