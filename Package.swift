@@ -97,6 +97,7 @@ let package = Package(
                 "ZKProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .target(
@@ -190,6 +191,7 @@ let package = Package(
             name: "ZKRecipesTests",
             dependencies: [
                 "ZKRecipes", "ZKRecipesCore", "ZKClient", "ZKServer", "ZKCore", "ZKProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
