@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds MiniZK once per planted bug (ZKCore and ZKRecipesCore compiled with -DMINIZK_BUG_<NAME>)
-# and runs the simulator on seeds 1, 2, 3, ... (with recipe contenders for the RECIPE_ bugs) until
+# Builds MiniZK once per planted bug (ZKCore, ZKRecipesCore and SparkLiteCore compiled with
+# -DMINIZK_BUG_<NAME>) and runs the simulator on seeds 1, 2, 3, ... (with recipe contenders for
+# the RECIPE_ bugs, SparkLite's scenario, `--sparklite`, for the SPARKLITE_ bugs) until
 # it catches the bug: prints how many seeds it needed and which property caught it.
 #
 #   Simulations/planted-bugs.sh                 every bug, up to 1000 seeds each
@@ -28,6 +29,7 @@ ALL_BUGS=(
     RECIPE_WATCH_PARENT
     RECIPE_IGNORE_SESSION_LOSS
     RECIPE_COUNTER_BLIND_SET
+    SPARKLITE_NO_EPOCH_CHECK
 )
 BUGS=("$@")
 [ ${#BUGS[@]} -eq 0 ] && BUGS=("${ALL_BUGS[@]}")
@@ -52,7 +54,7 @@ for bug in "${BUGS[@]}"; do
     start=$(date +%s)
     # Recipe bugs (in ZKRecipesCore) show only where recipe contenders run.
     extra=()
-    case $bug in RECIPE_*) extra=(--recipes on) ;; esac
+    case $bug in RECIPE_*) extra=(--recipes on) ;; SPARKLITE_*) extra=(--sparklite) ;; esac
     "$binary" sim --seeds "1..$SEEDS" "${extra[@]}" --stop-on-failure --quiet --checkpoint "$WORK/seed" >"$WORK/out" 2>"$WORK/err"
     status=$?
     elapsed=$(( $(date +%s) - start ))
