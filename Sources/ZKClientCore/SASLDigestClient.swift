@@ -1,4 +1,5 @@
 import Crypto
+import ZKProtocol
 
 /// Who a session authenticates as with SASL DIGEST-MD5 (what a JAAS `Client` section with
 /// `DigestLoginModule` gives ZooKeeper's Java client): a user and password, and the server
@@ -101,79 +102,13 @@ public struct SASLDigestClient: Sendable, Hashable {
 
     static func md5(_ bytes: [UInt8]) -> [UInt8] { Array(Insecure.MD5.hash(data: bytes)) }
 
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    static func hex(_ bytes: [UInt8]) -> String { SASLDirectives.hex(bytes) }
 
-    static func quote(_ value: String) -> String {
-        var out = "\""
-        for character in value {
-            if character == "\"" || character == "\\" { out.append("\\") }
-            out.append(character)
-        }
-        return out + "\""
-    }
+    static func quote(_ value: String) -> String { SASLDirectives.quote(value) }
 
-    /// `key=value` pairs separated by commas; values may be quoted (with `\` escapes). Keys are
-    /// lower-cased; a repeated key keeps its values joined by commas (a challenge may offer
-    /// several realms or qop values).
-    static func parse(_ token: [UInt8]) -> [String: String]? {
-        var fields: [String: String] = [:]
-        var index = 0
-        func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D }
-        while true {
-            while index < token.count, isSpace(token[index]) || token[index] == UInt8(ascii: ",") { index += 1 }
-            if index >= token.count { break }
-            var key: [UInt8] = []
-            while index < token.count, token[index] != UInt8(ascii: "=") {
-                if token[index] == UInt8(ascii: ",") { return nil }
-                key.append(token[index])
-                index += 1
-            }
-            guard index < token.count else { return nil }
-            index += 1
-            while index < token.count, isSpace(token[index]) { index += 1 }
-            var value: [UInt8] = []
-            if index < token.count, token[index] == UInt8(ascii: "\"") {
-                index += 1
-                var closed = false
-                while index < token.count {
-                    let byte = token[index]
-                    index += 1
-                    if byte == UInt8(ascii: "\\"), index < token.count {
-                        value.append(token[index])
-                        index += 1
-                    } else if byte == UInt8(ascii: "\"") {
-                        closed = true
-                        break
-                    } else {
-                        value.append(byte)
-                    }
-                }
-                guard closed else { return nil }
-                while index < token.count, isSpace(token[index]) { index += 1 }
-                guard index >= token.count || token[index] == UInt8(ascii: ",") else { return nil }
-            } else {
-                while index < token.count, token[index] != UInt8(ascii: ",") {
-                    value.append(token[index])
-                    index += 1
-                }
-                while let last = value.last, isSpace(last) { value.removeLast() }
-            }
-            let name = String(decoding: key, as: UTF8.self).trimmingSpaces().lowercased()
-            guard !name.isEmpty else { return nil }
-            let text = String(decoding: value, as: UTF8.self)
-            fields[name] = fields[name].map { "\($0),\(text)" } ?? text
-        }
-        return fields
-    }
+    /// `key=value` directives; a repeated key keeps its values joined by commas (a challenge may
+    /// offer several realms or qop values).
+    static func parse(_ token: [UInt8]) -> [String: String]? { SASLDirectives.parse(token, repeated: .join) }
 }
 
 extension StringProtocol {

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import ZKProtocol
 
 /// The server side of SASL DIGEST-MD5 (RFC 2831) as ZooKeeper's clients speak it: realm and
 /// server name `zk-sasl-md5`, service `zookeeper`, quality of protection `auth` only.
@@ -70,75 +71,10 @@ public struct SASLDigestServer: Sendable {
         return .success((user, Array("rspauth=\(digest(a2: ":\(uri)"))".utf8)))
     }
 
-    /// `key=value` pairs separated by commas; values may be quoted, with `\` escaping inside quotes.
-    static func parse(_ token: [UInt8]) -> [String: String]? {
-        var fields: [String: String] = [:]
-        var index = 0
-        let bytes = token
-        func skipSpace() {
-            while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x09 || bytes[index] == 0x0A || bytes[index] == 0x0D {
-                index += 1
-            }
-        }
-        while true {
-            skipSpace()
-            if index >= bytes.count { break }
-            var key: [UInt8] = []
-            while index < bytes.count, bytes[index] != UInt8(ascii: "=") {
-                if bytes[index] == UInt8(ascii: ",") { return nil }
-                key.append(bytes[index])
-                index += 1
-            }
-            guard index < bytes.count else { return nil }
-            index += 1  // "="
-            skipSpace()
-            var value: [UInt8] = []
-            if index < bytes.count, bytes[index] == UInt8(ascii: "\"") {
-                index += 1
-                var closed = false
-                while index < bytes.count {
-                    let byte = bytes[index]
-                    index += 1
-                    if byte == UInt8(ascii: "\\"), index < bytes.count {
-                        value.append(bytes[index])
-                        index += 1
-                    } else if byte == UInt8(ascii: "\"") {
-                        closed = true
-                        break
-                    } else {
-                        value.append(byte)
-                    }
-                }
-                guard closed else { return nil }
-                skipSpace()
-            } else {
-                while index < bytes.count, bytes[index] != UInt8(ascii: ",") {
-                    value.append(bytes[index])
-                    index += 1
-                }
-                while let last = value.last, last == 0x20 || last == 0x09 { value.removeLast() }
-            }
-            let name = String(decoding: key, as: UTF8.self).trimmingCharacters(in: .whitespaces).lowercased()
-            guard !name.isEmpty, fields[name] == nil else { return nil }
-            fields[name] = String(decoding: value, as: UTF8.self)
-            if index < bytes.count {
-                guard bytes[index] == UInt8(ascii: ",") else { return nil }
-                index += 1
-            }
-        }
-        return fields
-    }
+    /// `key=value` directives; a key given twice makes the response malformed.
+    static func parse(_ token: [UInt8]) -> [String: String]? { SASLDirectives.parse(token, repeated: .reject) }
 
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    static func hex(_ bytes: [UInt8]) -> String { SASLDirectives.hex(bytes) }
 
     static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
         let x = Array(a.utf8), y = Array(b.utf8)

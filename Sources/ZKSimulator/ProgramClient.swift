@@ -309,18 +309,8 @@ public final class ProgramClient<Program: CoordinationProgram> {
 
     private func send(_ frame: ClientFrame) {
         guard let current else { return }
-        let id = current.connection
-        var buffer = ByteBuffer()
-        frame.encode(into: &buffer)
-        buffer.moveReaderIndex(forwardBy: 4)
         do {
-            switch frame {
-            case .connect:
-                cluster.clientSend(id, .connect(id, try ClientMessageDecoder.decodeConnectRequest(&buffer)))
-            case .request:
-                let (header, decoded) = try ClientMessageDecoder.decodeRequest(&buffer)
-                cluster.clientSend(id, .request(id, header, decoded))
-            }
+            cluster.clientSend(current.connection, try frame.replicaInput(on: current.connection))
         } catch {
             preconditionFailure("\(name) could not decode its own frame \(frame): \(error)")
         }
@@ -337,10 +327,7 @@ public final class ProgramClient<Program: CoordinationProgram> {
         case .closed:
             drive { $0.connectionLost(attempt: current.attempt, nowMs: cluster.nowMs) }
         case .frame(let frame):
-            var buffer = ByteBuffer()
-            frame.encode(into: &buffer)
-            buffer.moveReaderIndex(forwardBy: 4)
-            drive { $0.received(payload: buffer, attempt: current.attempt, nowMs: cluster.nowMs) }
+            drive { $0.received(payload: frame.payload, attempt: current.attempt, nowMs: cluster.nowMs) }
         }
     }
 }

@@ -260,19 +260,10 @@ final class SimClient {
     private func send(_ frame: ClientFrame) {
         guard let current else { return }
         let id = current.connection
-        var buffer = ByteBuffer()
-        frame.encode(into: &buffer)
-        buffer.moveReaderIndex(forwardBy: 4)
         let input: ReplicaInput
         do {
-            switch frame {
-            case .connect:
-                input = .connect(id, try ClientMessageDecoder.decodeConnectRequest(&buffer))
-            case .request(let xid, let request):
-                let (header, decoded) = try ClientMessageDecoder.decodeRequest(&buffer)
-                input = .request(id, header, decoded)
-                observeSent(xid: xid, request, on: id)
-            }
+            input = try frame.replicaInput(on: id)
+            if case .request(let xid, let request) = frame { observeSent(xid: xid, request, on: id) }
         } catch {
             verdict.fail("client.codec", "client \(index) could not decode its own frame \(frame): \(error)")
             return
@@ -427,10 +418,7 @@ final class SimClient {
             drive { $0.connectionLost(attempt: current.attempt, nowMs: now) }
         case .frame(let frame):
             guard observe(frame, on: current.connection) else { return }
-            var buffer = ByteBuffer()
-            frame.encode(into: &buffer)
-            buffer.moveReaderIndex(forwardBy: 4)
-            let step = session!.received(payload: buffer, attempt: current.attempt, nowMs: now)
+            let step = session!.received(payload: frame.payload, attempt: current.attempt, nowMs: now)
             if case .notification(_, let event) = frame, !step.actions.contains(where: { if case .watchEvent = $0 { return true } else { return false } }) {
                 verdict.fail("client.watch", "client \(index) on connection \(current.connection) got \(EventType(rawValue: event.type).map { "\($0)" } ?? "\(event.type)") for \(event.path) without a watch set for it")
                 return
