@@ -8,6 +8,10 @@ import ZKRecipesCore
 /// `presumedExpired` after the connection has been down for a whole session timeout — and
 /// publishes its observations.
 ///
+/// A `ZooKeeperClient` is one session: after `expired` the program hears nothing more from this
+/// runner; to go on, start a new client and runner (SparkLite's `SparkService` does, as the
+/// simulator's `ProgramClient` does by itself).
+///
 /// The simulator runs the same program values on a `ClientSession`; everything the program
 /// decides is in the program, nothing here.
 public actor ProgramRunner<Program: CoordinationProgram> {
