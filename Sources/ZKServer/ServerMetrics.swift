@@ -120,11 +120,69 @@ public struct RecoveryMetrics: Sendable {
     public init() {}
 }
 
+/// A swift-metrics factory onto one Prometheus registry that gives MiniZK's metrics their help
+/// text and buckets (swift-prometheus' own factory leaves the help empty, which promtool flags).
+struct DescribedMetricsFactory: MetricsFactory {
+    let registry: PrometheusCollectorRegistry
+
+    static let help: [String: String] = [
+        "minizk_group_commit_batch_transactions": "Transactions made durable by one group-commit batch",
+        "minizk_group_commit_batch_steps": "Replica steps whose storage one group-commit batch made durable",
+        "minizk_group_commit_write_seconds": "Durable write (SQLite commit and fsync) of one group-commit batch",
+        "minizk_snapshot_piece_seconds": "How long a snapshot piece held a group-commit batch up",
+        "minizk_snapshot_write_seconds": "From starting a snapshot to its completion",
+        "minizk_fsync_batches_total": "Durable writes of the log (group-commit batches)",
+        "minizk_fsync_batches_on_event_loop_total": "Group-commit batches the event loop wrote itself",
+        "minizk_logged_transactions_total": "Transactions made durable",
+        "minizk_snapshots_written_total": "Snapshots completed",
+    ]
+    static let fastBuckets: [Duration] = [
+        .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+        .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5),
+    ]
+    static let slowBuckets: [Duration] = [
+        .milliseconds(10), .milliseconds(100), .milliseconds(500), .seconds(1), .seconds(5), .seconds(10),
+        .seconds(30), .seconds(60),
+    ]
+    static let sizeBuckets: [Double] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096]
+
+    private func help(_ label: String) -> String { Self.help[label] ?? label }
+
+    func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
+        registry.makeCounter(name: label, labels: dimensions, help: help(label))
+    }
+
+    func makeFloatingPointCounter(label: String, dimensions: [(String, String)]) -> any FloatingPointCounterHandler {
+        registry.makeCounter(name: label, labels: dimensions, help: help(label))
+    }
+
+    func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
+        guard aggregate else { return registry.makeGauge(name: label, labels: dimensions, help: help(label)) }
+        return registry.makeValueHistogram(name: label, labels: dimensions, buckets: Self.sizeBuckets, help: help(label))
+    }
+
+    func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
+        registry.makeGauge(name: label, labels: dimensions, help: help(label))
+    }
+
+    func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
+        let buckets = label == "minizk_snapshot_write_seconds" ? Self.slowBuckets : Self.fastBuckets
+        return registry.makeDurationHistogram(name: label, labels: dimensions, buckets: buckets, help: help(label))
+    }
+
+    // The instruments live as long as the server's registry.
+    func destroyCounter(_ handler: any CounterHandler) {}
+    func destroyFloatingPointCounter(_ handler: any FloatingPointCounterHandler) {}
+    func destroyRecorder(_ handler: any RecorderHandler) {}
+    func destroyMeter(_ handler: any MeterHandler) {}
+    func destroyTimer(_ handler: any TimerHandler) {}
+}
+
 /// One server's Prometheus registry and the instruments recorded into it as things happen; the
 /// gauges are set from the replica's state when the registry is scraped (`PrometheusExposition`).
 public final class ServerMetricsRegistry: Sendable {
     public let registry: PrometheusCollectorRegistry
-    let factory: PrometheusMetricsFactory
 
     // ZooKeeper's counters (relaxed atomics).
     let bytesReceived: Prometheus.Counter
@@ -147,24 +205,7 @@ public final class ServerMetricsRegistry: Sendable {
     public init() {
         let registry = PrometheusCollectorRegistry()
         self.registry = registry
-        var factory = PrometheusMetricsFactory(registry: registry)
-        let fast: [Duration] = [
-            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
-            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
-            .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5),
-        ]
-        factory.durationHistogramBuckets = [
-            "minizk_group_commit_write_seconds": fast, "minizk_snapshot_piece_seconds": fast,
-        ]
-        factory.defaultDurationHistogramBuckets = [
-            .milliseconds(10), .milliseconds(100), .milliseconds(500), .seconds(1), .seconds(5), .seconds(10),
-            .seconds(30), .seconds(60),
-        ]
-        let sizes: [Double] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096]
-        factory.valueHistogramBuckets = [
-            "minizk_group_commit_batch_transactions": sizes, "minizk_group_commit_batch_steps": sizes,
-        ]
-        self.factory = factory
+        let factory = DescribedMetricsFactory(registry: registry)
         bytesReceived = registry.makeCounter(name: "bytes_received_count", help: "Bytes of client frames received")
         responseBytes = registry.makeCounter(name: "response_bytes", help: "Bytes of frames sent to clients")
         connectionRequests = registry.makeCounter(
