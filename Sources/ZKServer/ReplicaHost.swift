@@ -321,20 +321,29 @@ final class ReplicaHost: @unchecked Sendable {
         isStepping = true
         defer { isStepping = false }
         var index = 0
+        // Whether serving may have changed: clients' inputs never change it, and asking the
+        // replica costs more than a request on the hot path.
+        var mayChangeServing = false
         while index < deferredInputs.count {
             if case .failed = state { break }
             let next = deferredInputs[index]
             index += 1
+            switch next {
+            case .request, .connect, .connectionOpened, .connectionClosed: break
+            default: mayChangeServing = true
+            }
             let ready = replica.step(next, nowMs: wallClockMs())
             apply(ready)
         }
         deferredInputs.removeAll(keepingCapacity: true)
-        let serving = replica.isServing
-        if serving != wasServing { servingChanged(to: serving) }
-        if !servingWaiters.isEmpty, serving {
-            let waiters = servingWaiters
-            servingWaiters = []
-            for waiter in waiters { waiter.succeed() }
+        if mayChangeServing || !servingWaiters.isEmpty {
+            let serving = replica.isServing
+            if serving != wasServing { servingChanged(to: serving) }
+            if !servingWaiters.isEmpty, serving {
+                let waiters = servingWaiters
+                servingWaiters = []
+                for waiter in waiters { waiter.succeed() }
+            }
         }
     }
 
@@ -581,19 +590,25 @@ final class ReplicaHost: @unchecked Sendable {
         let now = NIODeadline.now()
         // Connections in the order of their first frame; each gets one buffer.
         var order: [ConnectionID] = []
-        var buffers: [ConnectionID: ByteBuffer] = [:]
+        var buffers: [ByteBuffer] = []
+        var slot: [ConnectionID: Int] = [:]
         for outgoing in frames {
             guard let handler = connections[outgoing.connection], handler.isOpen else {
                 logger.trace("dropping a frame for a closed connection", metadata: ["connection": "\(outgoing.connection)"])
                 continue
             }
-            if buffers[outgoing.connection] == nil {
+            let index: Int
+            if let known = slot[outgoing.connection] {
+                index = known
+            } else {
+                index = buffers.count
+                slot[outgoing.connection] = index
                 order.append(outgoing.connection)
-                buffers[outgoing.connection] = handler.allocator.buffer(capacity: 256)
+                buffers.append(handler.allocator.buffer(capacity: 256))
             }
-            let startIndex = buffers[outgoing.connection]!.writerIndex
-            outgoing.frame.encode(into: &buffers[outgoing.connection]!)
-            responseSizes.record(buffers[outgoing.connection]!.writerIndex - startIndex)
+            let startIndex = buffers[index].writerIndex
+            outgoing.frame.encode(into: &buffers[index])
+            responseSizes.record(buffers[index].writerIndex - startIndex)
             statistics.packetsSent += 1
             if let (latencyMs, opcode) = handler.frameSent(outgoing.frame, nowMs: nowMs, now: now) {
                 statistics.latency.record(ms: latencyMs)
@@ -605,9 +620,9 @@ final class ReplicaHost: @unchecked Sendable {
             }
         }
         var sentBytes = 0
-        for id in order {
-            sentBytes += buffers[id]!.readableBytes
-            connections[id]?.write(buffers[id]!)
+        for (index, id) in order.enumerated() {
+            sentBytes += buffers[index].readableBytes
+            connections[id]?.write(buffers[index])
         }
         metrics.responseBytes.increment(by: Int64(sentBytes))
     }
