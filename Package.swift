@@ -2,7 +2,7 @@
 import PackageDescription
 
 /// Planted bugs for the simulator (`Simulations/planted-bugs.sh`): MINIZK_PLANTED_BUGS=A,B defines
-/// MINIZK_BUG_A and MINIZK_BUG_B in ZKCore only, so that only ZKCore and what depends on it rebuild.
+/// MINIZK_BUG_A and MINIZK_BUG_B in ZKCore, ZKRecipesCore and SparkLiteCore only, so that only they and what depends on them rebuild.
 /// (`swift build -Xswiftc -DMINIZK_BUG_A` works too, but rebuilds every package.)
 let plantedBugs: [SwiftSetting] = (Context.environment["MINIZK_PLANTED_BUGS"] ?? "")
     .split(separator: ",").map { .define("MINIZK_BUG_\($0)") }
@@ -21,6 +21,8 @@ let package = Package(
         .library(name: "ZKClient", targets: ["ZKClient"]),
         .library(name: "ZKRecipesCore", targets: ["ZKRecipesCore"]),
         .library(name: "ZKRecipes", targets: ["ZKRecipes"]),
+        .library(name: "SparkLiteCore", targets: ["SparkLiteCore"]),
+        .library(name: "SparkLite", targets: ["SparkLite"]),
         .executable(name: "minizk", targets: ["minizk"]),
     ],
     dependencies: [
@@ -64,7 +66,7 @@ let package = Package(
         .target(
             name: "ZKSimulator",
             dependencies: [
-                "ZKCore", "ZKProtocol", "ZKStorage", "ZKClientCore", "ZKRecipesCore",
+                "ZKCore", "ZKProtocol", "ZKStorage", "ZKClientCore", "ZKRecipesCore", "SparkLiteCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
@@ -108,6 +110,7 @@ let package = Package(
                 "ZKProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .target(
@@ -129,11 +132,20 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        .target(name: "SparkLiteCore", dependencies: ["ZKRecipesCore", "ZKProtocol"], swiftSettings: plantedBugs),
+        .target(
+            name: "SparkLite",
+            dependencies: [
+                "SparkLiteCore", "ZKRecipes", "ZKRecipesCore", "ZKClient",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(name: "zkrecipes-interop", dependencies: ["ZKRecipes", "ZKClient"]),
         .executableTarget(
             name: "minizk",
             dependencies: [
                 "ZKServer", "ZKCore", "ZKProtocol", "ZKStorage", "ZKSimulator", "ZKClient", "ZKTesting", "ZKOperations",
+                "SparkLite", "SparkLiteCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -155,7 +167,7 @@ let package = Package(
         .testTarget(
             name: "ZKTestingTests",
             dependencies: [
-                "ZKTesting", "ZKServer", "ZKCore", "ZKProtocol",
+                "ZKTesting", "ZKServer", "ZKCore", "ZKProtocol", "ZKClient", "ZKRecipes", "ZKRecipesCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
@@ -194,10 +206,16 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ZKRecipesCoreTests", dependencies: ["ZKRecipesCore", "ZKProtocol"]),
+        .testTarget(name: "SparkLiteCoreTests", dependencies: ["SparkLiteCore", "ZKRecipesCore", "ZKProtocol"]),
+        .testTarget(
+            name: "SparkLiteTests",
+            dependencies: ["SparkLite", "SparkLiteCore", "ZKTesting", "ZKClient", "ZKRecipesCore", "ZKProtocol", "ZKSimulator"]
+        ),
         .testTarget(
             name: "ZKRecipesTests",
             dependencies: [
                 "ZKRecipes", "ZKRecipesCore", "ZKClient", "ZKServer", "ZKCore", "ZKProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds MiniZK once per planted bug (ZKCore compiled with -DMINIZK_BUG_<NAME>) and runs the
-# simulator on seeds 1, 2, 3, ... until it catches the bug: prints how many seeds it needed and
-# which property caught it.
+# Builds MiniZK once per planted bug (ZKCore, ZKRecipesCore and SparkLiteCore compiled with
+# -DMINIZK_BUG_<NAME>) and runs the simulator on seeds 1, 2, 3, ... (with recipe contenders for
+# the RECIPE_ bugs, SparkLite's scenario, `--sparklite`, for the SPARKLITE_ bugs) until
+# it catches the bug: prints how many seeds it needed and which property caught it.
 #
 #   Simulations/planted-bugs.sh                 every bug, up to 1000 seeds each
 #   Simulations/planted-bugs.sh ACK_BEFORE_FSYNC SKIP_SESSION_CLOSE
@@ -25,6 +26,10 @@ ALL_BUGS=(
     SEQUENCE_FROM_WRONG_COUNTER
     WRITE_OF_CLOSING_SESSION
     KEEP_CONNECTION_OF_CLOSED_SESSION
+    RECIPE_WATCH_PARENT
+    RECIPE_IGNORE_SESSION_LOSS
+    RECIPE_COUNTER_BLIND_SET
+    SPARKLITE_NO_EPOCH_CHECK
 )
 BUGS=("$@")
 [ ${#BUGS[@]} -eq 0 ] && BUGS=("${ALL_BUGS[@]}")
@@ -47,7 +52,10 @@ for bug in "${BUGS[@]}"; do
     binary="$SCRATCH/$CONFIG/minizk"
     echo "== MINIZK_BUG_$bug: seeds 1..$SEEDS" >&2
     start=$(date +%s)
-    "$binary" sim --seeds "1..$SEEDS" --stop-on-failure --quiet --checkpoint "$WORK/seed" >"$WORK/out" 2>"$WORK/err"
+    # Recipe bugs (in ZKRecipesCore) show only where recipe contenders run.
+    extra=()
+    case $bug in RECIPE_*) extra=(--recipes on) ;; SPARKLITE_*) extra=(--sparklite) ;; esac
+    "$binary" sim --seeds "1..$SEEDS" "${extra[@]}" --stop-on-failure --quiet --checkpoint "$WORK/seed" >"$WORK/out" 2>"$WORK/err"
     status=$?
     elapsed=$(( $(date +%s) - start ))
     if [ $status -eq 0 ]; then
@@ -58,7 +66,7 @@ for bug in "${BUGS[@]}"; do
         seed=$(sed -n 's/^first failure: seed \([0-9]*\) property \(.*\)$/\1/p' "$WORK/out")
         property=$(sed -n 's/^first failure: seed \([0-9]*\) property \(.*\)$/\2/p' "$WORK/out")
         rows+=("| $bug | yes | $seed | $property |")
-        echo "   caught by $property at seed $seed (${elapsed}s): MINIZK_PLANTED_BUGS=$bug swift run minizk sim --seed $seed" >&2
+        echo "   caught by $property at seed $seed (${elapsed}s): MINIZK_PLANTED_BUGS=$bug swift run minizk sim --seed $seed${extra[*]:+ ${extra[*]}}" >&2
     else
         # The process died: a replica stopped on one of its own preconditions.
         seed=$(cat "$WORK/seed" 2>/dev/null || echo "?")

@@ -313,6 +313,8 @@ class ZooKeeperServer(ManagedServer):
                 "4lw.commands.whitelist=*\n"
                 "forceSync=no\n" % (self.data_dir, self.port, self.host)
             )
+        if self.sasl_users:
+            write_jaas_config(self.jaas_path, self.sasl_users)
         self.log4j_path = os.path.join(self.work_dir, "log4j.properties")
         with open(self.log4j_path, "w") as log4j:
             log4j.write(
@@ -341,6 +343,14 @@ class ZooKeeperServer(ManagedServer):
                 "-Dzookeeper.DigestAuthenticationProvider.superDigest=%s"
                 % self.super_digest
             )
+        if self.sasl_users:
+            # SASL DIGEST-MD5: the JAAS Server section's users, and the provider that lets
+            # `sasl:` ACLs match the authenticated user.
+            command += [
+                "-Djava.security.auth.login.config=%s" % self.jaas_path,
+                "-Dzookeeper.authProvider.1="
+                "org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+            ]
         command += [
             "-cp",
             os.environ.get("ZOOKEEPER_CLASSPATH", ZOOKEEPER_CLASSPATH),
@@ -348,6 +358,11 @@ class ZooKeeperServer(ManagedServer):
             self.config_path,
         ]
         return command
+
+
+    @property
+    def jaas_path(self):
+        return os.path.join(self.work_dir, "jaas.conf")
 
 
 class MiniZKServer(ManagedServer):
@@ -524,6 +539,8 @@ def _main(argv):
     run.add_argument("--kind", required=True, choices=sorted(SERVER_KINDS))
     run.add_argument("--super-digest", default=None)
     run.add_argument("--no-extended-types", action="store_true")
+    run.add_argument("--sasl-user", action="append", default=[], metavar="NAME=PASSWORD",
+                     help="a SASL DIGEST-MD5 user of the server's JAAS Server section (repeatable)")
     run.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command
@@ -536,6 +553,7 @@ def _main(argv):
         args.kind,
         super_digest=args.super_digest,
         extended_types=not args.no_extended_types,
+        sasl_users=dict(user.split("=", 1) for user in args.sasl_user),
     )
     try:
         server.start()

@@ -45,8 +45,17 @@ public final class ZooKeeperClient: Sendable {
         /// Resume an existing session (id and password from `sessionId` / `sessionPassword`).
         public var sessionId: Int64 = 0
         public var sessionPassword: [UInt8] = [UInt8](repeating: 0, count: 16)
+        /// With `sessionId`: the last zxid the earlier client of the session saw
+        /// (`ZooKeeperClient.lastZxidSeen`); members that are behind it refuse the connect, so
+        /// the resumed session never goes back in time.
+        public var lastZxidSeen: Int64 = 0
         /// Credentials (scheme, auth) sent on every connection.
         public var authInfo: [(scheme: String, auth: [UInt8])] = []
+        /// SASL DIGEST-MD5: every connection authenticates as this user before anything else (what
+        /// a JAAS `Client` section with ZooKeeper's `DigestLoginModule` does for the Java client).
+        /// The connection counts as up only once the server accepted it; a refusal ends the
+        /// session `authFailed` (`connect` throws `ZooKeeperError.authFailed`).
+        public var sasl: SASLCredentials? = nil
         /// How often the session checks its timers.
         public var tickInterval: Duration = .milliseconds(20)
         /// The event loops to run on; default `MultiThreadedEventLoopGroup.singleton`.
@@ -74,7 +83,7 @@ public final class ZooKeeperClient: Sendable {
     ///
     /// Throws `ZooKeeperError.connectionLoss` when no member answers within
     /// `initialConnectTimeout` (default: the session timeout), `.sessionExpired` when resuming a
-    /// session the ensemble no longer knows, `.authFailed` when `authInfo` is refused.
+    /// session the ensemble no longer knows, `.authFailed` when `authInfo` or `sasl` is refused.
     public static func connect(_ connectString: String, sessionTimeout: Duration = .seconds(10)) async throws -> ZooKeeperClient {
         try await connect(configuration: Configuration(connectString: connectString, sessionTimeout: sessionTimeout))
     }
@@ -124,7 +133,9 @@ public final class ZooKeeperClient: Sendable {
         core.outstandingRequestsMax = configuration.outstandingRequestsMax
         core.sessionId = configuration.sessionId
         core.password = configuration.sessionPassword
+        core.lastZxidSeen = configuration.sessionId != 0 ? configuration.lastZxidSeen : 0
         core.authInfo = configuration.authInfo.map { ClientSession.AuthInfo(scheme: $0.scheme, auth: $0.auth) }
+        core.sasl = configuration.sasl
         let session: ClientSession
         if let seed = configuration.shuffleSeed {
             var generator = SplitMix64(seed: seed)

@@ -26,6 +26,14 @@ import ZKProtocol
 //   every watcher is told.
 // * chroot: prefixed to every path that leaves, stripped from every path that comes back.
 // * auth: every `addAuth` is remembered and sent again after each reconnect.
+// * SASL: with `Configuration.sasl` set, every connection authenticates with DIGEST-MD5
+//   (`SASLDigestClient`, opcode 102 with ordinary xids) right after the handshake and before
+//   anything else: auth replays, setWatches2 and waiting calls go out, and the program is told
+//   `connected` / `reconnected`, only once the server has proved it knows the password too. A
+//   refusal (AUTHFAILED, or a server proof that does not check) ends the session `authFailed`,
+//   as ZooKeeper's Java client does. The client nonce of each exchange is drawn from a
+//   generator seeded once from the generator passed to `init` (and only when SASL is configured,
+//   so sessions without it draw exactly what they drew before).
 //
 // Deliberate differences from ZooKeeper's Java client:
 // * The ConnectRequest is sent alone and auth / setWatches / queued requests only after its
@@ -196,8 +204,13 @@ public struct ClientSession: Sendable {
         /// Resume this session instead of starting one (id and password from another client).
         public var sessionId: Int64 = 0
         public var password: [UInt8] = [UInt8](repeating: 0, count: 16)
+        /// With `sessionId`: the last zxid the session's earlier client saw. Members behind it
+        /// refuse the connect, so a resumed session never reads older state than it has seen.
+        public var lastZxidSeen: Int64 = 0
         /// Credentials sent on every connection before anything else.
         public var authInfo: [AuthInfo] = []
+        /// SASL DIGEST-MD5 credentials: every connection authenticates with them first.
+        public var sasl: SASLCredentials? = nil
 
         public init(sessionTimeoutMs: Int32, chroot: String? = nil) {
             self.sessionTimeoutMs = sessionTimeoutMs
@@ -283,6 +296,12 @@ public struct ClientSession: Sendable {
     private var lastSentMs: Int64 = 0
     /// Watched server paths (chroot included) and their watchers, by kind.
     private var watches: [WatchKind: [String: [WatcherID]]] = [:]
+    /// Draws the SASL client nonces (nil without SASL).
+    private var saslNonces: SplitMix64?
+    /// The SASL exchange of the current connection while it runs (nil once it succeeded).
+    private var saslExchange: SASLDigestClient?
+    /// Whether the current connection is still authenticating with SASL.
+    public var isAuthenticatingSASL: Bool { saslExchange != nil }
 
     /// - Parameter generator: shuffles the hosts (pass a seeded one for reproducible runs).
     public init(hosts: [HostAddress], configuration: Configuration, generator: inout some RandomNumberGenerator) {
@@ -293,8 +312,10 @@ public struct ClientSession: Sendable {
         self.hosts = hosts.shuffled(using: &generator)
         self.sessionId = configuration.sessionId
         self.password = configuration.password
+        self.lastZxidSeen = configuration.sessionId != 0 ? configuration.lastZxidSeen : 0
         self.authInfo = configuration.authInfo
         self.seenReadWriteServer = configuration.sessionId != 0
+        if configuration.sasl != nil { saslNonces = SplitMix64(seed: generator.next()) }
     }
 
     // MARK: - Derived timing
@@ -347,6 +368,12 @@ public struct ClientSession: Sendable {
             } else {
                 queued.append(.call(token, call))
             }
+        case .connected where saslExchange != nil:
+            if pending.count + queued.count >= configuration.outstandingRequestsMax {
+                reject(call, token: token, .throttledOp, &step)
+            } else {
+                queued.append(.call(token, call))
+            }
         case .connected(_, _, let readOnly):
             if pending.count >= configuration.outstandingRequestsMax {
                 reject(call, token: token, .throttledOp, &step)
@@ -373,6 +400,8 @@ public struct ClientSession: Sendable {
         case .closing:
             step.actions.append(.complete(token, .failure(.sessionExpired)))
         case .idle, .connecting, .handshaking, .backingOff:
+            queued.append(.auth(token, info))
+        case .connected where saslExchange != nil:
             queued.append(.auth(token, info))
         case .connected:
             authInfo.append(info)
@@ -554,7 +583,7 @@ public struct ClientSession: Sendable {
             } else if let limit = configuration.requestTimeoutMs, let head = pending.first, nowMs - head.sentAtMs >= limit {
                 // Replies come in order: nothing behind the late one can arrive first.
                 let late = pending.removeFirst()
-                reject(late.call, token: late.token, .requestTimeout, &step)
+                if !Self.isSessionOwned(late.call.request) { reject(late.call, token: late.token, .requestTimeout, &step) }
                 lose(nowMs: nowMs, closeConnection: true, &step)
             } else if nowMs - lastSentMs >= pingIntervalMs {
                 step.actions.append(.send(.request(xid: SpecialXid.ping, .ping)))
@@ -600,6 +629,18 @@ public struct ClientSession: Sendable {
             return
         }
         state = .connected(host: host, attempt: attempt, readOnly: readOnly)
+        if let credentials = configuration.sasl, var nonces = saslNonces {
+            saslExchange = SASLDigestClient(credentials: credentials, cnonce: SASLDigestClient.makeCnonce(using: &nonces))
+            saslNonces = nonces
+            sendSASL([], nowMs: nowMs, &step)
+            return
+        }
+        connectionReady(readOnly: readOnly, nowMs: nowMs, &step)
+    }
+
+    /// The connection serves the program: tell it, then replay auth, re-register watches and send
+    /// what waited.
+    private mutating func connectionReady(readOnly: Bool, nowMs: Int64, _ step: inout ClientStep) {
         let resumed = connectionState != .connecting && seenReadWriteServer
         if !readOnly { seenReadWriteServer = true }
         let newState: ConnectionState = readOnly ? .connectedReadOnly : (resumed ? .reconnected : .connected)
@@ -620,6 +661,34 @@ public struct ClientSession: Sendable {
                 authInfo.append(info)
                 sendAuth(info, token: token, nowMs: nowMs, &step)
             }
+        }
+    }
+
+    private mutating func sendSASL(_ token: [UInt8], nowMs: Int64, _ step: inout ClientStep) {
+        let xid = takeXid()
+        pending.append(Pending(xid: xid, token: 0, call: ClientCall(.sasl(token: token)), sentAtMs: nowMs))
+        step.actions.append(.send(.request(xid: xid, .sasl(token: token))))
+        lastSentMs = nowMs
+    }
+
+    /// One answer of the SASL exchange: the challenge (answered with the digest) or the server's
+    /// proof (the connection is then ready). Any refusal ends the session.
+    private mutating func saslAnswered(_ code: ErrorCode, _ body: Response, nowMs: Int64, _ step: inout ClientStep) {
+        guard var exchange = saslExchange, case .connected(_, _, let readOnly) = state else { return }
+        func refuse() {
+            saslExchange = nil
+            step.actions.append(.closeConnection)
+            end(.authFailed, code: .authFailed, &step)
+        }
+        guard code == .ok, case .sasl(let token) = body else { return refuse() }
+        if exchange.expectedProof == nil {
+            guard case .success(let response) = exchange.response(to: token ?? []) else { return refuse() }
+            saslExchange = exchange
+            sendSASL(response, nowMs: nowMs, &step)
+        } else {
+            guard exchange.verifyFinal(token ?? []) else { return refuse() }
+            saslExchange = nil
+            connectionReady(readOnly: readOnly, nowMs: nowMs, &step)
         }
     }
 
@@ -679,6 +748,10 @@ public struct ClientSession: Sendable {
                 let head = pending.removeFirst()
                 precondition(head.xid == header.xid, "reply xid \(header.xid) checked against head \(head.xid)")
                 let code = ErrorCode(rawValue: header.err) ?? .systemError
+                if case .sasl = head.call.request {
+                    saslAnswered(code, body, nowMs: nowMs, &step)
+                    return
+                }
                 if case .closeSession = head.call.request {
                     guard case .closing(_, let token, _) = state else { preconditionFailure("closeSession answered in \(state)") }
                     step.actions.append(.closeConnection)
@@ -822,7 +895,9 @@ public struct ClientSession: Sendable {
             return
         }
         let wasConnected: Bool
-        if case .connected = state { wasConnected = true } else { wasConnected = false }
+        // A connection still authenticating with SASL never served the program.
+        if case .connected = state, saslExchange == nil { wasConnected = true } else { wasConnected = false }
+        saslExchange = nil
         if wasConnected {
             changeState(.suspended, &step)
         } else {
@@ -848,7 +923,7 @@ public struct ClientSession: Sendable {
     }
 
     private mutating func failInFlight(_ code: ErrorCode, _ step: inout ClientStep) {
-        for entry in pending where entry.call.request != .closeSession {
+        for entry in pending where !Self.isSessionOwned(entry.call.request) {
             reject(entry.call, token: entry.token, code, &step)
         }
         pending.removeAll()
@@ -880,6 +955,7 @@ public struct ClientSession: Sendable {
 
     private mutating func end(_ final: ConnectionState, code: ErrorCode, _ step: inout ClientStep) {
         precondition(final.isTerminal, "end in non-terminal \(final)")
+        saslExchange = nil
         changeState(final, &step)
         if let request = closeRequest {
             closeRequest = nil
@@ -929,6 +1005,14 @@ public struct ClientSession: Sendable {
     }
 
     // MARK: - Requests
+
+    /// Requests the session sends on its own behalf (no program call waits for them).
+    static func isSessionOwned(_ request: Request) -> Bool {
+        switch request {
+        case .closeSession, .sasl: return true
+        default: return false
+        }
+    }
 
     /// Whether a read-only member refuses this request.
     static func isWrite(_ request: Request) -> Bool {

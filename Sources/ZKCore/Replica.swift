@@ -684,7 +684,10 @@ public struct Replica: Sendable {
 
     private mutating func onTick(_ ready: inout Ready) {
         if nowMs >= nextTickMs {
-            nextTickMs = nowMs + config.tickMs
+            // On the tick grid, where session deadlines fall (`expiry`): a session expires at
+            // its boundary, as ZooKeeper's session tracker wakes for it, not up to a tick later.
+            let tick = max(config.tickMs, 1)
+            nextTickMs = (nowMs / tick + 1) * tick
             onZabTick(&ready)
         }
         onElectionTick(&ready)

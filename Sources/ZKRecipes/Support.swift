@@ -64,20 +64,21 @@ final class Broadcast<Value: Sendable & Equatable>: Sendable {
 
 extension ZooKeeperClient {
     /// Creates `path`, creating missing parents as containers first (Curator's
-    /// `creatingParentContainersIfNeeded`).
+    /// `creatingParentContainersIfNeeded`). TTL modes take `ttl` (Curator's `withTtl`; the
+    /// server must enable TTL nodes).
     @discardableResult
-    public func createCreatingParents(_ path: String, data: [UInt8] = [], mode: CreateMode, asContainers: Bool = true)
-        async throws -> (path: String, stat: Stat)
-    {
+    public func createCreatingParents(
+        _ path: String, data: [UInt8] = [], mode: CreateMode, ttl: Duration? = nil, asContainers: Bool = true
+    ) async throws -> (path: String, stat: Stat) {
         do {
-            return try await create(path, data: data, mode: mode)
+            return try await create(path, data: data, mode: mode, ttl: ttl)
         } catch ZooKeeperError.noNode {
             for ancestor in CuratorNames.ancestors(path) {
                 do {
                     try await create(ancestor, mode: asContainers ? .container : .persistent)
                 } catch ZooKeeperError.nodeExists {}
             }
-            return try await create(path, data: data, mode: mode)
+            return try await create(path, data: data, mode: mode, ttl: ttl)
         }
     }
 }

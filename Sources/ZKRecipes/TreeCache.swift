@@ -11,7 +11,10 @@ import ZKRecipesCore
 ///     cache.current["/config/db"]
 ///
 /// The watch is set before the tree is read, so no change is missed; a change made while the tree
-/// is being read is applied after the read (the node is read again).
+/// is being read is applied after the read (the node is read again). A persistent watch
+/// re-registered after a reconnect does not replay what changed while the client was away
+/// (ZooKeeper's setWatches fires only one-shot watches), so the tree is read again after every
+/// `reconnected`.
 public final class TreeCache: Sendable {
     public let client: ZooKeeperClient
     public let path: String
@@ -37,10 +40,28 @@ public final class TreeCache: Sendable {
         try await cache.load(path, into: &tree)
         cache.state.publish(tree)
         cache.loaded.publish(true)
+        let reconnects = client.states
         cache.task.set(Task { [cache] in
-            do {
-                for try await event in watch { await cache.apply(event) }
-            } catch {}
+            // One consumer, so that events and re-reads apply in the order they came.
+            let (inputs, feed) = AsyncStream<Input>.makeStream()
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    do {
+                        for try await event in watch { feed.yield(.event(event)) }
+                    } catch {}
+                    feed.finish()
+                }
+                group.addTask {
+                    for await state in reconnects.dropFirst() where state == .reconnected { feed.yield(.reload) }
+                }
+                for await input in inputs {
+                    switch input {
+                    case .event(let event): await cache.apply(event)
+                    case .reload: await cache.reload()
+                    }
+                }
+                group.cancelAll()
+            }
             cache.state.finish()
         })
         return cache
@@ -66,6 +87,22 @@ public final class TreeCache: Sendable {
                 try await load(CuratorNames.join(node, child), into: &tree)
             }
         } catch ZooKeeperError.noNode {}
+    }
+
+    enum Input: Sendable {
+        case event(WatchEvent)
+        case reload
+    }
+
+    /// Reads the whole tree again (after a reconnect) and publishes it if it differs.
+    func reload() async {
+        var tree: [String: [UInt8]] = [:]
+        do {
+            try await load(path, into: &tree)
+        } catch {
+            return  // the connection went again: the next reconnect reloads
+        }
+        if tree != state.value { state.publish(tree) }
     }
 
     func apply(_ event: WatchEvent) async {

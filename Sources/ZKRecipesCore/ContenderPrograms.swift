@@ -153,7 +153,7 @@ public struct LockContender: CoordinationProgram {
             case .idle: feed(.acquire(uuid: uuids.next()), &out)
             // Still removing a dropped hold's node: try again later.
             case .deleting: schedule(durations.draw(configuration.thinkMs) + 10, &out)
-            case .creating, .listing, .waiting: break
+            case .creating, .listing, .waiting, .cleaning: break
             }
         }
         return out

@@ -180,6 +180,9 @@ public struct LockMachine: Sendable {
         case waiting(predecessor: String)
         case held
         case deleting
+        /// Deleting nodes of ours left behind by creates whose replies were lost (a retried
+        /// create and the lost one can both succeed); the listing follows.
+        case cleaning([String])
     }
 
     public let configuration: Configuration
@@ -199,6 +202,11 @@ public struct LockMachine: Sendable {
     var sessionEnded = false
     /// What to report once the node being deleted is gone.
     var afterDelete: HolderState = .released
+    /// Creates sent in this attempt (more than one: a create whose reply was lost was sent again).
+    var createsThisAttempt = 0
+    /// UUIDs of this session's attempts that sent a create more than once: a node of theirs may
+    /// still appear (a lost create can commit late) and is deleted when a listing shows it.
+    var suspectUUIDs: Set<String> = []
 
     public init(_ configuration: Configuration) {
         self.configuration = configuration
@@ -221,6 +229,7 @@ public struct LockMachine: Sendable {
                 holdCount += 1
             } else if phase == .idle {
                 self.uuid = uuid
+                createsThisAttempt = 0
                 wanted = true
                 afterDelete = .released
                 report(.waiting, &out)
@@ -257,6 +266,16 @@ public struct LockMachine: Sendable {
             guard case .waiting(let predecessor) = phase, CuratorNames.join(base, predecessor) == path else { break }
             list(&out)
         case .deleted(let path):
+            if case .cleaning(var rest) = phase {
+                rest.removeAll { CuratorNames.join(base, $0) == path }
+                if let next = rest.first {
+                    phase = .cleaning(rest)
+                    out.append(.delete(CuratorNames.join(base, next)))
+                } else {
+                    list(&out)
+                }
+                break
+            }
             guard phase == .deleting, path == ourPath else { break }
             finishDelete(&out)
         case .failed(let code):
@@ -277,6 +296,8 @@ public struct LockMachine: Sendable {
         phase = .creating
         ourPath = nil
         czxid = 0
+        createsThisAttempt += 1
+        if createsThisAttempt > 1 { suspectUUIDs.insert(uuid) }
         out.append(.create(path: CuratorNames.protectedPath(base: base, uuid: uuid, name: configuration.lockName),
                            data: configuration.data, mode: .ephemeralSequential))
     }
@@ -298,9 +319,12 @@ public struct LockMachine: Sendable {
 
     mutating func examine(_ children: [String], _ out: inout [Command]) {
         if ourPath == nil {
-            // A create whose reply was lost: find the node by its protected prefix.
+            // A create whose reply was lost: find the node by its protected prefix (the
+            // lowest, when a retried create and the lost one both made one).
             let prefix = CuratorNames.protectedPrefix(uuid)
-            if let found = children.first(where: { $0.hasPrefix(prefix) }) {
+            let found = children.filter { $0.hasPrefix(prefix) }
+                .min { (CuratorNames.sequence(of: $0) ?? .max) < (CuratorNames.sequence(of: $1) ?? .max) }
+            if let found {
                 ourPath = CuratorNames.join(base, found)
             } else if wanted {
                 create(&out)
@@ -312,6 +336,17 @@ public struct LockMachine: Sendable {
             }
         }
         guard wanted else { return deleteOurs(&out) }
+        // Our own leftovers (a lost create that committed beside its retry) would block everyone
+        // behind them until the session ends: delete them first.
+        let suspects = suspectUUIDs.map { CuratorNames.protectedPrefix($0) }
+        let leftovers = children.filter { child in
+            CuratorNames.join(base, child) != ourPath && suspects.contains { child.hasPrefix($0) }
+        }.sorted()
+        if let first = leftovers.first {
+            phase = .cleaning(leftovers)
+            out.append(.delete(CuratorNames.join(base, first)))
+            return
+        }
         let sorted = CuratorNames.sorted(children, lockNames: configuration.sortNames)
         guard let index = sorted.firstIndex(of: CuratorNames.nodeName(ourPath!)) else {
             // Our node is gone (deleted by someone, or the session is being lost): start over,
@@ -347,7 +382,7 @@ public struct LockMachine: Sendable {
 
     mutating func retry(_ out: inout [Command]) {
         switch phase {
-        case .creating, .listing, .waiting: list(&out)  // finds a node whose create reply was lost
+        case .creating, .listing, .waiting, .cleaning: list(&out)  // finds a node whose create reply was lost
         case .deleting: out.append(.delete(ourPath!))
         case .idle, .held: break
         }
@@ -416,6 +451,7 @@ public struct LockMachine: Sendable {
             }
             connected = false
             sessionEnded = true
+            suspectUUIDs.removeAll()
             phase = .idle
             ourPath = nil
             holdCount = 0

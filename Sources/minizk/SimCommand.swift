@@ -52,6 +52,9 @@ struct SimCommand: ParsableCommand {
     @Option(help: "Fault kinds, comma-separated, or 'none' (default: from the seed). Kinds: \(FaultKind.allCases.map(\.rawValue).joined(separator: ", ")).")
     var faults: String?
 
+    @Flag(help: "Run SparkLite (masters, workers, a driver) under faults instead of the workload (docs/sparklite.md); other options are ignored.")
+    var sparklite = false
+
     @Flag(help: "Print the whole event trace of a single run.")
     var trace = false
 
@@ -105,12 +108,48 @@ struct SimCommand: ParsableCommand {
     }
 
     func run() throws {
+        if sparklite {
+            let range = try seeds.map(parseRange) ?? {
+                let one = self.seed ?? UInt64.random(in: 1...999_999_999)
+                return one...one
+            }()
+            if !runSparkLite(range) { throw ExitCode(1) }
+            return
+        }
         if let seeds {
             try sweep(parseRange(seeds))
         } else {
             let seed = self.seed ?? UInt64.random(in: 1...999_999_999)
             if !runOne(seed) { throw ExitCode(1) }
         }
+    }
+
+    /// SparkLite seeds: the options of each, its outcome, and for a failure the evidence and the
+    /// replay command.
+    func runSparkLite(_ range: ClosedRange<UInt64>) -> Bool {
+        var failed: [UInt64] = []
+        let started = ContinuousClock.now
+        var simulatedMs: Int64 = 0
+        for seed in range {
+            let options = SparkLiteSimOptions.derive(seed: seed)
+            if !quiet || range.count == 1 { emit(options.description) }
+            let result = SparkLiteSimulation(options: options).run()
+            simulatedMs += result.simulatedMs
+            if !quiet || range.count == 1 || !result.passed { emit(result.summary) }
+            if let violation = result.violation {
+                if failed.isEmpty { emit("first failure: seed \(seed) property \(violation.prefix { $0 != ":" })") }
+                failed.append(seed)
+                emit("violation: \(violation)")
+                for fault in result.faults.suffix(25) { emit("  fault \(fault)") }
+                for line in result.recent.suffix(40) { emit("  seen \(line)") }
+                emit("replay: \(options.replay)")
+                if stopOnFailure { break }
+            }
+        }
+        if range.count > 1 {
+            emit("sparklite: \(range.count) seeds, \(failed.count) failed\(failed.isEmpty ? "" : " (\(failed.prefix(20).map(String.init).joined(separator: ", ")))"); \(format(wall: ContinuousClock.now - started, simulatedMs: simulatedMs))")
+        }
+        return failed.isEmpty
     }
 
     /// One seed, with its full report.

@@ -13,6 +13,9 @@
 //   discover CONNECT BASE NAME ID SECONDS   waits up to SECONDS for instance ID; prints it
 //   queue-put  CONNECT PATH PREFIX N        N messages PREFIX-i
 //   queue-take CONNECT PATH SECONDS         consumes messages for SECONDS (20 ms each); prints "took <message>" each
+//   delay-put  CONNECT PATH PREFIX N DELAYMS  DistributedDelayQueue: N messages PREFIX-i@EPOCH, due DELAYMS from now
+//   delay-take CONNECT PATH SECONDS         DistributedDelayQueue consumer for SECONDS; prints "took <message> at <epoch ms>"
+//   persistent-node CONNECT PATH DATA1 DATA2 SECONDS  PersistentNode (ephemeral) at PATH with DATA1, DATA2 after 1 s, kept SECONDS
 import Foundation
 import ZKClient
 import ZKRecipes
@@ -142,6 +145,31 @@ case "queue-take":
             try await Task.sleep(for: .milliseconds(50))
         }
     }
+case "delay-put":
+    let queue = DistributedDelayQueue(client: client, path: args[3])
+    for i in 0..<Int(args[5])! {
+        let due = DistributedDelayQueue.systemNowMs() + Int64(args[6])!
+        try await queue.put(Array("\(args[4])-\(i)@\(due)".utf8), untilEpochMs: due)
+    }
+case "delay-take":
+    let queue = DistributedDelayQueue(client: client, path: args[3])
+    let deadline = Date().addingTimeInterval(Double(args[4])!)
+    while Date() < deadline {
+        if let messages = try await queue.poll() {
+            for message in messages { say("took \(String(decoding: message, as: UTF8.self)) at \(DistributedDelayQueue.systemNowMs())") }
+        } else {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+case "persistent-node":
+    let node = PersistentNode(client: client, path: args[3], mode: .ephemeral, data: Array(args[4].utf8))
+    node.start()
+    guard await node.waitForInitialCreate(timeout: .seconds(20)) else { fail("not created") }
+    say("created \(node.actualPath ?? "-")")
+    try await Task.sleep(for: .seconds(1))
+    try await node.setData(Array(args[5].utf8))
+    try await Task.sleep(for: .seconds(Int(args[6])!))
+    await node.close()
 default:
     fail("unknown mode \(mode)")
 }

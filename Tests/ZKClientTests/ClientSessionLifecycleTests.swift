@@ -44,6 +44,37 @@ final class ClientSessionLifecycleTests: ClientTestCase {
         XCTAssertNil(value1)
     }
 
+    /// Resuming a session with the zxid its earlier client saw: accepted by a member that has it;
+    /// refused by every member when the zxid is ahead of them, so the resumed session never
+    /// reads state older than what the session has seen.
+    func testResumingWithTheLastZxidSeenNeverGoesBackInTime() async throws {
+        let first = try await client()
+        try await first.create("\(base)/seen", data: [1])
+        let seen = first.lastZxidSeen
+        XCTAssertGreaterThan(seen, 0)
+        let second = try await client {
+            $0.sessionId = first.sessionId
+            $0.sessionPassword = first.sessionPassword
+            $0.lastZxidSeen = seen
+        }
+        XCTAssertEqual(second.sessionId, first.sessionId)
+        XCTAssertGreaterThanOrEqual(second.lastZxidSeen, seen)
+        let (data, _) = try await second.getData("\(base)/seen")
+        XCTAssertEqual(data, [1])
+        do {
+            _ = try await client {
+                $0.sessionId = first.sessionId
+                $0.sessionPassword = first.sessionPassword
+                $0.lastZxidSeen = seen + 1_000_000
+                $0.initialConnectTimeout = .seconds(2)
+                $0.reconnectDelay = .milliseconds(50)
+            }
+            XCTFail("a member behind the zxid the session has seen served it")
+        } catch {
+            XCTAssertEqual(error as? ZooKeeperError, .connectionLoss)
+        }
+    }
+
     func testResumingAnUnknownSessionThrowsSessionExpired() async throws {
         do {
             _ = try await client {

@@ -13,6 +13,10 @@ import ZKServer
 /// against a shared server do not see each other.
 class ClientTestCase: XCTestCase {
     static let externalServer = ProcessInfo.processInfo.environment["ZKCLIENT_TEST_SERVER"]
+    /// The SASL DIGEST-MD5 users of the server (its JAAS `Server` section). An external server has
+    /// them when `ZKCLIENT_TEST_SASL=1` (scripts/client-tests-against-zk.sh configures ZooKeeper so).
+    static let saslUsers = ["jaasuser": "jaas_password", "bob": "bob_secret"]
+    var serverHasSASL: Bool { !isExternal || ProcessInfo.processInfo.environment["ZKCLIENT_TEST_SASL"] == "1" }
     var group: MultiThreadedEventLoopGroup!
     var server: MiniZKServer?
     var connectString = ""
@@ -36,6 +40,7 @@ class ClientTestCase: XCTestCase {
             var config = ReplicaConfig()
             config.tickMs = 200
             config.extendedTypesEnabled = true
+            config.saslUsers = Self.saslUsers
             let server = try await MiniZKServer.start(config: config, host: "127.0.0.1", port: 0, group: group, logger: logger)
             self.server = server
             connectString = "127.0.0.1:\(server.localPort)"

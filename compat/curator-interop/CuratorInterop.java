@@ -13,6 +13,9 @@
 //   get      CONNECT PATH                   prints DistributedAtomicLong.get()
 //   queue-put  CONNECT PATH PREFIX N        DistributedQueue.put of N messages PREFIX-i
 //   queue-take CONNECT PATH SECONDS         consumes messages for SECONDS (20 ms each); prints "took <message>" each
+//   delay-put  CONNECT PATH PREFIX N DELAYMS  DistributedDelayQueue.put of N messages PREFIX-i@EPOCH, due DELAYMS from now
+//   delay-take CONNECT PATH SECONDS         DistributedDelayQueue consumer for SECONDS; prints "took <message> at <epoch ms>"
+//   group-watch CONNECT PATH ID MEMBER DATA SECONDS  GroupMember ID; waits until MEMBER is a member with DATA; prints the members
 import java.io.FileOutputStream;
 import java.nio.charset.StandardCharsets;
 import java.util.Collection;
@@ -27,6 +30,8 @@ import org.apache.curator.framework.recipes.locks.InterProcessMutex;
 import org.apache.curator.framework.recipes.locks.InterProcessReadWriteLock;
 import org.apache.curator.framework.recipes.locks.InterProcessSemaphoreV2;
 import org.apache.curator.framework.recipes.locks.Lease;
+import org.apache.curator.framework.recipes.nodes.GroupMember;
+import org.apache.curator.framework.recipes.queue.DistributedDelayQueue;
 import org.apache.curator.framework.recipes.queue.DistributedQueue;
 import org.apache.curator.framework.recipes.queue.QueueBuilder;
 import org.apache.curator.framework.recipes.queue.QueueConsumer;
@@ -194,6 +199,49 @@ public class CuratorInterop {
                     queue.start();
                     Thread.sleep(Long.parseLong(args[3]) * 1000);
                     queue.close();
+                    break;
+                }
+                case "delay-put": {
+                    DistributedDelayQueue<String> queue = QueueBuilder.builder(client, null, STRINGS, args[2]).buildDelayQueue();
+                    queue.start();
+                    int n = Integer.parseInt(args[4]);
+                    for (int i = 0; i < n; i++) {
+                        long due = System.currentTimeMillis() + Long.parseLong(args[5]);
+                        queue.put(args[3] + "-" + i + "@" + due, due);
+                    }
+                    queue.flushPuts(10, TimeUnit.SECONDS);
+                    queue.close();
+                    break;
+                }
+                case "delay-take": {
+                    QueueConsumer<String> consumer = new QueueConsumer<String>() {
+                        public void consumeMessage(String message) throws Exception {
+                            System.out.println("took " + message + " at " + System.currentTimeMillis());
+                            System.out.flush();
+                        }
+                        public void stateChanged(CuratorFramework c, ConnectionState s) {}
+                    };
+                    DistributedDelayQueue<String> queue = QueueBuilder.builder(client, consumer, STRINGS, args[2]).buildDelayQueue();
+                    queue.start();
+                    Thread.sleep(Long.parseLong(args[3]) * 1000);
+                    queue.close();
+                    break;
+                }
+                case "group-watch": {
+                    GroupMember group = new GroupMember(client, args[2], args[3], "java".getBytes(StandardCharsets.UTF_8));
+                    group.start();
+                    long deadline = System.currentTimeMillis() + Long.parseLong(args[6]) * 1000;
+                    while (true) {
+                        java.util.Map<String, byte[]> members = group.getCurrentMembers();
+                        byte[] data = members.get(args[4]);
+                        if (data != null && new String(data, StandardCharsets.UTF_8).equals(args[5])) {
+                            System.out.println("members " + new java.util.TreeSet<>(members.keySet()) + " " + args[4] + "=" + args[5]);
+                            break;
+                        }
+                        if (System.currentTimeMillis() > deadline) { System.out.println("not seen " + members.keySet()); System.exit(1); }
+                        Thread.sleep(100);
+                    }
+                    group.close();
                     break;
                 }
                 default:

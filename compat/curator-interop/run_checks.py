@@ -4,7 +4,9 @@ recipes on the same paths of one server ($ZK_ADDRESS). Started by scripts/recipe
 Checks: mutex holders never overlap; a read-write lock's writers share with no one; a semaphore
 never grants more leases than it has; a double barrier lets nobody in before all arrive, or out before all leave; latch leaders never overlap and each candidate leads once;
 a counter incremented from both sides loses nothing; a service registered on either side is
-found by the other; queue items put from both sides are each consumed exactly once.
+found by the other; queue items put from both sides are each consumed exactly once; delay-queue
+items put on one side are consumed by the other, each once and none before its time; Curator's
+GroupMember sees the node a Swift PersistentNode keeps, with its data update.
 """
 
 import os
@@ -216,6 +218,32 @@ def queue_check():
           len(taken) == len(expected) and set(taken) == expected, "taken=%d distinct=%d by swift/java=%s" % (len(taken), len(set(taken)), by_side))
 
 
+def delay_queue_check():
+    path, n, delay_ms = BASE + "/delay", 5, 1500
+
+    def early(outputs):
+        # "took PREFIX-i@DUE at NOW": none may be taken before it is due (one machine, one clock).
+        taken = [line.split(" ") for out in outputs for line in out.splitlines() if line.startswith("took ")]
+        return [t[1] for t in taken if int(t[3]) < int(t[1].rsplit("@", 1)[1])], [t[1].rsplit("@", 1)[0] for t in taken]
+
+    # Curator puts, Swift consumes; then Swift puts, Curator consumes.
+    for producer, consumer, side in ((java, swift, "java"), (swift, java, "swift")):
+        outputs = run_all([consumer("delay-take", path, "6"), producer("delay-put", path, side, str(n), str(delay_ms))])
+        too_early, taken = early(outputs)
+        expected = ["%s-%d" % (side, i) for i in range(n)]
+        check("delay queue: every %s item consumed once by the %s consumer, none before its time" % (side, "Swift" if consumer is swift else "Curator"),
+              sorted(taken) == expected and not too_early, "taken=%s early=%s" % (taken, too_early))
+
+
+def persistent_node_check():
+    path = BASE + "/group"
+    # Curator's GroupMember (its own PersistentNode plus a cache) sees the node a Swift PersistentNode keeps, with its updated data.
+    outputs = run_all([swift("persistent-node", path + "/swift-member", "swift-data-1", "swift-data-2", "4"),
+                       java("group-watch", path, "java-member", "swift-member", "swift-data-2", "20")])
+    check("persistent node: Curator's GroupMember sees the Swift PersistentNode and its data update",
+          "members [java-member, swift-member] swift-member=swift-data-2" in outputs[1], outputs[1].strip())
+
+
 def checker_self_check():
     """The checkers see violations: overlapping marks must be reported."""
     path = tempfile.mktemp(prefix="selfcheck-")
@@ -230,7 +258,8 @@ def checker_self_check():
 
 checker_self_check()
 started = time.time()
-for step in (mutex_check, rwlock_check, semaphore_check, double_barrier_check, latch_check, counter_check, discovery_check, queue_check):
+for step in (mutex_check, rwlock_check, semaphore_check, double_barrier_check, latch_check, counter_check, discovery_check, queue_check, delay_queue_check,
+             persistent_node_check):
     begun = time.time()
     step()
     print("       (%s: %.1fs)" % (step.__name__, time.time() - begun))
