@@ -313,3 +313,33 @@ struct PrometheusText {
         samples.first { $0.name == name && $0.labels == labels }?.value
     }
 }
+
+/// The zoo.cfg keys of ZooKeeper's metrics provider and admin server.
+final class OperationsConfigTests: XCTestCase {
+    func testZooCfgKeysTurnTheEndpointsOnAsZooKeeperReadsThem() throws {
+        let prometheus = try ZooConfig(parsing: """
+            metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider
+            metricsProvider.httpPort=7001
+            admin.enableServer=true
+            admin.serverPort=8081
+            """)
+        XCTAssertEqual(prometheus.metricsPort, 7001)
+        XCTAssertEqual(prometheus.adminPort, 8081)
+
+        let defaults = try ZooConfig(parsing: """
+            metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider
+            admin.enableServer=true
+            """)
+        XCTAssertEqual(defaults.metricsPort, 7000)
+        XCTAssertEqual(defaults.adminPort, 8080)
+
+        let silent = try ZooConfig(parsing: "tickTime=200\n")
+        XCTAssertNil(silent.metricsPort)
+        XCTAssertNil(silent.adminPort, "a zoo.cfg that says nothing of the admin server starts none")
+
+        let disabled = try ZooConfig(parsing: "admin.enableServer=false\nadmin.serverPort=8081\n")
+        XCTAssertNil(disabled.adminPort)
+        let otherProvider = try ZooConfig(parsing: "metricsProvider.className=org.example.Other\nmetricsProvider.httpPort=7001\n")
+        XCTAssertNil(otherProvider.metricsPort)
+    }
+}
