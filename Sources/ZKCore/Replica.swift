@@ -738,6 +738,11 @@ public struct Replica: Sendable {
         case .looking: status.mode = servesReadOnly ? "read-only" : "looking"
         }
         status.serving = isServing
+        switch role {
+        case .leading: status.leaderId = config.serverId
+        case .following(let follower): status.leaderId = follower.leader
+        case .looking: status.leaderId = -1
+        }
         status.ensemble = config.isStandalone ? nil : membership
         status.currentEpoch = hard.currentEpoch
         status.lastZxid = tree.lastZxid

@@ -220,6 +220,8 @@ public struct ReplicaStatus: Sendable {
     public var pendingSyncs: Int = 0
     public var currentEpoch: Int64 = 0
     public var serving: Bool = false
+    /// The server this replica follows, itself when it leads, -1 while it looks for a leader.
+    public var leaderId: Int64 = -1
     /// The committed configuration of an ensemble (nil: standalone), for `conf`.
     public var ensemble: EnsembleConfig? = nil
     /// A digest of the committed tree, equal on replicas that applied the same transactions.

@@ -214,6 +214,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         }
         guard var payload else { return false }
         statistics.packetsReceived += 1
+        host.bytesReceived(payload.readableBytes + 4)
         let receivedAt = NIODeadline.now()
         if case .awaitingConnect = state {
             let request: ConnectRequest
@@ -259,7 +260,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
 
     /// Accounts for one frame about to be written; returns the request's latency when the frame is
     /// the reply to a pending request.
-    func frameSent(_ frame: ServerFrame, nowMs: Int64, now: NIODeadline) -> Int64? {
+    func frameSent(_ frame: ServerFrame, nowMs: Int64, now: NIODeadline) -> (latencyMs: Int64, opcode: Int32)? {
         statistics.packetsSent += 1
         let match: Int?
         switch frame {
@@ -279,7 +280,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         statistics.lastLatencyMs = latencyMs
         statistics.lastResponseAtMs = nowMs
         statistics.lastOperation = OperationAbbreviation.of(opcode: pending.opcode)
-        return latencyMs
+        return (latencyMs, pending.opcode)
     }
 
     /// Writes and flushes `buffer`, keeping count of the bytes not yet handed to the socket.

@@ -83,14 +83,26 @@ public final class MiniZKServer: Sendable {
             "zxid": "0x\(String(recovered.lastZxid, radix: 16))", "znodes": "\(recovered.tree.nodeCount)",
             "log": "\(recovered.log.count)", "duration": "\(ContinuousClock.now - recoveryStarted)",
         ]
-        if let sqlite = store as? SQLiteStore { recoveryMetadata["timing"] = "\(sqlite.recoveryTiming)" }
+        var recovery = RecoveryMetrics()
+        recovery.totalSeconds = Double((ContinuousClock.now - recoveryStarted).components.attoseconds) / 1e18
+            + Double((ContinuousClock.now - recoveryStarted).components.seconds)
+        recovery.logTransactions = recovered.log.count
+        if let sqlite = store as? SQLiteStore {
+            recoveryMetadata["timing"] = "\(sqlite.recoveryTiming)"
+            let timing = sqlite.recoveryTiming
+            recovery.snapshotReadSeconds = timing.readSeconds
+            recovery.snapshotDecodeSeconds = timing.decodeSeconds
+            recovery.treeRestoreSeconds = timing.restoreSeconds
+            recovery.logSeconds = timing.logSeconds
+            recovery.snapshotNodes = timing.snapshotNodes
+        }
         logger.info("recovered", metadata: recoveryMetadata)
         // Recovery decoded the snapshot into temporary arrays, now freed: give that memory back to
         // the system rather than keep it in the allocator's free lists.
         SystemFacts.releaseFreeMemory()
         return ReplicaHost(
             config: config, options: options, store: store, recovered: recovered, eventLoop: eventLoop, logger: logger,
-            manualClock: clock)
+            manualClock: clock, recovery: recovery)
     }
 
     public static func start(
@@ -196,6 +208,26 @@ public final class MiniZKServer: Sendable {
     public func whenStoreFails(_ callback: @escaping @Sendable (String) -> Void) {
         let replicaHost = self.replicaHost
         replicaHost.eventLoop.execute { replicaHost.whenFailed(callback) }
+    }
+
+    /// This server's metrics in the Prometheus text format, as of now (`/metrics`).
+    public func prometheusText() async throws -> String {
+        let snapshot = try await operationsSnapshot()
+        return PrometheusExposition.render(snapshot, registry: replicaHost.metrics)
+    }
+
+    /// What the metrics and the admin server report, as of now; `digest` adds the digest of the
+    /// committed tree (an O(n) walk).
+    public func operationsSnapshot(digest: Bool = false) async throws -> OperationsSnapshot {
+        let replicaHost = self.replicaHost
+        return try await replicaHost.eventLoop.submit { replicaHost.operationsSnapshot(digest: digest) }.get()
+    }
+
+    /// Answers a four-letter word as the client port would (including `crst`, `srst`, `stmk`
+    /// side effects).
+    public func answer(_ word: FourLetterWord, argument: Int64? = nil) async throws -> String {
+        let replicaHost = self.replicaHost
+        return try await replicaHost.eventLoop.submit { replicaHost.answer(word, argument: argument) }.get()
     }
 
     /// What the four-letter words would report now.

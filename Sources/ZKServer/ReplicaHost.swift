@@ -71,6 +71,19 @@ final class ReplicaHost: @unchecked Sendable {
     private let storage: StorageThread
     private var storageStopped: EventLoopFuture<Void>?
     private var storageStatistics = StorageStatistics()
+    /// The Prometheus registry of this replica: counters recorded as things happen.
+    let metrics: ServerMetricsRegistry
+    /// ZooKeeper's summaries, recorded on the event loop.
+    private(set) var summaries = ServerSummaries()
+    /// How long recovery took at start.
+    let recovery: RecoveryMetrics
+    /// Whether the replica served clients after the last step, and since when it did or did not
+    /// (wall-clock ms): elections are timed from losing service to serving again.
+    private var wasServing = false
+    private var responseSizes = ResponseSizeStatistics()
+    private var fsyncThresholdExceeded: Int64 = 0
+    private var lastSnapshotAtMs: Int64?
+    private var servingChangedAtMs: Int64 = 0
     private var snapshotSchedule: SnapshotSchedule
     /// Where peer messages go; nil for a standalone replica.
     var peerTransport: (any PeerTransport)?
@@ -118,7 +131,8 @@ final class ReplicaHost: @unchecked Sendable {
         config: ReplicaConfig, options: ServerOptions, store: any ReplicaStore, recovered: RecoveredState,
         eventLoop: any EventLoop,
         logger: Logger, wallClockMs: @escaping @Sendable () -> Int64 = SystemFacts.wallClockMs,
-        manualClock: ManualClock? = nil
+        manualClock: ManualClock? = nil, metrics: ServerMetricsRegistry = ServerMetricsRegistry(),
+        recovery: RecoveryMetrics = RecoveryMetrics()
     ) {
         precondition(config.tickMs > 0, "tickMs must be positive, is \(config.tickMs)")
         self.config = config
@@ -134,6 +148,14 @@ final class ReplicaHost: @unchecked Sendable {
         let wallClockMs = self.wallClockMs
         let now = wallClockMs()
         self.startedAtMs = now
+        self.servingChangedAtMs = now
+        self.metrics = metrics
+        self.recovery = recovery
+        summaries.dbInitTime.record(Int64(recovery.totalSeconds * 1000))
+        summaries.startupSnapLoadTime.record(
+            Int64((recovery.snapshotReadSeconds + recovery.snapshotDecodeSeconds + recovery.treeRestoreSeconds) * 1000))
+        summaries.startupTxnsLoadTime.record(Int64(recovery.logSeconds * 1000))
+        summaries.startupTxnsLoaded.record(Int64(recovery.logTransactions))
         // Every member uses `config.sessionSecret`: a session must check out on any member of the
         // ensemble and after a restart, as ZooKeeper's do.
         self.replica = Replica(config: config, startTimeMs: now, secret: 0, recovered: recovered)
@@ -153,6 +175,8 @@ final class ReplicaHost: @unchecked Sendable {
     /// Starts the storage thread and the tick timer. Call on the event loop.
     func start() {
         eventLoop.preconditionInEventLoop()
+        // A member of an ensemble starts by looking for a leader.
+        if !config.isStandalone { metrics.lookingCount.increment() }
         storageStopped = storage.start(on: eventLoop) { [weak self, eventLoop] event in
             guard let host = self else { return }
             eventLoop.execute { host.storageEvent(event) }
@@ -203,6 +227,7 @@ final class ReplicaHost: @unchecked Sendable {
         guard case .running = state else { return nil }
         let id = nextConnectionID
         nextConnectionID += 1
+        metrics.connectionRequests.increment()
         connections[id] = handler
         submit(.connectionOpened(id, peerAddress: peerAddress, peerPort: peerPort))
         return ConnectionStatistics(
@@ -262,6 +287,17 @@ final class ReplicaHost: @unchecked Sendable {
         )
     }
 
+    /// Everything the metrics and the admin server report, as of now; with the digest of the
+    /// committed tree when `digest` (an O(n) walk).
+    func operationsSnapshot(digest: Bool) -> OperationsSnapshot {
+        eventLoop.preconditionInEventLoop()
+        var words = snapshot()
+        if digest { words.status.digest = replica.digest }
+        return OperationsSnapshot(
+            fourLetterWords: words, summaries: summaries, recovery: recovery, responseSizes: responseSizes,
+            fsyncThresholdExceeded: fsyncThresholdExceeded, lastSnapshotAtMs: lastSnapshotAtMs)
+    }
+
     func replicaStatus() -> ReplicaStatus {
         eventLoop.preconditionInEventLoop()
         var status = replica.status()
@@ -285,19 +321,49 @@ final class ReplicaHost: @unchecked Sendable {
         isStepping = true
         defer { isStepping = false }
         var index = 0
+        // Whether serving may have changed: clients' inputs never change it, and asking the
+        // replica costs more than a request on the hot path.
+        var mayChangeServing = false
         while index < deferredInputs.count {
             if case .failed = state { break }
             let next = deferredInputs[index]
             index += 1
+            switch next {
+            case .request, .connect, .connectionOpened, .connectionClosed: break
+            default: mayChangeServing = true
+            }
             let ready = replica.step(next, nowMs: wallClockMs())
             apply(ready)
         }
         deferredInputs.removeAll(keepingCapacity: true)
-        if !servingWaiters.isEmpty, replica.isServing {
-            let waiters = servingWaiters
-            servingWaiters = []
-            for waiter in waiters { waiter.succeed() }
+        if mayChangeServing || !servingWaiters.isEmpty {
+            let serving = replica.isServing
+            if serving != wasServing { servingChanged(to: serving) }
+            if !servingWaiters.isEmpty, serving {
+                let waiters = servingWaiters
+                servingWaiters = []
+                for waiter in waiters { waiter.succeed() }
+            }
         }
+    }
+
+    /// Counts elections as ZooKeeper does: `looking_count` each time a member of an ensemble stops
+    /// serving (and once at start), `election_time` from then until it serves again.
+    private func servingChanged(to serving: Bool) {
+        wasServing = serving
+        let nowMs = wallClockMs()
+        defer { servingChangedAtMs = nowMs }
+        guard !config.isStandalone else { return }
+        if serving {
+            summaries.electionTime.record(nowMs - servingChangedAtMs)
+        } else {
+            metrics.lookingCount.increment()
+        }
+    }
+
+    /// Bytes of one client frame (its length prefix included), for `bytes_received_count`.
+    func bytesReceived(_ count: Int) {
+        metrics.bytesReceived.increment(by: Int64(count))
     }
 
     /// Calls `callback` with the reason once the replica stops serving because its store failed.
@@ -394,6 +460,7 @@ final class ReplicaHost: @unchecked Sendable {
             flushPeerMessagesNow()
             if let event = storage.writeNow(jobs) {
                 storageStatistics.batchesWrittenOnLoop += 1
+                metrics.batchesOnLoop.increment()
                 storageEvent(event)
                 return
             }
@@ -436,7 +503,12 @@ final class ReplicaHost: @unchecked Sendable {
         case .persisted(let upTo, let through, let steps, let transactions, let writeSeconds, let snapshotSeconds):
             storageStatistics.recordBatch(
                 steps: steps, transactions: transactions, writeSeconds: writeSeconds, snapshotSeconds: snapshotSeconds)
+            summaries.fsyncTime.record(Int64(writeSeconds * 1000))
+            summaries.syncProcessorBatchSize.record(Int64(transactions))
+            metrics.recordBatch(
+                steps: steps, transactions: transactions, writeSeconds: writeSeconds, snapshotSeconds: snapshotSeconds)
             // ZooKeeper warns when an fsync takes over a second (fsync.warningthresholdms).
+            if writeSeconds > Self.slowStorageSeconds { fsyncThresholdExceeded += 1 }
             if writeSeconds > Self.slowStorageSeconds || snapshotSeconds > Self.slowStorageSeconds {
                 logger.warning(
                     "slow storage", metadata: [
@@ -460,6 +532,9 @@ final class ReplicaHost: @unchecked Sendable {
         case .snapshotFinished(let zxid, let completed, let chunks, let seconds):
             snapshotSchedule.snapshotWritten()
             if completed {
+                summaries.snapshotTime.record(Int64(seconds * 1000))
+                lastSnapshotAtMs = wallClockMs()
+                metrics.recordSnapshot(seconds: seconds)
                 storageStatistics.snapshotsWritten += 1
                 storageStatistics.lastSnapshotZxid = zxid
                 logger.info(
@@ -515,29 +590,46 @@ final class ReplicaHost: @unchecked Sendable {
         let now = NIODeadline.now()
         // Connections in the order of their first frame; each gets one buffer.
         var order: [ConnectionID] = []
-        var buffers: [ConnectionID: ByteBuffer] = [:]
+        var buffers: [ByteBuffer] = []
+        var slot: [ConnectionID: Int] = [:]
         for outgoing in frames {
             guard let handler = connections[outgoing.connection], handler.isOpen else {
                 logger.trace("dropping a frame for a closed connection", metadata: ["connection": "\(outgoing.connection)"])
                 continue
             }
-            if buffers[outgoing.connection] == nil {
+            let index: Int
+            if let known = slot[outgoing.connection] {
+                index = known
+            } else {
+                index = buffers.count
+                slot[outgoing.connection] = index
                 order.append(outgoing.connection)
-                buffers[outgoing.connection] = handler.allocator.buffer(capacity: 256)
+                buffers.append(handler.allocator.buffer(capacity: 256))
             }
-            outgoing.frame.encode(into: &buffers[outgoing.connection]!)
+            let startIndex = buffers[index].writerIndex
+            outgoing.frame.encode(into: &buffers[index])
+            responseSizes.record(buffers[index].writerIndex - startIndex)
             statistics.packetsSent += 1
-            if let latencyMs = handler.frameSent(outgoing.frame, nowMs: nowMs, now: now) {
+            if let (latencyMs, opcode) = handler.frameSent(outgoing.frame, nowMs: nowMs, now: now) {
                 statistics.latency.record(ms: latencyMs)
+                switch ServerSummaries.isUpdate(opcode: opcode) {
+                case true?: summaries.updateLatency.record(latencyMs)
+                case false?: summaries.readLatency.record(latencyMs)
+                case nil: break
+                }
             }
         }
-        for id in order {
-            connections[id]?.write(buffers[id]!)
+        var sentBytes = 0
+        for (index, id) in order.enumerated() {
+            sentBytes += buffers[index].readableBytes
+            connections[id]?.write(buffers[index])
         }
+        metrics.responseBytes.increment(by: Int64(sentBytes))
     }
 
     private func fail(reason: String) {
         logger.critical("replica stops serving", metadata: ["reason": "\(reason)"])
+        metrics.unrecoverableErrors.increment()
         state = .failed(reason: reason)
         tickTask?.cancel()
         tickTask = nil

@@ -36,6 +36,30 @@ public struct ZooConfig: Sendable, Equatable {
     public var servers: [Server] = []
     public var extendedTypesEnabled = false
     public var reconfigEnabled = false
+    /// `metricsProvider.className`, `metricsProvider.httpPort`, `metricsProvider.httpHost`.
+    public var metricsProviderClassName: String?
+    public var metricsHTTPPort: Int?
+    public var metricsHTTPHost: String?
+    /// `admin.enableServer`, `admin.serverPort`, `admin.serverAddress`.
+    public var adminEnableServer: Bool?
+    public var adminServerPort: Int?
+    public var adminServerAddress: String?
+
+    /// The port of the Prometheus endpoint: ZooKeeper's `metricsProvider.httpPort` (default 7000)
+    /// when `metricsProvider.className` names its Prometheus provider; nil otherwise.
+    public var metricsPort: Int? {
+        guard let className = metricsProviderClassName, className.hasSuffix("PrometheusMetricsProvider") else { return nil }
+        return metricsHTTPPort ?? 7000
+    }
+
+    /// The port of the admin server: `admin.serverPort` (default 8080) when `admin.enableServer`
+    /// is true, or when a port is given and the server is not disabled. Unlike ZooKeeper, a
+    /// zoo.cfg that says nothing of it starts none.
+    public var adminPort: Int? {
+        if adminEnableServer == false { return nil }
+        if adminEnableServer == true { return adminServerPort ?? 8080 }
+        return adminServerPort
+    }
 
     public enum ParseError: Error, CustomStringConvertible, Equatable {
         case invalidLine(number: Int, line: String, reason: String)
@@ -73,6 +97,12 @@ public struct ZooConfig: Sendable, Equatable {
             case "maxSessionTimeout": maxSessionTimeoutMs = try integer()
             case "extendedTypesEnabled": extendedTypesEnabled = value == "true"
             case "reconfigEnabled": reconfigEnabled = value == "true"
+            case "metricsProvider.className": metricsProviderClassName = value
+            case "metricsProvider.httpPort": metricsHTTPPort = Int(try integer())
+            case "metricsProvider.httpHost": metricsHTTPHost = value
+            case "admin.enableServer": adminEnableServer = value == "true"
+            case "admin.serverPort": adminServerPort = Int(try integer())
+            case "admin.serverAddress": adminServerAddress = value
             default:
                 if key.hasPrefix("server.") {
                     servers.append(try Self.parseServer(key: key, value, lineNumber: index + 1, line: line))

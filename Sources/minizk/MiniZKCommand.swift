@@ -8,6 +8,7 @@ import ZKProtocol
 import ZKServer
 import ZKStorage
 import ZKTesting
+import ZKOperations
 import Foundation
 
 #if canImport(Glibc)
@@ -77,6 +78,12 @@ struct ReplicaArguments: ParsableArguments {
 
     @Option(help: "Largest frame a client may send, in bytes (ZooKeeper's jute.maxbuffer).")
     var maxFrameBytes: Int = 1_048_575
+
+    @Option(help: "Serve Prometheus metrics at /metrics on this port (ZooKeeper's metricsProvider.httpPort; ensemble: member N on this port + N - 1; 0: a free one).")
+    var metricsPort: Int?
+
+    @Option(help: "Serve the admin server's /commands on this port (ZooKeeper's admin.serverPort; ensemble: member N on this port + N - 1; 0: a free one).")
+    var adminPort: Int?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
@@ -244,8 +251,15 @@ struct ServerCommand: AsyncParsableCommand {
             config: replicaConfig, host: me.clientHost, port: me.clientPort, group: group, logger: logger,
             options: replica.serverOptions, store: store, transport: transport, secure: try replica.secureClientPort())
         printLine("MiniZK replica \(id) of \(zooConfig.servers.count) serving on \(server.host):\(server.localPort)" + tlsNote(server))
+        let endpoints = try await OperationsEndpoints.start(
+            for: server, host: zooConfig.metricsHTTPHost ?? zooConfig.adminServerAddress ?? me.clientHost,
+            metricsPort: replica.metricsPort ?? zooConfig.metricsPort, adminPort: replica.adminPort ?? zooConfig.adminPort,
+            context: AdminCommands.Context(
+                initialConfiguration: (try? String(contentsOfFile: path, encoding: .utf8)) ?? "", clientHost: me.clientHost),
+            logger: logger)
         server.whenStoreFails { reason in signals.storeFailed(reason) }
         let stop = await signals.wait()
+        await endpoints.stop()
         try await server.shutdown()
         try await group.shutdownGracefully()
         try stop.exit(logger: logger)
@@ -333,10 +347,17 @@ struct EnsembleCommand: AsyncParsableCommand {
         let securePorts = ensemble.servers.compactMap { server in server.secureLocalPort.map { "\(server.host):\($0)" } }
         if !securePorts.isEmpty { printLine("TLS: " + securePorts.joined(separator: ",")) }
         }
+        var endpoints: [OperationsEndpoints] = []
+        for (index, server) in ensemble.servers.enumerated() {
+            endpoints.append(try await OperationsEndpoints.start(
+                for: server, index: index, host: replica.host, metricsPort: replica.metricsPort, adminPort: replica.adminPort,
+                context: AdminCommands.Context(clientHost: replica.host), logger: logger))
+        }
         for server in ensemble.servers {
             server.whenStoreFails { reason in signals.storeFailed(reason) }
         }
         let stop = await signals.wait()
+        for endpoint in endpoints { await endpoint.stop() }
         try await ensemble.shutdown()
         try await group.shutdownGracefully()
         try stop.exit(logger: logger)
@@ -385,8 +406,19 @@ private func serve(
         throw error
     }
     announce(server)
+    let endpoints: OperationsEndpoints
+    do {
+        endpoints = try await OperationsEndpoints.start(
+            for: server, host: arguments.host, metricsPort: arguments.metricsPort, adminPort: arguments.adminPort,
+            context: AdminCommands.Context(clientHost: arguments.host), logger: logger)
+    } catch {
+        try? await server.shutdown()
+        try? await group.shutdownGracefully()
+        throw error
+    }
     server.whenStoreFails { reason in signals.storeFailed(reason) }
     let stop = await signals.wait()
+    await endpoints.stop()
     try await server.shutdown()
     try await group.shutdownGracefully()
     try stop.exit(logger: logger)

@@ -1,0 +1,41 @@
+import Logging
+import ZKOperations
+import ZKServer
+
+/// The metrics endpoint and admin server of the servers a command runs.
+struct OperationsEndpoints {
+    private(set) var servers: [OperationsHTTPServer] = []
+
+    /// Starts them for `server` (member `index` of the servers this command runs, from 0): member
+    /// N serves on `port + N - 1` unless the port is 0 (a free one each). Prints where they serve.
+    static func start(
+        for server: MiniZKServer, index: Int = 0, host: String, metricsPort: Int?, adminPort: Int?,
+        context: AdminCommands.Context, logger: Logger
+    ) async throws -> OperationsEndpoints {
+        var endpoints = OperationsEndpoints()
+        do {
+            if let metricsPort {
+                let port = metricsPort == 0 ? 0 : metricsPort + index
+                let http = try await OperationsHTTPServer.start(
+                    router: MetricsEndpoint.router(server), host: host, port: port, logger: logger)
+                endpoints.servers.append(http)
+                printLine("metrics: \(http.url)/metrics")
+            }
+            if let adminPort {
+                let port = adminPort == 0 ? 0 : adminPort + index
+                let http = try await OperationsHTTPServer.start(
+                    router: AdminEndpoint.router(server, context: context), host: host, port: port, logger: logger)
+                endpoints.servers.append(http)
+                printLine("admin: \(http.url)/commands")
+            }
+        } catch {
+            await endpoints.stop()
+            throw error
+        }
+        return endpoints
+    }
+
+    func stop() async {
+        for server in servers { await server.stop() }
+    }
+}
