@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import NIOConcurrencyHelpers
 import ZKClient
+import ZKServer
 
 #if canImport(Glibc)
 import Glibc
@@ -187,8 +188,9 @@ final class Shell {
     }
 
     func connect(to connectString: String) async {
-        if let client { await client.close() }
-        stateTask?.cancel()
+        if let client, !closed { await client.close() }
+        await stateTask?.value
+        stateTask = nil
         client = nil
         hosts = connectString
         closed = false
@@ -222,8 +224,8 @@ final class Shell {
     }
 
     func shutdown() async {
-        stateTask?.cancel()
-        if let client { await client.close() }
+        if let client, !closed { await client.close() }
+        await stateTask?.value
         client = nil
     }
 
@@ -307,9 +309,11 @@ final class Shell {
             reply.fields["connected"] = client != nil
             if client == nil { throw ShellFailure("Unable to connect to \(target)", code: "CONNECTIONLOSS") }
         case "close":
-            if let client { await client.close() }
-            stateTask?.cancel()
+            if let client, !closed { await client.close() }
+            await stateTask?.value
             closed = true
+        case "version":
+            reply.out("ZooKeeper CLI version: MiniZK \(MiniZKVersion.fullVersion)")
         case "help": for line in Self.usage { reply.err(line) }
         default:
             for line in Self.usage { reply.err(line) }
@@ -345,6 +349,7 @@ final class Shell {
         "\tsetquota -n|-b|-N|-B val path",
         "\tstat [-w] path",
         "\tsync path",
+        "\tversion ",
         "\twhoami ",
     ]
 
@@ -461,7 +466,7 @@ final class Shell {
     }
 
     /// `AclParser.parse`: `scheme:id:perms[,scheme:id:perms...]`.
-    static func parseACL(_ text: String) throws -> [ACL] {
+    static func parseACL(_ text: String, warnings: inout [String]) throws -> [ACL] {
         var acl: [ACL] = []
         for entry in text.split(separator: ",") {
             guard let first = entry.firstIndex(of: ":"), let last = entry.lastIndex(of: ":"), first != last else {
@@ -477,7 +482,7 @@ final class Shell {
                 case "c": perms.insert(.create)
                 case "d": perms.insert(.delete)
                 case "a": perms.insert(.admin)
-                default: throw ShellFailure("Unknown perm type: \(character)", code: "invalid-acl")
+                default: warnings.append("Unknown perm type: \(character)")
                 }
             }
             acl.append(ACL(perms: perms, id: Id(scheme: scheme, id: id)))
@@ -498,7 +503,7 @@ final class Shell {
         case .notEmpty: return "Node not empty: \(path)"
         case .notReadOnly: return "Not a read-only call: \(path)"
         case .invalidACL: return "Acl is not valid : \(path)"
-        case .noAuth: return "Authentication is not valid : \(path)"
+        case .noAuth: return "Insufficient permission : \(path)"
         case .badArguments: return "Arguments are not valid : \(path)"
         case .badVersion: return "version No is not valid : \(path)"
         case .reconfigInProgress: return "Another reconfiguration is in progress -- concurrent reconfigs not supported (yet)"
@@ -622,15 +627,16 @@ final class Shell {
         let client = try connected()
         let watch = parsed.has("w")
         if parsed.has("R") {
-            // ZKUtil.visitSubTreeDFS: the node, then each child's subtree in turn (children sorted here).
+            // zkCli 3.8 lists the tree breadth first (ZKUtil.listSubTreeBFS): each level in turn.
             var visited: [String] = []
             try await Self.call(path) {
-                var stack = [path]
-                while let node = stack.popLast() {
+                var queue = [path]
+                while !queue.isEmpty {
+                    let node = queue.removeFirst()
                     visited.append(node)
                     let (children, oneShot) = try await client.getChildren(node, watch: watch)
                     follow(oneShot, removedType: "ChildWatchRemoved")
-                    for child in children.sorted().reversed() { stack.append(node == "/" ? "/\(child)" : "\(node)/\(child)") }
+                    for child in children.sorted() { queue.append(node == "/" ? "/\(child)" : "\(node)/\(child)") }
                 }
             }
             for node in visited { reply.out(node) }
@@ -718,7 +724,9 @@ final class Shell {
         }
         try Self.validate(path, sequential: mode.isSequential)
         let data: [UInt8]? = parsed.positional.count > 1 ? Array(parsed.positional[1].utf8) : nil
-        let acl = parsed.positional.count > 2 ? try Self.parseACL(parsed.positional[2]) : ACL.openUnsafe
+        var warnings: [String] = []
+        let acl = parsed.positional.count > 2 ? try Self.parseACL(parsed.positional[2], warnings: &warnings) : ACL.openUnsafe
+        for warning in warnings { reply.err(warning) }
         let client = try connected()
         let request = CreateRequest(path: path, data: data, acl: acl, flags: mode.rawValue, ttl: hasT ? ttl : nil)
         let message: Request = mode.isTTL ? .createTTL(request) : mode.isContainer ? .createContainer(request) : .create2(request)
@@ -812,7 +820,9 @@ final class Shell {
         let parsed = try Self.parse(args, flags: ["s", "R", "?"], valued: ["v"], usage: usage)
         let path = try Self.path(parsed, usage: usage)
         guard parsed.positional.count >= 2 else { throw ShellFailure(usage) }
-        let acl = try Self.parseACL(parsed.positional[1])
+        var warnings: [String] = []
+        let acl = try Self.parseACL(parsed.positional[1], warnings: &warnings)
+        for warning in warnings { reply.err(warning) }
         let version = try version(parsed)
         let client = try connected()
         var targets = [path]
@@ -991,19 +1001,27 @@ final class Shell {
 
     static let quotaRoot = "/zookeeper/quota"
 
-    /// `StatsTrack`: `count=N,bytes=N[,countHardLimit=N,byteHardLimit=N]`, count and bytes first.
+    /// `StatsTrack` as ZooKeeper 3.8 writes it: `count=N,bytes=N`, then, when there are more keys,
+    /// `=` and `;key=value` for each in name order (`count=10,bytes=-1=;byteHardLimit=-1;countHardLimit=-1`).
     static func parseStats(_ text: String) -> [(String, Int64)] {
-        text.split(separator: ",").compactMap { part in
-            let pair = part.split(separator: "=", maxSplits: 1)
-            guard pair.count == 2, let value = Int64(pair[1].trimmingCharacters(in: .whitespaces)) else { return nil }
-            return (String(pair[0]).trimmingCharacters(in: .whitespaces), value)
+        text.split(whereSeparator: { $0 == "," || $0 == ";" }).compactMap { part in
+            var pair = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard pair.count == 2 else { return nil }
+            while pair[1].hasSuffix("=") { pair[1].removeLast() }
+            guard let value = Int64(pair[1]) else { return nil }
+            return (pair[0], value)
         }
     }
 
     static func formatStats(_ stats: [(String, Int64)]) -> String {
-        var ordered = stats.filter { $0.0 == "count" } + stats.filter { $0.0 == "bytes" }
-        ordered += stats.filter { $0.0 != "count" && $0.0 != "bytes" }
-        return ordered.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
+        let value = { (key: String) in stats.first { $0.0 == key }?.1 ?? -1 }
+        var text = "count=\(value("count")),bytes=\(value("bytes"))"
+        let rest = stats.filter { $0.0 != "count" && $0.0 != "bytes" }.sorted { $0.0 < $1.0 }
+        if !rest.isEmpty {
+            text += "="
+            for (key, value) in rest { text += ";\(key)=\(value)" }
+        }
+        return text
     }
 
     private func listQuota(_ args: [String], _ reply: inout ShellReply) async throws {
@@ -1013,11 +1031,6 @@ final class Shell {
         let client = try connected()
         let limits = Self.quotaRoot + path + "/zookeeper_limits"
         do {
-            if try await client.exists(path) == nil {
-                reply.err("the path: \(path) does not exist.")
-                reply.fields["path"] = path
-                return
-            }
             reply.out("absolute path is \(limits)")
             let (quota, _) = try await client.getData(limits)
             let quotaText = Self.formatStats(Self.parseStats(String(decoding: quota, as: UTF8.self)))
@@ -1049,13 +1062,13 @@ final class Shell {
         let client = try connected()
         do {
             guard try await client.exists(path) != nil else { throw ShellFailure("Node does not exist: \(path)", code: "NONODE") }
-            var node = Self.quotaRoot
-            for part in path.split(separator: "/") {
+            var node = ""
+            for part in (Self.quotaRoot + path).split(separator: "/") {
                 node += "/\(part)"
                 do { try await client.create(node) } catch ZooKeeperError.nodeExists {}
             }
             let limits = node + "/zookeeper_limits"
-            var stats: [(String, Int64)] = [("count", -1), ("bytes", -1)]
+            var stats: [(String, Int64)] = [("count", -1), ("bytes", -1), ("countHardLimit", -1), ("byteHardLimit", -1)]
             if let (data, _) = try? await client.getData(limits) { stats = Self.parseStats(String(decoding: data, as: UTF8.self)) }
             stats.removeAll { $0.0 == key }
             stats.append((key, value))
