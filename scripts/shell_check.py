@@ -93,6 +93,25 @@ listquota /nope
 create noslash
 get /b/
 bogus
+addWatch /b
+create /b/x y
+set /b/x z
+removewatches /b -a
+removewatches /b
+delete -v 3 /b/x
+delete -v 1 /b/x
+setquota -b 100 /b
+setquota -N 5 /b
+listquota /b
+delquota -n /b
+listquota /b
+delquota /b
+reconfig -add 5=127.0.0.1:1:2;3
+config
+close
+ls /
+connect
+ls /b
 history
 redo 6
 """
@@ -126,9 +145,11 @@ def apply_known(reference, other):
     reference = list(reference)
     notes = []
     for zkcli_line, shell_line, why in KNOWN:
-        if zkcli_line in reference and shell_line in other and zkcli_line not in other:
-            reference[reference.index(zkcli_line)] = shell_line
-            notes.append(why)
+        for index, line in enumerate(reference):
+            if line == zkcli_line and index < len(other) and other[index] == shell_line:
+                reference[index] = shell_line
+                notes.append(why)
+                break
     return reference, notes
 
 

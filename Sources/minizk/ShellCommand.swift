@@ -594,9 +594,9 @@ final class Shell {
 
     // MARK: Watches
 
-    private func follow(_ watch: OneShotWatch?, removedType: String) {
+    private func follow(_ watch: OneShotWatch?, path: String, removedType: String) {
         guard let watch else { return }
-        Task { [printer] in await ShellWatches.oneShot(watch, removedType: removedType, printer: printer) }
+        Task { [printer] in await ShellWatches.oneShot(watch, path: path, removedType: removedType, printer: printer) }
     }
 
     static func eventName(_ type: EventType) -> String {
@@ -635,7 +635,7 @@ final class Shell {
                     let node = queue.removeFirst()
                     visited.append(node)
                     let (children, oneShot) = try await client.getChildren(node, watch: watch)
-                    follow(oneShot, removedType: "ChildWatchRemoved")
+                    follow(oneShot, path: node, removedType: "ChildWatchRemoved")
                     for child in children.sorted() { queue.append(node == "/" ? "/\(child)" : "\(node)/\(child)") }
                 }
             }
@@ -644,7 +644,7 @@ final class Shell {
             return
         }
         let (children, stat, oneShot) = try await Self.call(path) { try await client.getChildrenWithStat(path, watch: watch) }
-        follow(oneShot, removedType: "ChildWatchRemoved")
+        follow(oneShot, path: path, removedType: "ChildWatchRemoved")
         let sorted = children.sorted()
         reply.out("[\(sorted.joined(separator: ", "))]")
         reply.fields["path"] = path
@@ -668,7 +668,7 @@ final class Shell {
         let (result, oneShot) = await client.send(.getData(path: path, watch: parsed.has("w")), watch: parsed.has("w"))
         switch result {
         case .success(.getData(let data, let stat)):
-            follow(oneShot, removedType: "DataWatchRemoved")
+            follow(oneShot, path: path, removedType: "DataWatchRemoved")
             reply.out(data.map { String(decoding: $0, as: UTF8.self) } ?? "null")
             reply.fields["path"] = path
             reply.fields["data"] = data.map { String(decoding: $0, as: UTF8.self) } ?? NSNull()
@@ -749,7 +749,7 @@ final class Shell {
         let path = try Self.path(parsed, usage: usage)
         let client = try connected()
         let (stat, oneShot) = try await Self.call(path) { try await client.exists(path, watch: parsed.has("w")) }
-        follow(oneShot, removedType: "DataWatchRemoved")
+        follow(oneShot, path: path, removedType: "DataWatchRemoved")
         guard let stat else { throw Self.failure(.noNode, path: path) }
         for line in Self.statLines(stat) { reply.out(line) }
         reply.fields["path"] = path
@@ -899,7 +899,8 @@ final class Shell {
         let parsed = try Self.parse(args, flags: ["?"], valued: ["m"], usage: usage)
         let path = try Self.path(parsed, usage: usage)
         let mode: AddWatchMode
-        switch parsed.values["m"]?.uppercased() ?? "PERSISTENT_RECURSIVE" {
+        // zkCli 3.8 sets a PERSISTENT watch when -m is not given (its usage line says otherwise).
+        switch parsed.values["m"]?.uppercased() ?? "PERSISTENT" {
         case "PERSISTENT": mode = .persistent
         case "PERSISTENT_RECURSIVE": mode = .persistentRecursive
         case let other: throw ShellFailure("Unsupported mode: \(other)")
@@ -934,7 +935,7 @@ final class Shell {
         let parsed = try Self.parse(args, flags: ["c", "w", "s", "?"], usage: "config [-c] [-w] [-s]")
         let client = try connected()
         let (data, stat, oneShot) = try await Self.call("/zookeeper/config") { try await client.getConfig(watch: parsed.has("w")) }
-        follow(oneShot, removedType: "DataWatchRemoved")
+        follow(oneShot, path: "/zookeeper/config", removedType: "DataWatchRemoved")
         let text = String(decoding: data, as: UTF8.self)
         if parsed.has("c") {
             reply.out(Self.clientConfig(text))
@@ -1159,12 +1160,12 @@ final class Shell {
 
 /// The tasks that print watch events as they come.
 enum ShellWatches {
-    static func oneShot(_ watch: OneShotWatch, removedType: String, printer: ShellPrinter) async {
+    static func oneShot(_ watch: OneShotWatch, path: String, removedType: String, printer: ShellPrinter) async {
         do {
             let event = try await watch.event()
             printer.event(state: "SyncConnected", type: Shell.eventName(event.type), path: event.path)
         } catch let error as ZooKeeperError where error.code == .noWatcher {
-            printer.event(state: "SyncConnected", type: removedType, path: nil)
+            printer.event(state: "SyncConnected", type: removedType, path: path)
         } catch {}
     }
 
