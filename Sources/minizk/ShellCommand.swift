@@ -61,9 +61,19 @@ struct ShellCommand: AsyncParsableCommand {
             return
         }
         let terminal = isatty(STDIN_FILENO) != 0
+        // Standard input is read on a thread of its own, so a blocked read never holds one of
+        // the few threads that print watch events while the shell waits for the next line.
+        let input = AsyncStream<String> { continuation in
+            let reader = Thread {
+                while let line = readLine(strippingNewline: true) { continuation.yield(line) }
+                continuation.finish()
+            }
+            reader.start()
+        }
+        var lines = input.makeAsyncIterator()
         while true {
             if terminal { printer.prompt(shell.prompt) }
-            guard let line = readLine(strippingNewline: true) else { break }
+            guard let line = await lines.next() else { break }
             let words = Shell.split(line)
             if words.isEmpty { continue }
             if words[0] == "quit" { break }
