@@ -63,16 +63,29 @@ struct ShellCommand: AsyncParsableCommand {
         let terminal = isatty(STDIN_FILENO) != 0
         // Standard input is read on a thread of its own, so a blocked read never holds one of
         // the few threads that print watch events while the shell waits for the next line.
+        // On a terminal, ShellLineEditor reads (Tab completes paths); otherwise plain lines.
+        let editor = terminal ? ShellLineEditor() : nil
+        editor?.client.withLockedValue { $0 = shell.currentClient }
         let input = AsyncStream<String> { continuation in
             let reader = Thread {
-                while let line = readLine(strippingNewline: true) { continuation.yield(line) }
+                if let editor {
+                    editor.run { continuation.yield($0) }
+                } else {
+                    while let line = readLine(strippingNewline: true) { continuation.yield(line) }
+                }
                 continuation.finish()
             }
             reader.start()
         }
+        defer { editor?.restore() }
         var lines = input.makeAsyncIterator()
         while true {
-            if terminal { printer.prompt(shell.prompt) }
+            if terminal {
+                let prompt = shell.prompt
+                editor?.prompt.withLockedValue { $0 = prompt }
+                editor?.client.withLockedValue { $0 = shell.currentClient }
+                printer.prompt(prompt)
+            }
             guard let line = await lines.next() else { break }
             let words = Shell.split(line)
             if words.isEmpty { continue }
@@ -181,6 +194,8 @@ final class Shell {
         self.printer = printer
         self.interactive = interactive
     }
+
+    var currentClient: ZooKeeperClient? { closed ? nil : client }
 
     var prompt: String {
         let state: String
