@@ -59,8 +59,8 @@ final class ClientSessionLifecycleTests: ClientTestCase {
         }
         XCTAssertEqual(second.sessionId, first.sessionId)
         XCTAssertGreaterThanOrEqual(second.lastZxidSeen, seen)
-        let (data, _) = try await second.getData("\(base)/seen")
-        XCTAssertEqual(data, [1])
+        // (No call on `second`: the server closes the first client's connection for it, and the
+        // first client, reconnecting, takes the session back, on ZooKeeper as on MiniZK.)
         do {
             _ = try await client {
                 $0.sessionId = first.sessionId
