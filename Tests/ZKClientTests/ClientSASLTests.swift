@@ -233,7 +233,8 @@ final class ClientSASLTests: ClientTestCase {
         ).encode(into: &buffer)
         try await channel.writeAndFlush(buffer).get()
         try await answered.futureResult.get()
-        try await channel.close().get()
+        // The server may have closed it already: the client, reconnecting, takes the session back.
+        try? await channel.close().get()
     }
 }
 
