@@ -301,3 +301,19 @@ func fuzzSASL(_ bytes: [UInt8]) {
         break
     }
 }
+
+// SwiftPM links an executable target with `main` defined as `<module>_main`; this one hands the
+// arguments to libFuzzer's driver (libFuzzer's own `main` is then not linked in).
+@_silgen_name("LLVMFuzzerRunDriver")
+func llvmFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<CInt>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+) -> CInt
+
+@_cdecl("minizk_fuzz_main")
+public func minizkFuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var argc = argc
+    var argv = argv
+    return llvmFuzzerRunDriver(&argc, &argv, fuzzOneInput)
+}
