@@ -5,7 +5,7 @@
 #
 # Targets (default: all): frames connect request connect-response reply client-session peer
 # transaction snapshot zoocfg jaas sasl. --seconds N runs each for N seconds (default 60; --ci
-# sets 20). The corpus grows in a scratch copy (.build-fuzz/corpus/<target>), seeded from the
+# sets 15). The corpus grows in a scratch copy (.build-fuzz/corpus/<target>), seeded from the
 # committed Fuzz/corpus/<target>. A crash, a leak, a timeout (a hang of over 10 s on one input) or
 # a violated round-trip property stops the target; the input is saved under
 # .build-fuzz/crashes/<target>/, minimized, and the script exits 1 after running the others.
@@ -18,7 +18,7 @@ seconds=60
 targets=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --ci) seconds=20 ;;
+        --ci) seconds=15 ;;
         --seconds) seconds="$2"; shift ;;
         -h|--help) sed -n 2,13p "$0"; exit 0 ;;
         *) targets+=("$1") ;;
