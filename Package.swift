@@ -223,3 +223,19 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+/// libFuzzer targets (`scripts/fuzz-libfuzzer.sh`): only with MINIZK_FUZZ=1, so the normal build
+/// never sees them (they link libFuzzer's main through `-sanitize=fuzzer`).
+if Context.environment["MINIZK_FUZZ"] == "1" {
+    package.targets.append(
+        .executableTarget(
+            name: "minizk-fuzz",
+            dependencies: [
+                "ZKProtocol", "ZKCore", "ZKStorage", "ZKServer", "ZKClientCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Fuzz/Sources/minizk-fuzz"
+        )
+    )
+    package.products.append(.executable(name: "minizk-fuzz", targets: ["minizk-fuzz"]))
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Builds MiniZK's libFuzzer targets (release, -sanitize=fuzzer,address) and runs each for a while.
+#
+#   scripts/fuzz-libfuzzer.sh [--ci] [--seconds N] [--jobs-dir DIR] [TARGET...]
+#
+# Targets (default: all): frames connect request connect-response reply client-session peer
+# transaction snapshot zoocfg jaas sasl. --seconds N runs each for N seconds (default 60; --ci
+# sets 15). The corpus grows in a scratch copy (.build-fuzz/corpus/<target>), seeded from the
+# committed Fuzz/corpus/<target>. A crash, a leak, a timeout (a hang of over 10 s on one input) or
+# a violated round-trip property stops the target; the input is saved under
+# .build-fuzz/crashes/<target>/, minimized, and the script exits 1 after running the others.
+# The build uses its own scratch path (.build-fuzz) and MINIZK_FUZZ=1, which alone adds the
+# minizk-fuzz target to the package: the normal build never sees it.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=60
+targets=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --ci) seconds=15 ;;
+        --seconds) seconds="$2"; shift ;;
+        -h|--help) sed -n 2,13p "$0"; exit 0 ;;
+        *) targets+=("$1") ;;
+    esac
+    shift
+done
+all=(frames connect request connect-response reply client-session peer transaction snapshot zoocfg jaas sasl)
+[ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
+
+scratch=.build-fuzz
+start=$(date +%s)
+echo "== building minizk-fuzz (release, fuzzer+address)"
+if ! MINIZK_FUZZ=1 swift build -c release --scratch-path "$scratch" --product minizk-fuzz \
+        -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing 2>&1 \
+        | grep -v "Cannot export local symbol '__asan" | tail -n 20; then
+    echo "build failed"; exit 2
+fi
+binary="$scratch/release/minizk-fuzz"
+[ -x "$binary" ] || { echo "no $binary"; exit 2; }
+echo "== built in $(( $(date +%s) - start )) s"
+
+# Seeds that the encoders write (peer, transaction, snapshot) join the committed ones.
+generated="$scratch/generated-seeds"
+rm -rf "$generated"
+MINIZK_FUZZ_WRITE_SEEDS="$generated" "$binary" >/dev/null 2>&1 || { echo "writing seeds failed"; exit 2; }
+
+failed=()
+for target in "${targets[@]}"; do
+    corpus="$scratch/corpus/$target"
+    crashes="$scratch/crashes/$target"
+    mkdir -p "$corpus" "$crashes"
+    for seeds in "Fuzz/corpus/$target" "$generated/$target"; do
+        [ -d "$seeds" ] && cp -n "$seeds"/* "$corpus"/ 2>/dev/null
+    done
+    log="$scratch/logs/$target.log"
+    mkdir -p "$(dirname "$log")"
+    t0=$(date +%s)
+    MINIZK_FUZZ_TARGET="$target" ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 "$binary" \
+        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+        -artifact_prefix="$crashes/" "$corpus" >"$log" 2>&1
+    rc=$?
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*$' || true)
+    if [ $rc -ne 0 ]; then
+        failed+=("$target")
+        artifact=$(ls -t "$crashes"/crash-* "$crashes"/timeout-* "$crashes"/leak-* "$crashes"/oom-* 2>/dev/null | head -n 1)
+        echo "!! $target: FAILED (exit $rc) after $(( $(date +%s) - t0 )) s; input: ${artifact:-none}; log: $log"
+        grep -m 3 -E "property violated|Fatal error|ERROR: (AddressSanitizer|libFuzzer)|SUMMARY" "$log" | sed 's/^/   /'
+        if [ -n "$artifact" ]; then
+            MINIZK_FUZZ_TARGET="$target" "$binary" -minimize_crash=1 -max_total_time=30 -runs=100000 \
+                -exact_artifact_path="$artifact.min" "$artifact" >"$log.min" 2>&1
+            [ -f "$artifact.min" ] && echo "   minimized: $artifact.min ($(wc -c <"$artifact.min") bytes): $(xxd -p "$artifact.min" | tr -d '\n' | head -c 200)"
+        fi
+    else
+        echo "ok $target: ${seconds} s, ${runs:-?} runs, cov ${cov:-?}, corpus $(ls "$corpus" | wc -l)"
+    fi
+done
+echo "== total $(( $(date +%s) - start )) s"
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "FAILED: ${failed[*]}"
+    exit 1
+fi
