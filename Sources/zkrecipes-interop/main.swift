@@ -21,14 +21,15 @@ import ZKClient
 import ZKRecipes
 
 func mark(_ file: String, _ line: String) throws {
-    let handle = FileHandle(forWritingAtPath: file) ?? {
-        _ = FileManager.default.createFile(atPath: file, contents: nil)
-        return FileHandle(forWritingAtPath: file)!
-    }()
-    defer { try? handle.close() }
-    // O_APPEND semantics: seek to the end, write one line at once.
-    handle.seekToEndOfFile()
-    handle.write(Data((line + "\n").utf8))
+    // One write to a descriptor opened with O_APPEND: the kernel appends it whole, so lines of
+    // processes writing at once never overwrite each other (a seek to the end, then a write,
+    // could: two processes seek to the same end).
+    let descriptor = open(file, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+    guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    defer { close(descriptor) }
+    let bytes = Array((line + "\n").utf8)
+    let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+    guard written == bytes.count else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
 }
 
 /// Appends "ready ID" to MARKS, then waits for MARKS.go: every contender starts together.
