@@ -44,9 +44,16 @@ final class ClientOnTestEnsembleTests: XCTestCase {
         }
     }
 
+    /// Waits for `expectation`, cancelling it after 30 s (awaiting a task's value does not end
+    /// when the waiter is cancelled, so the bound cancels the task itself).
     func awaitState(_ expectation: Task<ConnectionState?, Never>) async throws -> ConnectionState {
-        defer { expectation.cancel() }
-        return try await bounded("the state") { await expectation.value }
+        let bound = Task {
+            try await Task.sleep(for: .seconds(30))
+            expectation.cancel()
+        }
+        defer { bound.cancel() }
+        guard let state = await expectation.value else { throw StateNotReached(what: "the state") }
+        return state
     }
 
     /// A process holding an ephemeral dies without closing its session (a raw connection that
