@@ -198,7 +198,7 @@ let package = Package(
         .testTarget(
             name: "ZKClientTests",
             dependencies: [
-                "ZKClient", "ZKClientCore", "ZKServer", "ZKCore", "ZKProtocol",
+                "ZKClient", "ZKClientCore", "ZKServer", "ZKCore", "ZKProtocol", "ZKTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -214,7 +214,7 @@ let package = Package(
         .testTarget(
             name: "ZKRecipesTests",
             dependencies: [
-                "ZKRecipes", "ZKRecipesCore", "ZKClient", "ZKServer", "ZKCore", "ZKProtocol",
+                "ZKRecipes", "ZKRecipesCore", "ZKClient", "ZKServer", "ZKCore", "ZKProtocol", "ZKTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import XCTest
+import ZKTesting
 import ZKClient
 import ZKClientCore
 import ZKCore
@@ -223,30 +224,10 @@ final class ClientSASLTests: ClientTestCase {
     /// for the ConnectResponse and closes it without closing the session.
     func takeOver(sessionId: Int64, password: [UInt8]) async throws {
         let hostPort = connectString.split(separator: ",")[0].split(separator: ":")
-        let answered = group.next().makePromise(of: Void.self)
-        let channel = try await ClientBootstrap(group: group)
-            .channelInitializer { channel in channel.pipeline.addHandler(FirstReadHandler(promise: answered)) }
-            .connect(host: String(hostPort[0]), port: Int(hostPort[1])!).get()
-        var buffer = channel.allocator.buffer(capacity: 64)
-        ClientFrame.connect(ConnectRequest(
-            protocolVersion: 0, lastZxidSeen: 0, timeoutMs: 4000, sessionId: sessionId, password: password, readOnly: false)
-        ).encode(into: &buffer)
-        try await channel.writeAndFlush(buffer).get()
-        try await answered.futureResult.get()
+        let raw = try await TestClient.connect(
+            host: String(hostPort[0]), port: Int(hostPort[1])!, group: group, timeoutMs: 4000,
+            sessionId: sessionId, password: password)
         // The server may have closed it already: the client, reconnecting, takes the session back.
-        try? await channel.close().get()
-    }
-}
-
-private final class FirstReadHandler: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = ByteBuffer
-    let promise: EventLoopPromise<Void>
-    var done = false
-    init(promise: EventLoopPromise<Void>) { self.promise = promise }
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if !done { done = true; promise.succeed(()) }
-    }
-    func channelInactive(context: ChannelHandlerContext) {
-        if !done { done = true; promise.fail(ChannelError.ioOnClosedChannel) }
+        await raw.disconnect()
     }
 }
