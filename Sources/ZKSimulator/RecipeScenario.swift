@@ -46,10 +46,8 @@ final class RecipeScenario {
     unowned let cluster: Cluster
     let checker: RecipeChecker
     var clients: [Client] = []
-    var roles: [Int: RecipeChecker.Role] = [:]
     var random: SimRandom
     var faultPhase = true
-    var healedAtMs: Int64 = .max
     var faults: [String] = []
 
     init(spec: RecipeSpec, cluster: Cluster, verdict: Verdict, replicas: ReplicaChecker, seed: UInt64, timeoutMs: ClosedRange<Int64>, tickMs: Int64, firstIndex: Int) {
@@ -68,7 +66,6 @@ final class RecipeScenario {
                 makeProgram: { incarnation in make(programSeed &+ UInt64(incarnation) &* 0x9E37_79B9_7F4A_7C15) },
                 listener: { client, report in checker.report(client, report) })
             checker.roles[index] = role
-            roles[index] = role
             clients.append(client)
             index += 1
         }
@@ -121,7 +118,6 @@ final class RecipeScenario {
 
     func heal() {
         faultPhase = false
-        healedAtMs = cluster.nowMs
         checker.healedAtMs = cluster.nowMs
         for client in clients {
             client.reviveNow()
@@ -138,9 +134,10 @@ final class RecipeScenario {
         var lines: [String] = []
         for client in clients {
             let progress = checker.progressSinceHeal[client.index] ?? 0
-            switch roles[client.index]! {
+            let role = checker.roles[client.index]!
+            switch role {
             case .mutex, .latch, .counter:
-                if progress == 0 { lines.append("\(client.name): no \(roles[client.index]! == .counter ? "increment" : "completed hold") since healing; \(checker.describe(client.index))") }
+                if progress == 0 { lines.append("\(client.name): no \(role == .counter ? "increment" : "completed hold") since healing; \(checker.describe(client.index))") }
             case .producer:
                 if case .producer(let program)? = client.program, !program.done { lines.append("\(client.name): still putting items") }
             case .consumer:
@@ -153,7 +150,7 @@ final class RecipeScenario {
                 let children = CuratorNames.sorted(Array(node.children), lockNames: [CuratorNames.lock, CuratorNames.latch])
                 let described = children.prefix(6).map { child -> String in
                     let owner = tree.node(CuratorNames.join(base, child))?.stat.ephemeralOwner ?? 0
-                    let holder = checker.owners[owner].map { "client \($0.client)" } ?? "no program"
+                    let holder = checker.owners[owner].map { "client \($0)" } ?? "no program"
                     return "\(child.suffix(10)) of \(hex(owner)) (\(holder)\(tree.sessions[owner] == nil ? ", session gone" : ""))"
                 }
                 lines.append("\(base): \(children.count) node(s), first \(described.joined(separator: ", "))")
@@ -217,7 +214,6 @@ final class RecipeChecker {
     struct Belief {
         var state: HolderState
         var session: Int64
-        var sinceMs: Int64
     }
 
     let verdict: Verdict
@@ -226,9 +222,8 @@ final class RecipeChecker {
     var roles: [Int: Role] = [:]
     /// Per client: its belief about the lock it contends for.
     var beliefs: [Int: Belief] = [:]
-    /// The owner (client, incarnation) of each session a program was given.
-    var owners: [Int64: (client: Int, incarnation: Int)] = [:]
-    var incarnations: [Int: Int] = [:]
+    /// The client each session a program was given belongs to.
+    var owners: [Int64: Int] = [:]
     /// Sessions whose process crashed.
     var crashedSessions: Set<Int64> = []
     var healedAtMs: Int64 = .max
@@ -262,7 +257,6 @@ final class RecipeChecker {
         let index = client.index
         switch report {
         case .started(let incarnation):
-            incarnations[index] = incarnation
             note("\(client.name) starts (incarnation \(incarnation))")
         case .crashed:
             note("\(client.name) crashes")
@@ -271,7 +265,7 @@ final class RecipeChecker {
             beliefs[index] = nil
         case .session(let event):
             note("\(client.name) session \(hex(client.sessionId)) \(event)")
-            if event == .connected { owners[client.sessionId] = (index, incarnations[index] ?? 0) }
+            if event == .connected { owners[client.sessionId] = index }
             switch event {
             case .expired, .closed, .presumedExpired:
                 if let belief = beliefs[index], belief.session == client.sessionId, belief.state.token != nil {
@@ -294,14 +288,14 @@ final class RecipeChecker {
         switch observation {
         case .holder(_, let state):
             let previous = beliefs[index]
-            beliefs[index] = Belief(state: state, session: client.sessionId, sinceMs: cluster.nowMs)
+            beliefs[index] = Belief(state: state, session: client.sessionId)
             if case .held = state, previous?.state.isHeld != true {
                 holds += 1
                 checkExclusive(client)
             }
             if case .released = state, cluster.nowMs >= healedAtMs { progressSinceHeal[index, default: 0] += 1 }
         case .releasing:
-            beliefs[index] = Belief(state: .released, session: client.sessionId, sinceMs: cluster.nowMs)
+            beliefs[index] = Belief(state: .released, session: client.sessionId)
         case .incremented(_, let value):
             increments.append((index, value))
             if cluster.nowMs >= healedAtMs { progressSinceHeal[index, default: 0] += 1 }
@@ -431,7 +425,7 @@ final class RecipeChecker {
             if !reported && !crashedSessions.contains(deleter), owners[deleter] != nil {
                 verdict.fail(
                     "recipes.queue-lost-item",
-                    "session \(hex(deleter)) of client \(owners[deleter]!.client) deleted \(item) but its consumer never reported taking it",
+                    "session \(hex(deleter)) of client \(owners[deleter]!) deleted \(item) but its consumer never reported taking it",
                     context: recent)
                 return
             }
