@@ -760,8 +760,12 @@ public struct ClientSession: Sendable {
                     return
                 }
                 if code == .sessionExpired {
-                    reject(head.call, token: head.token, .sessionExpired, &step)
+                    // The state change comes before the completions it explains (as suspended
+                    // comes before connectionLoss): a program answered sessionExpired already
+                    // knows its session is gone.
                     step.actions.append(.closeConnection)
+                    changeState(.expired, &step)
+                    reject(head.call, token: head.token, .sessionExpired, &step)
                     end(.expired, code: .sessionExpired, &step)
                     return
                 }

@@ -76,8 +76,6 @@ public struct CounterIncrementer: CoordinationProgram {
             read(&out)
         case .reply(let id, let result):
             guard let asked = calls.close(id) else { break }
-            // The session is gone (its end is on its way as a session event): wait for the next.
-            if case .failure(.sessionExpired) = result { connected = false }
             answered(asked, result, &out)
         case .watch:
             break
@@ -208,7 +206,6 @@ public struct QueueProducer: CoordinationProgram {
             put(&out)
         case .reply(let id, let result):
             guard calls.close(id) != nil else { break }
-            if case .failure(.sessionExpired) = result { connected = false }
             switch result {
             case .success(.create2(let created, _)), .success(.create(let created)):
                 out.append(.observe(.produced(resource: path, item: CuratorNames.nodeName(created))))
@@ -298,7 +295,6 @@ public struct QueueConsumer: CoordinationProgram {
         case .reply(let id, let result):
             guard let purpose = calls.close(id) else { break }
             busy = false
-            if case .failure(.sessionExpired) = result { connected = false }
             answered(id, purpose, result, &out)
         }
         return out
