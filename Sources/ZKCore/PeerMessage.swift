@@ -37,6 +37,14 @@ public enum PeerMessage: Sendable {
     /// `sync` on a follower: answer `barrierDone` once everything proposed before is committed.
     case barrier(token: UInt64)
     case barrierDone(token: UInt64)
+    /// A follower's client resumes a session: may it? The leader alone knows whether the session
+    /// is being closed (it expires sessions and orders every close), so a follower asks before it
+    /// answers the connect, as ZooKeeper's learners do.
+    case revalidate(sessionId: Int64, timeoutMs: Int64)
+    /// The leader's answer; when `valid`, the session's expiry starts again from now. Sent on the
+    /// same ordered channel as proposals and commits: a session found valid has no close proposed
+    /// before this answer.
+    case revalidated(sessionId: Int64, valid: Bool)
 }
 
 /// How a follower reaches the leader's history.

@@ -293,6 +293,13 @@ extension Replica {
             }
         case .ping(let touchedSessions):
             for sessionId in touchedSessions { touched(sessionId) }
+        case .revalidate(let sessionId, let timeoutMs):
+            let valid = sessions[sessionId].map { !$0.closing } ?? false
+            if valid {
+                sessions[sessionId]!.timeoutMs = timeoutMs
+                touched(sessionId)
+            }
+            ready.send(.revalidated(sessionId: sessionId, valid: valid), to: peer)
         case .barrier(let token):
             if lastLoggedZxid > commitZxid {
                 leader.barriers.append((lastLoggedZxid, peer, token))
@@ -536,6 +543,8 @@ extension Replica {
             role = .following(follower)
         case .barrierDone(let token):
             completeBarrier(token, &ready)
+        case .revalidated(let sessionId, let valid):
+            completeRevalidation(sessionId: sessionId, valid: valid, &ready)
         default:
             return
         }
@@ -559,6 +568,11 @@ extension Replica {
     mutating func forwardToLeader(_ write: ForwardedWrite, _ ready: inout Ready) {
         guard case .following(let follower) = role else { return }
         ready.send(.forward(write), to: follower.leader)
+    }
+
+    mutating func forwardRevalidation(sessionId: Int64, timeoutMs: Int64, _ ready: inout Ready) {
+        guard case .following(let follower) = role else { return }
+        ready.send(.revalidate(sessionId: sessionId, timeoutMs: timeoutMs), to: follower.leader)
     }
 
     mutating func forwardBarrier(_ token: UInt64, _ ready: inout Ready) {

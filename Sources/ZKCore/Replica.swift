@@ -93,6 +93,12 @@ public struct Replica: Sendable {
     /// write itself, and a follower, which forwarded it.
     enum Queued {
         case connect(ConnectRequest)
+        /// A follower's client resuming a session, until the leader says whether it may.
+        case revalidating(ConnectRequest)
+        /// A follower's client resuming a session the leader found valid, created so recently
+        /// that its creation is not applied here yet: the connect is answered once it is, so that
+        /// a replica serves only sessions its tree holds.
+        case awaitingCreation(ConnectRequest)
         case write(RequestHeader, Request)
         case read(RequestHeader, Request)
         /// A follower's `sync`, waiting for the leader's barrier.
@@ -283,7 +289,8 @@ public struct Replica: Sendable {
         if let previous = sessions[sessionId]?.connection, previous != id, connections[previous] != nil {
             closeConnection(previous, reason: "session 0x\(String(sessionId, radix: 16)) moved to another connection", &ready)
         }
-        let alive = tree.sessions[sessionId] != nil && !(sessions[sessionId]?.closing ?? false)
+        // A leader knows every session and which it is closing; a follower asks it (below).
+        let alive = isLeader ? tree.sessions[sessionId] != nil && !(sessions[sessionId]?.closing ?? false) : !(sessions[sessionId]?.closing ?? false)
         guard alive, request.password == password(for: sessionId) else {
             ready.send(.connect(.expired(readOnly: request.readOnly)), to: id)
             closeConnection(id, reason: "session 0x\(String(sessionId, radix: 16)) is expired or unknown", &ready)
@@ -294,10 +301,44 @@ public struct Replica: Sendable {
         session.expiresAtMs = expiry(timeoutMs)
         session.connection = id
         sessions[sessionId] = session
-        touched(sessionId)
         connection.sessionId = sessionId
+        if !isLeader {
+            // The session may be expiring on the leader at this moment (its close proposed, not yet
+            // committed here): the connect waits for the leader's word, and the connection's
+            // requests wait behind it.
+            connection.queue.append(.revalidating(request))
+            connections[id] = connection
+            forwardRevalidation(sessionId: sessionId, timeoutMs: timeoutMs, &ready)
+            return
+        }
+        touched(sessionId)
         connections[id] = connection
         ready.send(connectResponse(sessionId: sessionId, timeoutMs: timeoutMs, request: request), to: id)
+    }
+
+    /// Follower: the leader's word on a session a client resumes here. Every connection of that
+    /// session waiting for it is answered: connected, or expired and closed.
+    mutating func completeRevalidation(sessionId: Int64, valid: Bool, _ ready: inout Ready) {
+        for id in connections.keys.sorted() {
+            guard let connection = connections[id], !connection.closing, connection.sessionId == sessionId,
+                case .revalidating(let request)? = connection.queue.first
+            else { continue }
+            connections[id]!.queue.removeFirst()
+            guard valid, var session = sessions[sessionId], session.connection == id else {
+                if sessions[sessionId]?.connection == id { sessions[sessionId] = nil }
+                ready.send(.connect(.expired(readOnly: request.readOnly)), to: id)
+                closeConnection(id, reason: "session 0x\(String(sessionId, radix: 16)) is expired or unknown (leader)", &ready)
+                continue
+            }
+            session.expiresAtMs = expiry(session.timeoutMs)
+            sessions[sessionId] = session
+            if tree.sessions[sessionId] == nil {
+                connections[id]!.queue.prepend(.awaitingCreation(request))
+                continue
+            }
+            ready.send(connectResponse(sessionId: sessionId, timeoutMs: session.timeoutMs, request: request), to: id)
+            drain(id, &ready)
+        }
     }
 
     // MARK: - Read-only mode
@@ -595,6 +636,11 @@ public struct Replica: Sendable {
         guard let id = owner, connections[id]?.closing == false, txn.cxid != Self.internalCxid else { return }
         switch connections[id]?.queue.first {
         case .connect(let request)?:
+            guard case .createSession = txn.body else { break }
+            connections[id]!.queue.removeFirst()
+            let timeoutMs = sessions[txn.sessionId]?.timeoutMs ?? 0
+            ready.send(connectResponse(sessionId: txn.sessionId, timeoutMs: timeoutMs, request: request), to: id)
+        case .awaitingCreation(let request)?:
             guard case .createSession = txn.body else { break }
             connections[id]!.queue.removeFirst()
             let timeoutMs = sessions[txn.sessionId]?.timeoutMs ?? 0

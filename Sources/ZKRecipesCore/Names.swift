@@ -108,9 +108,18 @@ public protocol UUIDSource {
 }
 
 /// Version-4-shaped UUIDs from a SplitMix64 generator.
+///
+/// The seed is mixed before it starts the stream: SplitMix64 steps its state by a fixed gamma, so
+/// two seeds a multiple of it apart would give the same words shifted, and one program's UUIDs
+/// would reappear in another's (a restarted lock contender, seeded `seed + incarnation * gamma`,
+/// found its earlier incarnation's node by the protected prefix and took it for its own:
+/// `minizk sim --seed 116 --recipes on`).
 public struct SeededUUIDs: UUIDSource, Sendable {
     var words: SplitMix64
-    public init(seed: UInt64) { words = SplitMix64(seed: seed) }
+    public init(seed: UInt64) {
+        var mixer = SplitMix64(seed: seed)
+        words = SplitMix64(seed: mixer.next())
+    }
 
     mutating func nextWord() -> UInt64 { words.next() }
 

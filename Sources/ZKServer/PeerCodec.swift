@@ -26,6 +26,8 @@ import ZKStorage
 //      12  ping          touched:vector<long>
 //      13  barrier       token:long
 //      14  barrierDone   token:long
+//      15  revalidate    sessionId:long timeoutMs:long
+//      16  revalidated   sessionId:long valid:bool
 //     transaction := the grammar of TransactionCodec.swift
 //
 // Decoding is as defensive as for client frames: damage throws and closes that peer connection.
@@ -119,6 +121,14 @@ enum PeerCodec {
         case .barrierDone(let token):
             buffer.writeJuteInt(14)
             buffer.writeJuteLong(Int64(bitPattern: token))
+        case .revalidate(let sessionId, let timeoutMs):
+            buffer.writeJuteInt(15)
+            buffer.writeJuteLong(sessionId)
+            buffer.writeJuteLong(timeoutMs)
+        case .revalidated(let sessionId, let valid):
+            buffer.writeJuteInt(16)
+            buffer.writeJuteLong(sessionId)
+            buffer.writeJuteBool(valid)
         }
         buffer.setInteger(Int32(buffer.writerIndex - start - 4), at: start)
     }
@@ -188,6 +198,10 @@ enum PeerCodec {
             return .barrier(token: UInt64(bitPattern: try buffer.readJuteLong("token")))
         case 14:
             return .barrierDone(token: UInt64(bitPattern: try buffer.readJuteLong("token")))
+        case 15:
+            return .revalidate(sessionId: try buffer.readJuteLong("session"), timeoutMs: try buffer.readJuteLong("timeout"))
+        case 16:
+            return .revalidated(sessionId: try buffer.readJuteLong("session"), valid: try buffer.readJuteBool("valid"))
         default:
             throw DecodeError.invalid("tag \(tag)")
         }

@@ -47,6 +47,8 @@ func describe(_ message: PeerMessage) -> String {
     case .ping(let touched): return "PING \(touched.count)"
     case .barrier(let token): return "BARRIER \(token)"
     case .barrierDone(let token): return "BARRIERDONE \(token)"
+    case .revalidate(let id, let timeout): return "REVALIDATE \(hex(id)) \(timeout)"
+    case .revalidated(let id, let valid): return "REVALIDATED \(hex(id)) \(valid ? "valid" : "expired")"
     }
 }
 

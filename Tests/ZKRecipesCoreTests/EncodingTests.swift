@@ -31,6 +31,17 @@ final class EncodingTests: XCTestCase {
         XCTAssertEqual(first[first.index(first.startIndex, offsetBy: 14)], "4")
     }
 
+    /// Seeds a SplitMix64 gamma apart (how the simulator once seeded a program's incarnations)
+    /// share no UUID.
+    func testSeededUUIDsOfNeighbouringSeedsNeverCoincide() {
+        let gamma: UInt64 = 0x9E37_79B9_7F4A_7C15
+        var seen: Set<String> = []
+        for incarnation: UInt64 in 0..<8 {
+            var uuids = SeededUUIDs(seed: 42 &+ incarnation &* gamma)
+            for _ in 0..<16 { XCTAssertTrue(seen.insert(uuids.next()).inserted, "incarnation \(incarnation) repeats a UUID") }
+        }
+    }
+
     func testAtomicLongEncoding() {
         // DistributedAtomicLong: ByteBuffer.putLong, big-endian.
         XCTAssertEqual(CuratorValues.encodeLong(1), [0, 0, 0, 0, 0, 0, 0, 1])

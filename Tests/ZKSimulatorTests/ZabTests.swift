@@ -274,4 +274,30 @@ final class ZabTests: XCTestCase {
             XCTAssertNotNil(cluster.replica(id).tree.node("/eph"), "ephemeral of a live session gone on \(id)")
         }
     }
+
+    /// A follower must not resume a session whose close the leader has already proposed, even
+    /// while that close has not reached it: the leader alone orders closes, so the follower asks
+    /// it (ZooKeeper's revalidation). Found by `minizk sim --seed 121 --recipes on`: a lock holder
+    /// stalled past its timeout reconnected to a lagging follower, was told "connected" and went
+    /// on holding the mutex beside the next holder.
+    func testFollowerDoesNotResumeASessionTheLeaderIsClosing() {
+        var options = Cluster.Options()
+        options.detectionDelay = .fixed(500)
+        let cluster = stableCluster(options)
+        let leader = cluster.leaders[0]
+        let followers = cluster.members.filter { $0 != leader }
+        let (home, lagging) = (followers[0], followers[1])
+        let c = cluster.connectClient(to: home, timeoutMs: 400)
+        XCTAssertTrue(cluster.run(untilMs: 1000) { $0.session(c) != nil })
+        let session = cluster.session(c)!
+        // The leader's messages to the lagging follower are lost (not yet noticed); the client
+        // goes silent until the leader and the other follower commit its close.
+        cluster.partitionOneWay(from: leader, to: lagging)
+        XCTAssertTrue(cluster.run(untilMs: 3000) { $0.replica(home).tree.sessions[session.sessionId] == nil })
+        XCTAssertNotNil(cluster.replica(lagging).tree.sessions[session.sessionId], "the scenario needs the follower behind")
+        let resumed = cluster.connectClient(to: lagging, sessionId: session.sessionId, password: session.password, timeoutMs: 400)
+        cluster.run(forMs: 2000)
+        let answer = cluster.session(resumed)
+        XCTAssertFalse((answer?.timeoutMs ?? 0) > 0, "a follower resumed session 0x\(String(session.sessionId, radix: 16)) after its close was committed")
+    }
 }

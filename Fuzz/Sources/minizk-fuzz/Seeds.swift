@@ -76,6 +76,8 @@ func writeSeeds(into root: String) throws {
         ("ping", .ping(touchedSessions: [1, 2, 3])),
         ("barrier", .barrier(token: 11)),
         ("barrierDone", .barrierDone(token: 11)),
+        ("revalidate", .revalidate(sessionId: 77, timeoutMs: 4000)),
+        ("revalidated", .revalidated(sessionId: 77, valid: true)),
     ]
     for (name, message) in messages { try write("peer", "seed-\(name)", encodedPeer(message)) }
 }
