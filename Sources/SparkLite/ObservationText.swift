@@ -5,6 +5,7 @@ extension SparkObservation {
     /// The observation as flat fields (`event` first), for JSON lines and text logs.
     public var fields: [(String, String)] {
         switch self {
+        case .bumping(let master, let epoch): return [("event", "bumping"), ("master", master), ("epoch", "\(epoch)")]
         case .elected(let master, let epoch, let zxid): return [("event", "elected"), ("master", master), ("epoch", "\(epoch)"), ("zxid", "\(zxid)")]
         case .recovered(let master, let epoch, let jobs, let workers):
             return [("event", "recovered"), ("master", master), ("epoch", "\(epoch)"), ("jobs", "\(jobs)"), ("workers", "\(workers)")]

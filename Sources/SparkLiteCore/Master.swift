@@ -285,6 +285,7 @@ public struct MasterProgram: CoordinationProgram {
             switch result {
             case .success(.getData(let data, let stat)):
                 let current = Int64(String(decoding: data ?? [], as: UTF8.self)) ?? 0
+                engine.observe(.bumping(master: id, epoch: current + 1))
                 engine.call(.bumpEpoch(current + 1), .setData(path: layout.epoch, data: Array(String(current + 1).utf8), version: stat.version))
             default:
                 depose("cannot read the epoch: \(result)")

@@ -4,6 +4,10 @@ import ZKProtocol
 /// checkers (`SparkChecks`). Zxids come from the replies, so that a checker can order what
 /// different processes saw against the ensemble's one history.
 public enum SparkObservation: Sendable, Hashable {
+    /// A master sent the setData that bumps the epoch to `epoch`. Its outcome may never be
+    /// known (the process crashes, the session ends): the epoch node can then hold an epoch no
+    /// master was elected in.
+    case bumping(master: String, epoch: Int64)
     /// A master bumped the epoch to `epoch` (the setData's mzxid is `zxid`): it leads.
     case elected(master: String, epoch: Int64, zxid: Int64)
     /// The new leader has read the persisted state back and schedules from now on.

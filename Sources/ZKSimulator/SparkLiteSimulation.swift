@@ -322,10 +322,13 @@ public final class SparkLiteSimulation {
         if results != options.spec.maps + options.spec.reduces {
             return "the tree holds one result per task: \(results) results for \(options.spec.maps + options.spec.reduces) tasks"
         }
+        // The epoch node holds the last election's epoch, or one a master bumped to and never
+        // learned of (it crashed, or its session ended, before the reply).
         let epochs = observations.compactMap { if case .elected(_, let epoch, _) = $0 { return epoch } else { return nil } }
+        let attempted = observations.compactMap { if case .bumping(_, let epoch) = $0 { return epoch } else { return nil } }
         let stored = tree.node(layout.epoch).flatMap { $0.data }.flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0
-        if let highest = epochs.max(), stored != highest {
-            return "the epoch node holds the last election's epoch: \(stored), elected up to \(highest)"
+        if let highest = epochs.max(), stored < highest || stored > (attempted.max() ?? highest) {
+            return "the epoch node holds the last election's epoch or an attempted one: \(stored), elected up to \(highest), attempted up to \(attempted.max() ?? 0)"
         }
         return nil
     }
