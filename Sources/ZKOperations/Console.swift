@@ -145,20 +145,13 @@ public final class Console: Sendable {
         guard path == "/" || (path.hasPrefix("/") && !path.hasSuffix("/") && !path.contains("//")) else {
             throw TreeError.badPath(path)
         }
-        let all = await members()
         let member: ConsoleMember?
         if let memberId {
-            member = all.first { $0.id == memberId && $0.server != nil }
+            member = await members().first { $0.id == memberId && $0.server != nil }
         } else {
-            var leader: ConsoleMember?
-            for candidate in all {
-                guard let status = try? await candidate.server?.status() else { continue }
-                if status.serving, status.mode == "leader" || status.mode == "standalone" {
-                    leader = candidate
-                    break
-                }
-            }
-            member = leader ?? all.first { $0.server != nil }
+            // Not `MiniZKServer.status()`: it computes the tree's digest, an O(n) walk.
+            let states = await states()
+            member = (Self.leader(of: states) ?? states.first { $0.snapshot != nil })?.member
         }
         guard let member, let server = member.server else { throw TreeError.noMember }
         let tree = try await server.committedTree()
