@@ -83,7 +83,8 @@ def collect(rows, columns, mapping):
     table, labels = {}, {}
     for row in rows:
         for prefix, keys, names in mapping:
-            if not row[0].startswith(prefix):
+            # "setData/s, 1 × 1" must not take the row "setData/s, 1 × 100".
+            if not row[0].startswith(prefix) or row[0][len(prefix):len(prefix) + 1].isdigit():
                 continue
             names = names if isinstance(names, list) else [names]
             for index, title in columns:
