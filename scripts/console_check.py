@@ -13,8 +13,8 @@ the page shows:
 3. after the leader is killed through the control API, the page shows a new leader, the killed
    member as not running, and a leader-change event naming the old leader.
 
-Screenshots (PNG) go to docs/images/ (with --ci: a temporary directory, the repository is left
-alone).
+Screenshots (PNG) go to docs/images/ (with --ci: a temporary directory, removed when every
+check passes; the repository is left alone).
 
 usage: python3 scripts/console_check.py [--ci] [--screenshots DIR]
 Exit status 0 when every check passes.
@@ -242,11 +242,13 @@ def main():
             process.kill()
     failed = [name for name, ok in CHECKS if not ok]
     print(f"{len(CHECKS) - len(failed)}/{len(CHECKS)} checks passed in {time.monotonic() - started:.1f} s; "
-          f"screenshots in {shots}", flush=True)
+          f"screenshots in {shots}" + (" (removed)" if args.ci and not args.screenshots and not failed else ""), flush=True)
     if failed:
         print("minizk log: " + log.name)
         return 1
     os.unlink(log.name)
+    if args.ci and not args.screenshots:
+        shutil.rmtree(shots, ignore_errors=True)
     return 0
 
 
