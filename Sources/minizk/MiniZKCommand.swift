@@ -82,7 +82,7 @@ struct ReplicaArguments: ParsableArguments {
     @Option(help: "Serve Prometheus metrics at /metrics on this port (ZooKeeper's metricsProvider.httpPort; ensemble: member N on this port + N - 1; 0: a free one).")
     var metricsPort: Int?
 
-    @Option(help: "Serve the admin server's /commands on this port (ZooKeeper's admin.serverPort; ensemble: member N on this port + N - 1; 0: a free one).")
+    @Option(help: "Serve the admin server's /commands and the web console (/console) on this port (ZooKeeper's admin.serverPort; ensemble: member N on this port + N - 1; 0: a free one).")
     var adminPort: Int?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
