@@ -8,11 +8,15 @@ report gives medians and MiniZK/ZooKeeper ratios.
 
 Usage: scripts/bench_ensemble.py [--minizk .build/release/minizk] [--runs 3] [--seconds 5]
            [--servers zk,minizk,minizk-inproc] [--workloads create:6:64,set:1:1,...] [--no-failover]
-           [--per-member] [--minizk-args "--no-force-sync"]
+           [--per-member] [--minizk-args "--no-force-sync"] [--svg DIR]
 
 --servers minizk-inproc is `minizk ensemble` (the three replicas in one process, talking without
 sockets, SQLite stores side by side); it has no failover figure (its members cannot be killed
 one at a time).
+
+--svg DIR also writes the medians as SVG charts (ensemble-throughput.svg, -latency, -durations
+and, with zk, -ratios: each MiniZK column against ZooKeeper). Progress (workload k of n, time
+left) goes to standard error.
 
 --per-member also runs every workload against each member alone and reports it by the member's
 role (`..._on_leader_...`, `..._on_follower_...`); --minizk-args adds arguments to every
@@ -22,6 +26,8 @@ import argparse, json, os, shutil, signal, socket, statistics, struct, subproces
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from compat.zk import four_letter_word_or_empty as four_letter, free_ports, server_mode as mode  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchplot import Progress, side_by_side_charts, write as write_svg  # noqa: E402
 
 ZK_CLASSPATH = ":".join([
     "/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-simple.jar", "/usr/share/java/netty-codec.jar"])
@@ -190,6 +196,7 @@ def main():
     parser.add_argument("--no-failover", action="store_true")
     parser.add_argument("--per-member", action="store_true")
     parser.add_argument("--minizk-args", default="")
+    parser.add_argument("--svg", help="also write the medians as SVG charts into this directory")
     args = parser.parse_args()
     binary = os.path.abspath(args.minizk)
     figures = {"zk": {}, "minizk": {}, "minizk-inproc": {}}
@@ -199,6 +206,7 @@ def main():
 
     workloads = [(op, int(c), int(w)) for op, c, w in (item.split(":") for item in args.workloads.split(","))]
     kinds = args.servers.split(",")
+    progress = Progress(args.runs * len(kinds) * len(workloads), "bench")
     for run in range(args.runs):
         for kind in kinds:
             workdir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
@@ -212,6 +220,7 @@ def main():
                     note(kind, key + "_rate", r.get("rate"))
                     note(kind, key + "_p50_ms", r.get("p50_ms"))
                     note(kind, key + "_p99_ms", r.get("p99_ms"))
+                    progress.step(f"(run {run + 1} {kind} {key})")
                     if args.per_member:
                         for member in (1, 2, 3):
                             role = mode(cluster.client_ports[member - 1]) or "unknown"
@@ -246,6 +255,13 @@ def main():
             cells += [f"{values[kind] / zk:.2f}" if zk and values[kind] else "-" for kind in others]
         print(f"| {key} | " + " | ".join(cells) + " |")
     print(json.dumps(figures))
+    if args.svg:
+        os.makedirs(args.svg, exist_ok=True)
+        table = {key: {titles[kind]: median(figures[kind].get(key, [])) for kind in ran} for key in keys}
+        # One-at-a-time latency only: the pipelined workloads' latencies are queueing, not service.
+        table = {k: v for k, v in table.items() if not (k.endswith("_ms") and "_1x1_" not in k)}
+        for name, svg in side_by_side_charts(table, [titles[kind] for kind in ran], baseline=titles["zk"]).items():
+            write_svg(os.path.join(args.svg, f"ensemble-{name}.svg"), svg)
 
 
 if __name__ == "__main__":

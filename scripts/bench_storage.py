@@ -296,6 +296,7 @@ def main():
     parser.add_argument("--only", choices=["minizk", "zookeeper"])
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--svg", help="also write the figures as SVG charts into this directory (needs both servers)")
     args = parser.parse_args()
     args.minizk = os.path.abspath(args.minizk)
     work = tempfile.mkdtemp(prefix="minizk-bench-storage-")
@@ -337,6 +338,31 @@ def main():
                 mv, zv, fmt = mv / 2**20, zv / 2**20, "%.0f"
             ratio = mv / zv if zv else float("nan")
             print("| %s | %s | %s | %.2f |" % (label, fmt % mv, fmt % zv, ratio))
+        if args.svg:
+            write_charts(args.svg, m, z)
+
+
+def write_charts(directory, m, z):
+    """storage-throughput.svg, -latency, -durations, -memory and -ratios (MiniZK against ZooKeeper)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from benchplot import side_by_side_charts, write
+
+    figures = [
+        ("create1_rate", "create_1", 1, "creates, 1 × 1"), ("create100_rate", "create_100", 1, "creates, 1 × 100"),
+        ("set1_rate", "set_1", 1, "setData, 1 × 1"), ("set100_rate", "set_100", 1, "setData, 1 × 100"),
+        ("load_rate", "load_rate", 1, "loading, 6 × 64"),
+        ("create1_p50_ms", "create_1_p50_ms", 1, "create p50, 1 × 1"), ("set1_p50_ms", "set_1_p50_ms", 1, "setData p50, 1 × 1"),
+        ("set100_p99_ms", "set_100_p99_ms", 1, "setData p99, 1 × 100"),
+        ("restart_s", "restart_s", 1, "restart until serving"),
+        ("rss_loaded_mib", "rss_loaded", 2**-20, "RSS, znodes loaded"), ("rss_restart_mib", "rss_restarted", 2**-20, "RSS after a restart"),
+        ("data_mib", "data_bytes", 2**-20, "data folder"),
+    ]
+    table = {key: {"MiniZK": m.get(source, 0) * scale or None, "ZooKeeper 3.8": z.get(source, 0) * scale or None}
+             for key, source, scale, _ in figures}
+    labels = {key: label for key, _, _, label in figures}
+    os.makedirs(directory, exist_ok=True)
+    for name, svg in side_by_side_charts(table, ["ZooKeeper 3.8", "MiniZK"], labels, baseline="ZooKeeper 3.8").items():
+        write(os.path.join(directory, f"storage-{name}.svg"), svg)
 
 
 if __name__ == "__main__":

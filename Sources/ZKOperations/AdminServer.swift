@@ -90,9 +90,21 @@ public enum MetricsEndpoint {
 }
 
 /// The routes of ZooKeeper's admin server: `/commands` lists the commands, `/commands/<name>`
-/// answers one as JSON (query parameters are its arguments).
+/// answers one as JSON (query parameters are its arguments); with a console, its page and JSON
+/// under `/console`.
 public enum AdminEndpoint {
-    public static func router(_ server: MiniZKServer, context: AdminCommands.Context) -> Router<BasicRequestContext> {
+    public static func router(
+        _ server: MiniZKServer, context: AdminCommands.Context, console: Console? = nil, selfId: Int64? = nil
+    ) -> Router<BasicRequestContext> {
+        router(serving: { server }, context: context, console: console, selfId: selfId)
+    }
+
+    /// The same for a member whose server changes (a test ensemble restarts members): `serving`
+    /// gives the running server, nil while the member does not run (commands then answer an error).
+    public static func router(
+        serving: @escaping @Sendable () async -> MiniZKServer?, context: AdminCommands.Context, console: Console? = nil,
+        selfId: Int64? = nil
+    ) -> Router<BasicRequestContext> {
         let router = Router()
         router.get("/commands") { _, _ in
             var html = ""
@@ -107,8 +119,15 @@ public enum AdminEndpoint {
             let name = requestContext.parameters.get("name") ?? ""
             var arguments: [String: String] = [:]
             for (key, value) in request.uri.queryParameters { arguments[String(key)] = String(value) }
+            guard let server = await serving() else {
+                let body = JSONValue.object([("command", .string(name)), ("error", .string("the member is not running"))])
+                var headers = HTTPFields()
+                headers[.contentType] = "application/json"
+                return Response(status: .serviceUnavailable, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body.text)))
+            }
             return await answer(server, name: name, context: context, arguments: arguments)
         }
+        if let console { ConsoleEndpoint.addRoutes(to: router, console: console, selfId: selfId) }
         return router
     }
 

@@ -197,6 +197,13 @@ public final class MiniZKServer: Sendable {
         return try await replicaHost.eventLoop.submit { replicaHost.replicaStatus() }.get()
     }
 
+    /// The committed tree as of now. Taking it costs the event loop O(1) (the copy shares the
+    /// replica's nodes); reading it costs the caller, off the event loop.
+    public func committedTree() async throws -> DataTree {
+        let replicaHost = self.replicaHost
+        return try await replicaHost.eventLoop.submit { replicaHost.committedTree() }.get()
+    }
+
     /// Stops this member abruptly, as a crash would: peers see it disconnect, clients lose their
     /// connections, nothing more is written.
     public func kill() async throws {

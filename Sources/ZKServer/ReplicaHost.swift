@@ -298,6 +298,13 @@ final class ReplicaHost: @unchecked Sendable {
             fsyncThresholdExceeded: fsyncThresholdExceeded, lastSnapshotAtMs: lastSnapshotAtMs)
     }
 
+    /// The committed tree as of now: a copy that shares its nodes with the replica's (O(1)), to be
+    /// read off the event loop.
+    func committedTree() -> DataTree {
+        eventLoop.preconditionInEventLoop()
+        return replica.tree
+    }
+
     func replicaStatus() -> ReplicaStatus {
         eventLoop.preconditionInEventLoop()
         var status = replica.status()

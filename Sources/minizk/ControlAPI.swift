@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import ZKOperations
 import ZKTesting
 
 /// The HTTP control API of `minizk ensemble --control ADDR`: the operations of `TestEnsemble`
@@ -176,6 +177,20 @@ extension EnsembleCommand {
             members: nodes, storage: inMemory ? .inMemory : .temporaryDirectory, clock: TestEnsemble.Clock(rawValue: clock)!,
             tickMs: base.tickMs, host: replica.host, basePort: basePort, configure: { $0 = base }, options: replica.serverOptions,
             logger: logger)
+        // With --admin-port, member N's admin server (port + N - 1) answers for whichever server
+        // runs as member N now, and every one serves the console of the whole ensemble. They
+        // start once the control API serves, after the line(s) that announce it.
+        let console: Console? = replica.adminPort == nil ? nil : Console(members: {
+            var members: [ConsoleMember] = []
+            for member in ensemble.members {
+                members.append(ConsoleMember(
+                    id: member.id, host: member.host, clientPort: member.port, server: await ensemble.server(member.id)))
+            }
+            return members
+        })
+        let endpoints = NIOLockedValueBox<[OperationsEndpoints]>([])
+        let adminPort = replica.adminPort
+        let adminHost = replica.host
         let bound = NIOLockedValueBox<String?>(nil)
         let (running, runningContinuation) = AsyncStream<Void>.makeStream()
         let app = Application(
@@ -209,10 +224,22 @@ extension EnsembleCommand {
                 printLine(ensemble.connectString)
                 printLine("control: \(controlAddress ?? "?")")
             }
+            if let console, let adminPort {
+                await console.monitor.start()
+                for (index, member) in ensemble.members.enumerated() {
+                    let started = try await OperationsEndpoints.start(
+                        serving: { await ensemble.server(member.id) }, index: index, host: adminHost, metricsPort: nil,
+                        adminPort: adminPort, context: AdminCommands.Context(clientHost: adminHost), console: console,
+                        memberId: member.id, logger: logger)
+                    endpoints.withLockedValue { $0.append(started) }
+                }
+            }
             let stop = await signals.wait()
             group.cancelAll()
             return stop
         }
+        await console?.monitor.stop()
+        for endpoint in endpoints.withLockedValue({ $0 }) { await endpoint.stop() }
         try await ensemble.close()
         try stop.exit(logger: logger)
     }

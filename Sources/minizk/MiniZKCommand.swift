@@ -82,7 +82,7 @@ struct ReplicaArguments: ParsableArguments {
     @Option(help: "Serve Prometheus metrics at /metrics on this port (ZooKeeper's metricsProvider.httpPort; ensemble: member N on this port + N - 1; 0: a free one).")
     var metricsPort: Int?
 
-    @Option(help: "Serve the admin server's /commands on this port (ZooKeeper's admin.serverPort; ensemble: member N on this port + N - 1; 0: a free one).")
+    @Option(help: "Serve the admin server's /commands and the web console (/console) on this port (ZooKeeper's admin.serverPort; ensemble: member N on this port + N - 1; 0: a free one).")
     var adminPort: Int?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
@@ -251,14 +251,19 @@ struct ServerCommand: AsyncParsableCommand {
             config: replicaConfig, host: me.clientHost, port: me.clientPort, group: group, logger: logger,
             options: replica.serverOptions, store: store, transport: transport, secure: try replica.secureClientPort())
         printLine("MiniZK replica \(id) of \(zooConfig.servers.count) serving on \(server.host):\(server.localPort)" + tlsNote(server))
+        // A member of a multi-process ensemble shows itself only: its peers are other processes.
+        let console = (replica.adminPort ?? zooConfig.adminPort) == nil ? nil : Console(
+            members: { [ConsoleMember(id: id, host: server.host, clientPort: server.localPort, server: server)] })
+        await console?.monitor.start()
         let endpoints = try await OperationsEndpoints.start(
             for: server, host: zooConfig.metricsHTTPHost ?? zooConfig.adminServerAddress ?? me.clientHost,
             metricsPort: replica.metricsPort ?? zooConfig.metricsPort, adminPort: replica.adminPort ?? zooConfig.adminPort,
             context: AdminCommands.Context(
                 initialConfiguration: (try? String(contentsOfFile: path, encoding: .utf8)) ?? "", clientHost: me.clientHost),
-            logger: logger)
+            console: console, memberId: id, logger: logger)
         server.whenStoreFails { reason in signals.storeFailed(reason) }
         let stop = await signals.wait()
+        await console?.monitor.stop()
         await endpoints.stop()
         try await server.shutdown()
         try await group.shutdownGracefully()
@@ -347,16 +352,20 @@ struct EnsembleCommand: AsyncParsableCommand {
         let securePorts = ensemble.servers.compactMap { server in server.secureLocalPort.map { "\(server.host):\($0)" } }
         if !securePorts.isEmpty { printLine("TLS: " + securePorts.joined(separator: ",")) }
         }
+        // Every member's admin server serves the same console, which sees all members.
+        let console = replica.adminPort == nil ? nil : Console(servers: ensemble.servers)
+        await console?.monitor.start()
         var endpoints: [OperationsEndpoints] = []
         for (index, server) in ensemble.servers.enumerated() {
             endpoints.append(try await OperationsEndpoints.start(
                 for: server, index: index, host: replica.host, metricsPort: replica.metricsPort, adminPort: replica.adminPort,
-                context: AdminCommands.Context(clientHost: replica.host), logger: logger))
+                context: AdminCommands.Context(clientHost: replica.host), console: console, logger: logger))
         }
         for server in ensemble.servers {
             server.whenStoreFails { reason in signals.storeFailed(reason) }
         }
         let stop = await signals.wait()
+        await console?.monitor.stop()
         for endpoint in endpoints { await endpoint.stop() }
         try await ensemble.shutdown()
         try await group.shutdownGracefully()
@@ -406,18 +415,22 @@ private func serve(
         throw error
     }
     announce(server)
+    let console = arguments.adminPort == nil ? nil : Console(servers: [server])
+    await console?.monitor.start()
     let endpoints: OperationsEndpoints
     do {
         endpoints = try await OperationsEndpoints.start(
             for: server, host: arguments.host, metricsPort: arguments.metricsPort, adminPort: arguments.adminPort,
-            context: AdminCommands.Context(clientHost: arguments.host), logger: logger)
+            context: AdminCommands.Context(clientHost: arguments.host), console: console, logger: logger)
     } catch {
+        await console?.monitor.stop()
         try? await server.shutdown()
         try? await group.shutdownGracefully()
         throw error
     }
     server.whenStoreFails { reason in signals.storeFailed(reason) }
     let stop = await signals.wait()
+    await console?.monitor.stop()
     await endpoints.stop()
     try await server.shutdown()
     try await group.shutdownGracefully()
