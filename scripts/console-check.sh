@@ -17,8 +17,11 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
-python3 -c "import selenium" 2>/dev/null || pip install -q selenium >/dev/null 2>&1
-python3 -c "import kazoo" 2>/dev/null || pip install -q kazoo==2.11.0 >/dev/null 2>&1
+pip_install() {
+    python3 -m pip install -q "$@" >/dev/null 2>&1 || python3 -m pip install -q --break-system-packages "$@" >/dev/null
+}
+python3 -c "import selenium" 2>/dev/null || pip_install selenium
+python3 -c "import kazoo" 2>/dev/null || pip_install kazoo==2.11.0
 if [ -z "${MINIZK_BIN:-}" ]; then
     swift build --product minizk >/dev/null
     MINIZK_BIN="$(swift build --show-bin-path)/minizk"
