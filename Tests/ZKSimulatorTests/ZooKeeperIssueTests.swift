@@ -307,46 +307,58 @@ final class ZooKeeperIssueTests: XCTestCase {
 
     // MARK: - ZOOKEEPER-4646 and ZOOKEEPER-4785
 
-    /// The window of ZOOKEEPER-4646 and ZOOKEEPER-4785: proposals a leader cannot commit (the one
-    /// follower up has a stalled disk) are committed by the acknowledgement of NEWLEADER from a
-    /// follower that rejoins meanwhile — its sync carries them. That follower's disk stalls
-    /// from the moment the sync is sent; at the first write acknowledged to the client it crashes
-    /// (`tearLastWrite`: its last unsynced record torn), and so do the others. The two followers
-    /// restart and elect: every acknowledged write must be there, then on the old leader too.
-    /// Returns the sync kinds the rejoining follower was sent.
+    /// The window of ZOOKEEPER-4646 and ZOOKEEPER-4785. A leader holds proposals it could not
+    /// commit (its one follower up had a stalled disk, then died); it loses its quorum, and the
+    /// other follower, far behind, comes back: the leader wins the election and its sync to that
+    /// follower carries the uncommitted proposals. A quorum's acknowledgement of NEWLEADER commits
+    /// them, and the leader serves them. The rejoining follower's disk stalls from the moment the
+    /// sync is sent; once a client has read the proposals on the leader (committed, then), the
+    /// follower crashes (`tearLastWrite`: its last unsynced record torn) and so does the leader.
+    /// The two followers restart and elect: every write acknowledged or read must be there, then
+    /// on the old leader too. Returns the sync kinds the rejoining follower was sent.
     func crashAfterSync(windowMax: Int, tear: Bool, file: StaticString = #filePath, line: UInt = #line) -> [String] {
         var options = Cluster.Options()
         options.configure = { config in config.logWindowMax = windowMax }
         let cluster = stableCluster([1, 2, 3], options)
-        let leader = self.leader(cluster)
-        let others = cluster.members.filter { $0 != leader }
+        let first = self.leader(cluster)
+        let others = cluster.members.filter { $0 != first }
         let (syncing, stalled) = (others[0], others[1])
-        let writer = client(cluster, leader)
+        let writer = client(cluster, first)
+        guard let session = cluster.session(writer) else { return [] }
         var acknowledged: [String] = []
         cluster.crash(syncing)
         for n in 0..<12 {
             if call(cluster, writer, create("/before\(n)")) == .ok { acknowledged.append("/before\(n)") }
         }
         XCTAssertEqual(acknowledged.count, 12, file: file, line: line)
-        // The follower that stays up cannot write: the leader's next proposals wait.
+        // The follower that stays up cannot write: the leader's next proposals wait, then that
+        // follower dies and the leader is left without a quorum.
         cluster.stallDisk(stalled, forMs: 3_000)
-        var xids: [(String, Int32)] = []
-        for n in 0..<5 { xids.append(("/outstanding\(n)", cluster.send(writer, create("/outstanding\(n)")))) }
+        let outstanding = (0..<5).map { "/outstanding\($0)" }
+        let xids = outstanding.map { cluster.send(writer, create($0)) }
         cluster.run(forMs: 100)
-        XCTAssertTrue(xids.allSatisfy { cluster.reply(writer, xid: $0.1) == nil }, "committed without a quorum", file: file, line: line)
+        XCTAssertTrue(xids.allSatisfy { cluster.reply(writer, xid: $0)?.0 != .ok }, "committed without a quorum", file: file, line: line)
+        cluster.crash(stalled)
         let mark = cluster.trace.count
         cluster.restart(syncing)
-        // The disk stalls the moment the leader sends the sync: the snapshot or the DIFF, and the
-        // outstanding proposals it carries, are written slowly.
+        // The disk stalls the moment the leader of the new epoch sends the sync: the snapshot or
+        // the DIFF, and the proposals it carries, are written slowly.
         XCTAssertTrue(
-            cluster.run(untilMs: 3_000) { !self.syncKinds($0, to: syncing, since: mark).isEmpty }, "no sync", file: file, line: line)
+            cluster.run(untilMs: 5_000) { !self.syncKinds($0, to: syncing, since: mark).isEmpty }, "no sync", file: file, line: line)
         cluster.stallDisk(syncing, forMs: 300)
-        let firstAck = cluster.run(untilMs: 5_000) { c in xids.contains { c.reply(writer, xid: $0.1)?.0 == .ok } }
-        XCTAssertTrue(firstAck, "nothing was acknowledged after the sync", file: file, line: line)
-        for (path, xid) in xids where cluster.reply(writer, xid: xid)?.0 == .ok { acknowledged.append(path) }
+        XCTAssertTrue(
+            cluster.run(untilMs: 3_000) { $0.leaders == [first] && $0.replica(first).isServing }, "the leader never served again",
+            file: file, line: line)
+        // A client resumes its session on the leader (no proposal needed) and reads the proposals:
+        // what it sees is committed.
+        let reader = cluster.connectClient(to: first, sessionId: session.sessionId, password: session.password)
+        XCTAssertTrue(cluster.run(untilMs: 1_000) { $0.session(reader) != nil }, "no session", file: file, line: line)
+        let reads = outstanding.map { cluster.send(reader, .exists(path: $0, watch: false)) }
+        XCTAssertTrue(cluster.run(untilMs: 1_000) { c in reads.allSatisfy { c.reply(reader, xid: $0) != nil } }, file: file, line: line)
+        for (path, xid) in zip(outstanding, reads) where cluster.reply(reader, xid: xid)?.0 == .ok { acknowledged.append(path) }
+        XCTAssertEqual(acknowledged.count, 12 + outstanding.count, "the new epoch did not commit the proposals", file: file, line: line)
         cluster.crash(syncing, tearLastWrite: tear)
-        cluster.crash(leader)
-        cluster.crash(stalled)
+        cluster.crash(first)
         cluster.run(forMs: 3_000)
 
         cluster.restart(stalled)
@@ -354,7 +366,7 @@ final class ZooKeeperIssueTests: XCTestCase {
         XCTAssertTrue(cluster.awaitStable(), "the two followers elected no leader", file: file, line: line)
         cluster.run(forMs: 200)
         assertHeld(acknowledged, cluster, file: file, line: line)
-        cluster.restart(leader)
+        cluster.restart(first)
         XCTAssertTrue(cluster.awaitStable(), "the old leader never rejoined", file: file, line: line)
         cluster.run(forMs: 200)
         assertHeld(acknowledged, cluster, file: file, line: line)
