@@ -213,7 +213,7 @@ final class ZooKeeperIssueTests: XCTestCase {
         let leader = self.leader(cluster)
         let follower = cluster.members.first { $0 != leader }!
         let owner = client(cluster, follower, timeoutMs: 5_000)
-        let sessionId = cluster.session(owner)!.sessionId
+        guard let sessionId = cluster.session(owner)?.sessionId else { return XCTFail("no session") }
         let mark = cluster.trace.count
         cluster.partitionOneWay(from: leader, to: follower)
         let xid = cluster.send(owner, create("/eph", ephemeral: true))
