@@ -288,6 +288,9 @@ DOCUMENTED_DEVIATIONS = {
     "connection open after unknown opcode": "see 'unknown opcode 999'",
     "opcode 10": "see 'unknown opcode 999'",
     "connection open after opcode 10": "see 'unknown opcode 999'",
+    "other exists":
+        "exists checks READ on a node that exists, as ZooKeeper 3.8.4 does (ZOOKEEPER-2590): MiniZK "
+        "answers NOAUTH; the 3.8.0 reference answers the Stat to anyone",
 }
 
 

@@ -60,7 +60,7 @@ class MiniZKEnsembleServer(MiniZKServer):
     def _command(self):
         command = [
             self.binary, "server", "--config", self.ensemble.config_path, "--id", str(self.server_id),
-            "--data-dir", self.data_dir, "--read-only-mode",
+            "--data-dir", self.data_dir, "--read-only-mode", "--4lw-commands-whitelist", "*",
         ]
         if self.extended_types:
             command.append("--extended-types")

@@ -407,6 +407,10 @@ class MiniZKServer(ManagedServer):
             self.data_dir,
             "--host",
             self.host,
+            # ruok (readiness), mntr, envi (kazoo's server_version)...: every word, as the
+            # ZooKeeper server of this module is configured (4lw.commands.whitelist=*).
+            "--4lw-commands-whitelist",
+            "*",
         ]
         if self.extended_types:
             command.append("--extended-types")
@@ -455,7 +459,7 @@ class MiniZKMember(MiniZKServer):
 
     def _command(self):
         return [self.binary, "server", "--config", self.config_path, "--id", str(self.sid),
-                "--data-dir", self.data_dir] + self.arguments + self._auth_arguments()
+                "--data-dir", self.data_dir, "--4lw-commands-whitelist", "*"] + self.arguments + self._auth_arguments()
 
 
 def make_test_certificates(directory):

@@ -131,7 +131,7 @@ class Server:
     def command(self):
         if self.kind == "minizk":
             return [self.minizk, "server", "--port", str(self.port), "--data-dir", self.data, "--tick-ms", "200",
-                    "--log-level", "info"]
+                    "--log-level", "info", "--4lw-commands-whitelist", "*"]
         config = os.path.join(self.work, "zoo.cfg")
         with open(config, "w") as f:
             f.write("tickTime=200\ndataDir=%s\nclientPort=%d\nclientPortAddress=127.0.0.1\n"

@@ -128,8 +128,13 @@ extension Replica {
         switch request {
         case .exists(let path, let watch):
             if path.utf8.contains(0) { throw .badArguments }
+            // ZooKeeper 3.8 (ZOOKEEPER-2590): a node that exists needs READ, checked before the
+            // watch is set, so a refused connection learns nothing and leaves no watch. A missing
+            // node needs nothing: the watch waits for its creation.
+            let node = tree.node(path)
+            if let node, !ACLs.check(node.acl, .read, authIds: connection.authIds) { throw .noAuth }
             if watch { watches.addDataWatch(path, connection: id) }
-            guard let node = tree.node(path) else { throw .noNode }
+            guard let node else { throw .noNode }
             return .stat(node.stat)
         case .getData(let path, let watch):
             let node = try readable(path, connection)

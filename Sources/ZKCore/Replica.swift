@@ -286,15 +286,18 @@ public struct Replica: Sendable {
             return
         }
         let sessionId = request.sessionId
-        if let previous = sessions[sessionId]?.connection, previous != id, connections[previous] != nil {
-            closeConnection(previous, reason: "session 0x\(String(sessionId, radix: 16)) moved to another connection", &ready)
-        }
         // A leader knows every session and which it is closing; a follower asks it (below).
         let alive = isLeader ? tree.sessions[sessionId] != nil && !(sessions[sessionId]?.closing ?? false) : !(sessions[sessionId]?.closing ?? false)
         guard alive, request.password == password(for: sessionId) else {
             ready.send(.connect(.expired(readOnly: request.readOnly)), to: id)
             closeConnection(id, reason: "session 0x\(String(sessionId, radix: 16)) is expired or unknown", &ready)
             return
+        }
+        // Only a client that proves the session's password takes it over, as in ZooKeeper
+        // (checkPasswd before the old connection is let go): one that knows the id alone must not
+        // disconnect the session's connection.
+        if let previous = sessions[sessionId]?.connection, previous != id, connections[previous] != nil {
+            closeConnection(previous, reason: "session 0x\(String(sessionId, radix: 16)) moved to another connection", &ready)
         }
         var session = sessions[sessionId] ?? SessionState(timeoutMs: timeoutMs, expiresAtMs: 0)
         session.timeoutMs = timeoutMs

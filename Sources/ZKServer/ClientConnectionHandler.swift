@@ -187,6 +187,16 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             state = .awaitingConnect
             return true
         }
+        guard host.options.fourLetterWords.allows(word, readOnlyModeEnabled: host.config.readOnlyModeEnabled) else {
+            inbound = nil
+            logger.debug("four-letter word not in the whitelist", metadata: ["connection": "\(id)", "word": "\(word.rawValue)"])
+            let text = FourLetterWordWhitelist.refusal(word)
+            var reply = allocator.buffer(capacity: text.utf8.count)
+            reply.writeString(text)
+            write(reply)
+            closeAfterFlush(reason: "the four-letter word \(word.rawValue) is not in the whitelist")
+            return false
+        }
         var argument: Int64?
         if word == .stmk {
             // `stmk` carries the new trace mask as 8 more bytes.

@@ -1,3 +1,4 @@
+import Foundation
 import ZKCore
 import ZKProtocol
 
@@ -9,8 +10,6 @@ import ZKProtocol
 // tabs), so the formats follow ZooKeeper 3.8 character for character where they are known.
 //
 // Where MiniZK differs from ZooKeeper, on purpose:
-// - Every command is enabled. ZooKeeper enables only `srvr` unless `4lw.commands.whitelist` says
-//   otherwise; MiniZK is a development and test server, and its tests use all of them.
 // - The version is "3.8.0-MiniZK-<version>" so that clients which parse the leading digits see the
 //   ZooKeeper version whose protocol MiniZK speaks.
 // - `dump` lists connections plainly instead of ZooKeeper's connection-expiry sets: the shell has
@@ -20,6 +19,51 @@ import ZKProtocol
 //
 // This file only formats. Everything it prints comes in a `FourLetterWordSnapshot`, so answers can
 // be checked in tests without sockets and without a clock.
+
+/// ZooKeeper's `4lw.commands.whitelist`: the four-letter words a server answers.
+///
+/// The default is ZooKeeper's: `srvr` only (its own scripts need it), and `isro` too when
+/// read-only mode is on. Any other word is answered "<word> is not executed because it is not in
+/// the whitelist." and the connection is closed, as ZooKeeper does. `*` enables every word.
+public struct FourLetterWordWhitelist: Sendable, Equatable {
+    /// The words named; `srvr` (and `isro` in read-only mode) are served whatever this holds.
+    public var words: Set<FourLetterWord>
+
+    public init(_ words: Set<FourLetterWord>) {
+        self.words = words
+    }
+
+    /// `srvr` only, as ZooKeeper.
+    public static let `default` = FourLetterWordWhitelist([.srvr])
+    /// Every word (`*`).
+    public static let all = FourLetterWordWhitelist(Set(FourLetterWord.allCases))
+
+    /// Reads ZooKeeper's syntax: words separated by commas, blanks around them ignored; `*`
+    /// anywhere enables every word. Words MiniZK does not know are ignored, as ZooKeeper ignores
+    /// words it does not know.
+    public init(parsing text: String) {
+        var words: Set<FourLetterWord> = [.srvr]
+        for piece in text.split(separator: ",") {
+            let name = piece.trimmingCharacters(in: .whitespaces)
+            if name == "*" {
+                words = Set(FourLetterWord.allCases)
+                break
+            }
+            if let word = FourLetterWord(rawValue: name) { words.insert(word) }
+        }
+        self.words = words
+    }
+
+    /// Whether `word` is answered.
+    public func allows(_ word: FourLetterWord, readOnlyModeEnabled: Bool) -> Bool {
+        word == .srvr || words.contains(word) || (word == .isro && readOnlyModeEnabled)
+    }
+
+    /// ZooKeeper's answer to a word that is not allowed.
+    public static func refusal(_ word: FourLetterWord) -> String {
+        "\(word.rawValue) is not executed because it is not in the whitelist.\n"
+    }
+}
 
 /// The version MiniZK reports wherever ZooKeeper reports its own.
 public enum MiniZKVersion {

@@ -32,6 +32,9 @@ public struct ServerOptions: Sendable {
     /// latency besides the fsync. Larger batches, and any batch while the thread is busy, go to
     /// the thread (group commit). 0 hands everything to the thread.
     public var writeNowTransactionsMax: Int = 2
+    /// The four-letter words answered on the client port (ZooKeeper's `4lw.commands.whitelist`):
+    /// by default `srvr` only, as ZooKeeper.
+    public var fourLetterWords: FourLetterWordWhitelist = .default
     public init() {}
 }
 

@@ -11,7 +11,8 @@ import ZKCore
 ///     server.1=127.0.0.1:2888:3888;2181     (host:peerPort:electionPort[:role][;[clientHost:]clientPort])
 ///     server.4=127.0.0.1:2891:3891:observer;2184   (an observer: follows, does not vote)
 ///     reconfigEnabled=true                  (clients may change the members with reconfig)
-///     minSessionTimeout=… maxSessionTimeout=… 4lw.commands.whitelist=… (accepted)
+///     4lw.commands.whitelist=srvr,ruok,mntr  (four-letter words answered; `*` for all; default srvr)
+///     minSessionTimeout=… maxSessionTimeout=…
 ///
 /// MiniZK speaks its whole peer protocol on the peer port; the election port is accepted and
 /// reported in `/zookeeper/config` but not listened on.
@@ -36,6 +37,8 @@ public struct ZooConfig: Sendable, Equatable {
     public var servers: [Server] = []
     public var extendedTypesEnabled = false
     public var reconfigEnabled = false
+    /// `4lw.commands.whitelist`, as written; nil when absent (ZooKeeper's default: `srvr` only).
+    public var fourLetterWordWhitelist: String?
     /// `metricsProvider.className`, `metricsProvider.httpPort`, `metricsProvider.httpHost`.
     public var metricsProviderClassName: String?
     public var metricsHTTPPort: Int?
@@ -97,6 +100,7 @@ public struct ZooConfig: Sendable, Equatable {
             case "maxSessionTimeout": maxSessionTimeoutMs = try integer()
             case "extendedTypesEnabled": extendedTypesEnabled = value == "true"
             case "reconfigEnabled": reconfigEnabled = value == "true"
+            case "4lw.commands.whitelist": fourLetterWordWhitelist = value
             case "metricsProvider.className": metricsProviderClassName = value
             case "metricsProvider.httpPort": metricsHTTPPort = Int(try integer())
             case "metricsProvider.httpHost": metricsHTTPHost = value

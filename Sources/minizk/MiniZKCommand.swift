@@ -85,6 +85,11 @@ struct ReplicaArguments: ParsableArguments {
     @Option(help: "Serve the admin server's /commands and the web console (/console) on this port (ZooKeeper's admin.serverPort; ensemble: member N on this port + N - 1; 0: a free one).")
     var adminPort: Int?
 
+    @Option(
+        name: .customLong("4lw-commands-whitelist"),
+        help: "Four-letter words answered on the client port, comma-separated, or * for all (ZooKeeper's 4lw.commands.whitelist; also read from zoo.cfg). Default: srvr only.")
+    var fourLetterWordWhitelist: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -172,6 +177,7 @@ struct ReplicaArguments: ParsableArguments {
     var serverOptions: ServerOptions {
         var options = ServerOptions()
         options.frameBytesMax = maxFrameBytes
+        if let fourLetterWordWhitelist { options.fourLetterWords = FourLetterWordWhitelist(parsing: fourLetterWordWhitelist) }
         options.snapshotEveryTransactions = snapshotEvery
         options.groupCommit = GroupCommitLimits(transactionsMax: groupCommitMaxTransactions, bytesMax: groupCommitMaxBytes)
         return options
@@ -241,6 +247,11 @@ struct ServerCommand: AsyncParsableCommand {
         replicaConfig.reconfigEnabled = zooConfig.reconfigEnabled || replica.reconfigEnabled
         // Every member keeps the default session secret: a session must check out on any member,
         // also on one that joined later with a configuration of its own.
+        // The flag wins over zoo.cfg's 4lw.commands.whitelist.
+        var options = replica.serverOptions
+        if replica.fourLetterWordWhitelist == nil, let whitelist = zooConfig.fourLetterWordWhitelist {
+            options.fourLetterWords = FourLetterWordWhitelist(parsing: whitelist)
+        }
         let dataDir = replica.dataDir ?? zooConfig.dataDir ?? "minizk-data/node-\(id)"
         let store: any ReplicaStore
         if inMemory { store = MemoryStore() } else { store = try replica.makeStore(directory: dataDir) }
@@ -249,7 +260,7 @@ struct ServerCommand: AsyncParsableCommand {
         try await transport.listen(host: me.host, port: me.peerPort)
         let server = try await MiniZKServer.start(
             config: replicaConfig, host: me.clientHost, port: me.clientPort, group: group, logger: logger,
-            options: replica.serverOptions, store: store, transport: transport, secure: try replica.secureClientPort())
+            options: options, store: store, transport: transport, secure: try replica.secureClientPort())
         printLine("MiniZK replica \(id) of \(zooConfig.servers.count) serving on \(server.host):\(server.localPort)" + tlsNote(server))
         // A member of a multi-process ensemble shows itself only: its peers are other processes.
         let console = (replica.adminPort ?? zooConfig.adminPort) == nil ? nil : Console(

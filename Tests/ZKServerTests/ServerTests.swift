@@ -14,14 +14,24 @@ import ZKStorage
 /// answers nothing), every test that expects a reply to a ConnectRequest or a request times out;
 /// they pass once the real replica lands. The four-letter-word tests only need the codec.
 final class ServerTests: XCTestCase {
+    /// These tests read every four-letter word: they opt in to all of them (ZooKeeper's
+    /// `4lw.commands.whitelist=*`); the default serves `srvr` only.
+    private static var everyFourLetterWord: ServerOptions {
+        var options = ServerOptions()
+        options.fourLetterWords = .all
+        return options
+    }
+
     private func withServer(
-        options: ServerOptions = ServerOptions(),
+        options: ServerOptions = ServerTests.everyFourLetterWord,
+        readOnlyMode: Bool = false,
         _ body: (MiniZKServer, any EventLoopGroup, RecordingLogHandler.Storage) async throws -> Void
     ) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         let logs = RecordingLogHandler.Storage()
         var config = ReplicaConfig()
         config.tickMs = 200
+        config.readOnlyModeEnabled = readOnlyMode
         let server = try await MiniZKServer.start(
             config: config, host: "127.0.0.1", port: 0, group: group, logger: .recording(into: logs), options: options)
         do {
@@ -401,6 +411,43 @@ final class ServerTests: XCTestCase {
     }
 
     // MARK: - Four-letter words over the wire (need the codec's FourLetterWord.detect)
+
+    func testDefaultWhitelistServesSrvrOnly() async throws {
+        try await withServer(options: ServerOptions()) { server, group, logs in
+            let srvr = try await fourLetterWord("srvr", port: server.localPort, group: group)
+            XCTAssertTrue(srvr.hasPrefix("Zookeeper version: "), srvr)
+            for word in FourLetterWord.allCases where word != .srvr && word != .stmk {
+                let text = try await fourLetterWord(word.rawValue, port: server.localPort, group: group)
+                XCTAssertEqual(text, "\(word.rawValue) is not executed because it is not in the whitelist.\n")
+            }
+            // stmk is refused before its mask is read: the trace mask stays ZooKeeper's default.
+            let client = try await RawClient.connect(port: server.localPort, group: group)
+            try await client.send(bytes: Array("stmk".utf8) + [0, 0, 0, 0, 0, 0, 0, 7])
+            let stmk = try await client.textUntilClosed()
+            XCTAssertEqual(stmk, "stmk is not executed because it is not in the whitelist.\n")
+            let snapshot = try await server.snapshot()
+            XCTAssertEqual(snapshot.traceMask, FourLetterWordResponder.defaultTraceMask)
+            XCTAssertTrue(logs.all.contains { $0.metadata["word"] == "mntr" && $0.message.contains("not in the whitelist") })
+        }
+    }
+
+    func testWhitelistNamesTheWordsServed() async throws {
+        var options = ServerOptions()
+        options.fourLetterWords = FourLetterWordWhitelist(parsing: " ruok , mntr,nope")
+        try await withServer(options: options, readOnlyMode: true) { server, group, _ in
+            let ruok = try await fourLetterWord("ruok", port: server.localPort, group: group)
+            XCTAssertEqual(ruok, "imok")
+            let mntr = try await fourLetterWord("mntr", port: server.localPort, group: group)
+            XCTAssertTrue(mntr.hasPrefix("zk_version\t"), mntr)
+            let srvr = try await fourLetterWord("srvr", port: server.localPort, group: group)
+            XCTAssertTrue(srvr.hasPrefix("Zookeeper version: "), "srvr is always served: \(srvr)")
+            // In read-only mode ZooKeeper adds isro, which its own clients ask.
+            let isro = try await fourLetterWord("isro", port: server.localPort, group: group)
+            XCTAssertEqual(isro, "rw")
+            let cons = try await fourLetterWord("cons", port: server.localPort, group: group)
+            XCTAssertEqual(cons, "cons is not executed because it is not in the whitelist.\n")
+        }
+    }
 
     func testRuokAndIsro() async throws {
         try await withServer { server, group, _ in

@@ -1,5 +1,6 @@
 import XCTest
 import ZKCore
+import ZKProtocol
 import ZKServer
 
 final class ZooConfigTests: XCTestCase {
@@ -36,6 +37,22 @@ final class ZooConfigTests: XCTestCase {
                 guard case ZooConfig.ParseError.invalidLine(let number, _, _) = error else { return XCTFail("\(error)") }
                 XCTAssertEqual(number, 2)
             }
+        }
+    }
+
+    func testFourLetterWordWhitelist() throws {
+        XCTAssertNil(try ZooConfig(parsing: "tickTime=200").fourLetterWordWhitelist, "absent: ZooKeeper's default")
+        let config = try ZooConfig(parsing: "tickTime=200\n4lw.commands.whitelist=ruok, mntr ,wchs")
+        XCTAssertEqual(config.fourLetterWordWhitelist, "ruok, mntr ,wchs")
+        let whitelist = FourLetterWordWhitelist(parsing: config.fourLetterWordWhitelist!)
+        XCTAssertEqual(whitelist.words, [.srvr, .ruok, .mntr, .wchs], "srvr is always in, as in ZooKeeper")
+        XCTAssertFalse(whitelist.allows(.isro, readOnlyModeEnabled: false))
+        XCTAssertTrue(whitelist.allows(.isro, readOnlyModeEnabled: true), "read-only mode adds isro, as in ZooKeeper")
+        XCTAssertEqual(FourLetterWordWhitelist(parsing: "ruok,*").words, Set(FourLetterWord.allCases))
+        XCTAssertEqual(FourLetterWordWhitelist(parsing: "").words, [.srvr])
+        XCTAssertEqual(FourLetterWordWhitelist.default.words, [.srvr])
+        for word in FourLetterWord.allCases where word != .srvr {
+            XCTAssertFalse(FourLetterWordWhitelist.default.allows(word, readOnlyModeEnabled: false), word.rawValue)
         }
     }
 }
