@@ -8,10 +8,12 @@
 #     two logs share, same last zxid).
 #
 # Usage: scripts/chaos.sh [--ci] [--minutes N] [--seed S] [--keep]
-#   --ci        a short pass (about 2 minutes in all, 70 s of faults)
+#   --ci        a short pass (about 2 minutes in all, 90 s of faults)
 #   --minutes N faults and workload for N minutes (default 5)
 #   --seed S    the schedule's seed (default: from the clock, printed)
 #   --keep      keep the work directory (logs, stores, history) even when everything passed
+#   --control-wipe  a control run that must FAIL: halfway, every member is killed and its data
+#               directory wiped, so acknowledged writes are really lost; shows the checks see it
 # Needs root (ip netns, veth, bridge, tc, nft). MINIZK_BIN picks the binary (default
 # .build/debug/minizk, built if missing).
 #
@@ -35,17 +37,19 @@ MINUTES=5
 SEED=""
 CI=0
 KEEP=0
+CONTROL=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --ci) CI=1 ;;
         --minutes) MINUTES="$2"; shift ;;
         --seed) SEED="$2"; shift ;;
         --keep) KEEP=1 ;;
-        *) echo "usage: $0 [--ci] [--minutes N] [--seed S] [--keep]" >&2; exit 2 ;;
+        --control-wipe) CONTROL=1 ;;
+        *) echo "usage: $0 [--ci] [--minutes N] [--seed S] [--keep] [--control-wipe]" >&2; exit 2 ;;
     esac
     shift
 done
-if [ "$CI" = 1 ]; then FAULT_SECONDS=70; else FAULT_SECONDS=$(awk "BEGIN{printf \"%d\", $MINUTES*60}"); fi
+if [ "$CI" = 1 ]; then FAULT_SECONDS=90; else FAULT_SECONDS=$(awk "BEGIN{printf \"%d\", $MINUTES*60}"); fi
 [ -n "$SEED" ] || SEED=$(( $(date +%s) % 100000 ))
 RANDOM=$SEED
 
@@ -163,6 +167,11 @@ KEYS=$(( FAULT_SECONDS / 15 )); [ "$KEYS" -lt 10 ] && KEYS=10
     --heal-file "$WORK/healed" --history-file "$WORK/history.txt" \
     --data-dir "$WORK/data1" --data-dir "$WORK/data2" --data-dir "$WORK/data3" >"$WORK/client.log" 2>&1 &
 CLIENT_PID=$!
+# Faults start once the workload's keys exist.
+until grep -q "clients on" "$WORK/client.log"; do
+    if ! kill -0 "$CLIENT_PID" 2>/dev/null; then log "the workload did not start:"; cat "$WORK/client.log"; exit 1; fi
+    sleep 0.2
+done
 
 # --- Faults.
 others() { for j in 1 2 3; do [ "$j" != "$1" ] && echo "$j"; done; }
@@ -173,7 +182,14 @@ between() { echo $(( $1 + RANDOM % ($2 - $1 + 1) )); }
 
 KINDS=(partition leader oneway bridge loss duplicate slow pause kill)
 END=$(( $(date +%s) + FAULT_SECONDS ))
+HALF=$(( $(date +%s) + FAULT_SECONDS / 2 ))
 while [ $(( $(date +%s) + 3 )) -lt "$END" ]; do
+    if [ "$CONTROL" = 1 ] && [ "$(date +%s)" -ge "$HALF" ]; then
+        CONTROL=2
+        for i in 1 2 3; do kill -KILL "${PIDS[$i]}" 2>/dev/null; wait "${PIDS[$i]}" 2>/dev/null; rm -rf "$WORK/data$i"; start_member "$i"; done
+        log "control: every member killed, its data directory wiped, and restarted"
+        FAULTS[wipe]=1
+    fi
     kind=${KINDS[$(( RANDOM % ${#KINDS[@]} ))]}
     m=$(pick)
     hold=$(between 2 6)
@@ -275,12 +291,12 @@ ELAPSED=$(( $(date +%s) - STARTED ))
 OPS=$(sed -n 's/.*workload over after [0-9.]* s: \([0-9]*\) calls.*/\1/p' "$WORK/client.log")
 VIOLATIONS=$(sed -n 's/^chaos-client: \([0-9]*\) violations/\1/p' "$WORK/client.log")
 TOTAL_FAULTS=0; FAULT_LINE=""
-for kind in "${KINDS[@]}"; do n=${FAULTS[$kind]:-0}; TOTAL_FAULTS=$((TOTAL_FAULTS + n)); FAULT_LINE="$FAULT_LINE $kind=$n"; done
+for kind in "${KINDS[@]}" $([ "$CONTROL" = 2 ] && echo wipe); do n=${FAULTS[$kind]:-0}; TOTAL_FAULTS=$((TOTAL_FAULTS + n)); FAULT_LINE="$FAULT_LINE $kind=$n"; done
 echo "chaos summary: seed $SEED, $(awk "BEGIN{printf \"%.1f\", $FAULT_SECONDS/60}") minutes of faults ($ELAPSED s in all), ${OPS:-?} operations, $TOTAL_FAULTS faults:$FAULT_LINE"
 echo "chaos summary: linearizability and acknowledged-write violations ${VIOLATIONS:-?}, store disagreements $STORE_PROBLEMS"
 if [ "$CLIENT_STATUS" = 0 ] && [ "${VIOLATIONS:-1}" = 0 ] && [ "$STORE_PROBLEMS" = 0 ]; then
     STATUS=0; echo "chaos: PASS"
 else
-    STATUS=1; echo "chaos: FAIL (replay: scripts/chaos.sh --seed $SEED $([ "$CI" = 1 ] && echo --ci || echo "--minutes $MINUTES"))"
+    STATUS=1; echo "chaos: FAIL (replay: scripts/chaos.sh --seed $SEED $([ "$CI" = 1 ] && echo --ci || echo "--minutes $MINUTES")$([ "$CONTROL" = 2 ] && echo " --control-wipe"))"
 fi
 exit $STATUS

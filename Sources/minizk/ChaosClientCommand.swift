@@ -186,18 +186,31 @@ struct ChaosClientCommand: AsyncParsableCommand {
         do {
             _ = try await client.create("/chaos", data: [])
         } catch let error as ZooKeeperError where error.code == .nodeExists {}
-        let connection = recorder.newConnection()
+        var connection = recorder.newConnection()
         for path in paths {
-            let data = Array("init".utf8)
-            let operation = ZKSimulator.Operation.create(path: path, data: data, ephemeral: false, sequential: false)
-            let id = recorder.invoke(client: -1, session: client.sessionId, connection: connection, operation)
-            let (result, _) = await client.send(Self.request(operation))
-            switch result {
-            case .success(let response): recorder.respond(id, .ok(response))
-            case .failure(let code) where modeledErrorCodes.contains(code): recorder.respond(id, .failed(code))
-            case .failure(let code):
+            // Until answered: an attempt without an answer stays open, and the next one may find
+            // the key created by it (nodeExists).
+            var answered = false
+            for _ in 0..<20 where !answered {
+                let data = Array("init".utf8)
+                let operation = ZKSimulator.Operation.create(path: path, data: data, ephemeral: false, sequential: false)
+                let id = recorder.invoke(client: -1, session: client.sessionId, connection: connection, operation)
+                let (result, _) = await client.send(Self.request(operation))
+                switch result {
+                case .success(let response):
+                    recorder.respond(id, .ok(response))
+                    answered = true
+                case .failure(let code) where modeledErrorCodes.contains(code):
+                    recorder.respond(id, .failed(code))
+                    answered = true
+                case .failure:
+                    connection = recorder.newConnection()
+                    try await Task.sleep(for: .milliseconds(500))
+                }
+            }
+            guard answered else {
                 await client.close()
-                throw ZooKeeperError(code, path: path)
+                throw ZooKeeperError(.connectionLoss, path: path)
             }
         }
         await client.close()
@@ -241,7 +254,7 @@ struct ChaosClientCommand: AsyncParsableCommand {
             case 0..<40: operation = .getData(path: path, watch: false)
             case 40..<65: operation = .setData(path: path, data: data, version: -1)
             case 65..<88: operation = .setData(path: path, data: data, version: versions[path] ?? 0)
-            case 88..<95: operation = .create(path: path, data: data, ephemeral: false, sequential: false)
+            case 88..<97: operation = .create(path: path, data: data, ephemeral: false, sequential: false)
             default: operation = .delete(path: path, version: -1)
             }
             let id = recorder.invoke(client: index, session: session, connection: connection, operation)
