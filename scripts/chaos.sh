@@ -26,8 +26,12 @@
 #   duplicate   a member sends 20-50% of its packets twice (nft dup)
 #   slow        a member sends 20-60% of its packets through a 64-256 kbit/s htb class:
 #               delay of tens to hundreds of ms and reordering
+#   clients     every member drops what the clients send, 3-10 s (beyond the 6 s session
+#               timeout the sessions expire and the clients open new ones)
 #   pause       SIGSTOP, SIGCONT 2-6 s later
 #   kill        kill -9, restart 1-4 s later
+# A quarter of the faults (not pause or kill) come with a second one on another member: SIGSTOP
+# or kill -9 for the same time.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -180,7 +184,7 @@ heal_net() { for i in 1 2 3; do ns "$i" nft flush chain ip chaos input; ns "$i" 
 pick() { echo $(( RANDOM % 3 + 1 )); }
 between() { echo $(( $1 + RANDOM % ($2 - $1 + 1) )); }
 
-KINDS=(partition leader oneway bridge loss duplicate slow pause kill)
+KINDS=(partition leader oneway bridge loss duplicate slow clients pause kill)
 END=$(( $(date +%s) + FAULT_SECONDS ))
 HALF=$(( $(date +%s) + FAULT_SECONDS / 2 ))
 while [ $(( $(date +%s) + 3 )) -lt "$END" ]; do
@@ -221,6 +225,10 @@ while [ $(( $(date +%s) + 3 )) -lt "$END" ]; do
             ns "$m" tc class change dev eth0 parent 1: classid 1:20 htb rate "${rate}kbit" ceil "${rate}kbit" 2>/dev/null
             ns "$m" nft add rule ip chaos output numgen random mod 100 '<' "$p" meta priority set 1:20
             detail="member $m sends $p% of its packets through a ${rate} kbit/s queue (delay, reordering)" ;;
+        clients)
+            hold=$(between 3 10)
+            for j in 1 2 3; do drop_from "$j" 254; done
+            detail="no member hears the clients" ;;
         pause)
             kill -STOP "${PIDS[$m]}"
             detail="member $m stopped (SIGSTOP)" ;;
@@ -230,12 +238,26 @@ while [ $(( $(date +%s) + 3 )) -lt "$END" ]; do
             detail="member $m killed (kill -9)" ;;
     esac
     FAULTS[$kind]=$(( ${FAULTS[$kind]:-0} + 1 ))
+    second=""
+    if [ "$kind" != pause ] && [ "$kind" != kill ] && [ $(( RANDOM % 4 )) = 0 ]; then
+        s=$(others "$m" | sed -n "$(between 1 2)p")
+        if [ $(( RANDOM % 2 )) = 0 ]; then
+            second=pause; kill -STOP "${PIDS[$s]}"; detail="$detail; and member $s stopped (SIGSTOP)"
+        else
+            second=kill; kill -KILL "${PIDS[$s]}"; wait "${PIDS[$s]}" 2>/dev/null; detail="$detail; and member $s killed (kill -9)"
+        fi
+        FAULTS[$second]=$(( ${FAULTS[$second]:-0} + 1 ))
+    fi
     log "fault: $kind: $detail, for $hold s"
     sleep "$hold"
     case "$kind" in
         pause) kill -CONT "${PIDS[$m]}" ;;
         kill) start_member "$m" ;;
         *) heal_net ;;
+    esac
+    case "$second" in
+        pause) kill -CONT "${PIDS[$s]}" ;;
+        kill) start_member "$s" ;;
     esac
     sleep "$(between 1 3)"
 done

@@ -37,6 +37,18 @@ public final class RecordedHistory {
         history.end(id, outcome, zxid: zxid, atMs: wallMs)
     }
 
+    /// A session the client just opened: from here on its ephemerals may vanish with it.
+    public func sessionStarted(_ id: Int64, client: Int, timeoutMs: Int64) {
+        history.sessions[id] = SessionRecord(id: id, client: client, timeoutMs: timeoutMs, start: history.tick())
+    }
+
+    /// The client learned its session ended (expired, or closed by the client without knowing
+    /// whether the close was answered). The session's end stays optional in the search: its
+    /// ephemerals may vanish at any time after it started.
+    public func sessionEnded(_ id: Int64) {
+        if history.sessions[id]?.end == nil { history.sessions[id]?.end = history.tick() }
+    }
+
     public var entries: [HistoryEntry] { history.entries }
 
     public struct Report: Sendable {

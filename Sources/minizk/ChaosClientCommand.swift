@@ -10,15 +10,18 @@ import ZKStorage
 /// `minizk chaos-client`: the workload of `scripts/chaos.sh` and its judge.
 ///
 /// Several ZKClient sessions, each with one call in flight at a time, read, write and
-/// compare-and-set a few keys of `/chaos` for `--seconds` while faults are injected from outside.
+/// compare-and-set a few keys of `/chaos` for `--seconds` while faults are injected from outside,
+/// and, with `--ephemeral-lock`, compete for an ephemeral, `/chaos/lock` (clients 0 and 1 create
+/// it and delete it when held, all read it), which must vanish with its owner's session.
 /// Every call is recorded (invocation and response on one logical clock, in real-time order;
 /// wall-clock milliseconds beside them). A call whose outcome the client cannot know
 /// (connectionLoss, sessionExpired, requestTimeout) stays open in the history: it may have taken
 /// effect at any time after it was sent, or never.
 ///
 /// After the workload, the command waits for `--heal-file` (the script creates it once every
-/// fault is healed and the members agree), then reads every key from every member after a
-/// `sync` ("final reads", judged strictly: they may not be stale). Then it judges:
+/// fault is healed and the members agree) and for a session timeout (every workload session is
+/// closed or expired by then), then reads every key from every member after a `sync` ("final
+/// reads", judged strictly: they may not be stale; `/chaos/lock` must be gone). Then it judges:
 ///
 /// - the whole history with the simulator's linearizability search (`RecordedHistory`);
 /// - acknowledged writes against each member's store (`--data-dir`, opened read-only): the
@@ -70,6 +73,9 @@ struct ChaosClientCommand: AsyncParsableCommand {
     @Option(help: "Steps the linearizability search may take per key before it says unknown.")
     var budget: Int = 5_000_000
 
+    @Flag(help: "Also compete for an ephemeral, /chaos/lock (clients 0 and 1), which must vanish with its owner's session. Off by default: every session that created it and whose end is unknown widens the linearizability search a lot (minutes on a 90 s run).")
+    var ephemeralLock = false
+
     @Option(help: "Write the recorded history here, one line per call.")
     var historyFile: String?
 
@@ -87,6 +93,7 @@ struct ChaosClientCommand: AsyncParsableCommand {
     func run() async throws {
         let recorder = ChaosRecorder()
         let paths = (0..<keys).map { "/chaos/k\($0)" }
+        let lockPath = "/chaos/lock"
         let started = Date()
         try await setUp(paths: paths, recorder: recorder)
         printLine("chaos-client: \(clients) clients on \(keys) keys for \(seconds) s, seed \(seed)")
@@ -94,7 +101,7 @@ struct ChaosClientCommand: AsyncParsableCommand {
         let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
         let stats = await withTaskGroup(of: ClientStats.self) { group in
             for index in 0..<clients {
-                group.addTask { await self.runClient(index: index, paths: paths, deadline: deadline, recorder: recorder) }
+                group.addTask { await self.runClient(index: index, paths: paths, lockPath: lockPath, deadline: deadline, recorder: recorder) }
             }
             var total = ClientStats()
             for await one in group { total.add(one) }
@@ -115,9 +122,13 @@ struct ChaosClientCommand: AsyncParsableCommand {
             }
         }
 
+        // Every workload session is closed or expired: once a session timeout has passed,
+        // no ephemeral of theirs may be left.
+        if ephemeralLock { try await Task.sleep(for: .milliseconds(sessionTimeoutMs + 2000)) }
         var violations: [String] = []
-        let finalReads = await readFinal(paths: paths, recorder: recorder)
+        let finalReads = await readFinal(paths: ephemeralLock ? paths + [lockPath] : paths, recorder: recorder)
         violations += finalReads.problems
+        if finalReads.lockLeft { violations.append("\(lockPath), an ephemeral, is still there after every session ended") }
 
         if let historyFile {
             let lines = recorder.withHistory { $0.entries.map(\.line) }
@@ -219,25 +230,29 @@ struct ChaosClientCommand: AsyncParsableCommand {
     /// The request for a recorded operation: a create asks for its Stat (create2), so its zxid
     /// is known.
     static func request(_ operation: ZKSimulator.Operation) -> Request {
-        if case .create(let path, let data, false, false) = operation {
-            return .create2(CreateRequest(path: path, data: data, acl: ACL.openUnsafe, flags: 0))
+        if case .create(let path, let data, let ephemeral, false) = operation {
+            return .create2(CreateRequest(path: path, data: data, acl: ACL.openUnsafe, flags: ephemeral ? 1 : 0))
         }
         return operation.request
     }
 
-    private func runClient(index: Int, paths: [String], deadline: ContinuousClock.Instant, recorder: ChaosRecorder) async -> ClientStats {
+    private func runClient(index: Int, paths: [String], lockPath: String, deadline: ContinuousClock.Instant, recorder: ChaosRecorder) async -> ClientStats {
         var generator = SplitMix64(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index + 1))
         var stats = ClientStats()
         var client: ZooKeeperClient? = nil
         var connection: ConnectionID = 0
         var versions: [String: Int32] = [:]
         var counter = 0
+        var holdsLock = false
         let think = thinkRange!
         while ContinuousClock.now < deadline {
             if client == nil {
                 do {
-                    client = try await ZooKeeperClient.connect(configuration: configuration(connect))
+                    let opened = try await ZooKeeperClient.connect(configuration: configuration(connect))
+                    client = opened
+                    recorder.sessionStarted(opened.sessionId, client: index, timeoutMs: Int64(opened.negotiatedSessionTimeoutMs))
                     connection = recorder.newConnection()
+                    holdsLock = false
                     stats.sessions += 1
                 } catch {
                     try? await Task.sleep(for: .milliseconds(200))
@@ -249,13 +264,26 @@ struct ChaosClientCommand: AsyncParsableCommand {
             counter += 1
             let data = Array("c\(index)-\(counter)".utf8)
             let roll = generator.next() % 100
-            let operation: ZKSimulator.Operation
+            var operation: ZKSimulator.Operation
             switch roll {
             case 0..<40: operation = .getData(path: path, watch: false)
             case 40..<65: operation = .setData(path: path, data: data, version: -1)
             case 65..<88: operation = .setData(path: path, data: data, version: versions[path] ?? 0)
             case 88..<97: operation = .create(path: path, data: data, ephemeral: false, sequential: false)
             default: operation = .delete(path: path, version: -1)
+            }
+            // One call in twelve goes to an ephemeral the sessions of clients 0 and 1 compete for,
+            // as a lock; the others only read it. (Each session that ever created it adds a
+            // session end the search may place anywhere: two clients keep that small.)
+            if ephemeralLock && generator.next() % 12 == 0 {
+                let lockRoll = generator.next() % 100
+                if holdsLock && lockRoll < 40 {
+                    operation = .delete(path: lockPath, version: -1)
+                } else if index < 2 && lockRoll < 60 {
+                    operation = .create(path: lockPath, data: data, ephemeral: true, sequential: false)
+                } else {
+                    operation = .getData(path: lockPath, watch: false)
+                }
             }
             let id = recorder.invoke(client: index, session: session, connection: connection, operation)
             let (result, _) = await client!.send(Self.request(operation))
@@ -268,6 +296,8 @@ struct ChaosClientCommand: AsyncParsableCommand {
                 case .stat(let stat), .getData(_, let stat), .create2(_, let stat): versions[path] = stat.version
                 default: break
                 }
+                if case .create(lockPath, _, true, _) = operation { holdsLock = true }
+                if case .delete(lockPath, _) = operation { holdsLock = false }
             case .failure(let code) where modeledErrorCodes.contains(code):
                 recorder.respond(id, .failed(code))
                 stats.failed += 1
@@ -275,6 +305,7 @@ struct ChaosClientCommand: AsyncParsableCommand {
                 // Outcome unknown: the call stays open in the history.
                 stats.unknown += 1
                 if code == .sessionExpired || client!.state == .expired {
+                    recorder.sessionEnded(client!.sessionId)
                     await client!.close()
                     client = nil
                 } else {
@@ -285,7 +316,10 @@ struct ChaosClientCommand: AsyncParsableCommand {
             let pause = think.lowerBound + Int(generator.next() % UInt64(think.count))
             if pause > 0 { try? await Task.sleep(for: .milliseconds(pause)) }
         }
-        if let client { await client.close() }
+        if let client {
+            recorder.sessionEnded(client.sessionId)
+            await client.close()
+        }
         return stats
     }
 
@@ -305,10 +339,11 @@ struct ChaosClientCommand: AsyncParsableCommand {
 
     /// After the heal: on each member alone, `sync` then read every key. The members must
     /// answer, and must agree.
-    private func readFinal(paths: [String], recorder: ChaosRecorder) async -> (problems: [String], count: Int) {
+    private func readFinal(paths: [String], recorder: ChaosRecorder) async -> (problems: [String], count: Int, lockLeft: Bool) {
         var problems: [String] = []
         var seen: [String: [String]] = [:]
         var count = 0
+        var lockLeft = false
         let members = connect.split(separator: ",").map(String.init)
         for (memberIndex, member) in members.enumerated() {
             var answered = false
@@ -329,6 +364,7 @@ struct ChaosClientCommand: AsyncParsableCommand {
                         case .success(let response):
                             recorder.respond(id, .ok(response))
                             if case .getData(let data, let stat) = response {
+                                if path.hasSuffix("/lock") { lockLeft = true }
                                 values.append("\(path)=\(String(decoding: data ?? [], as: UTF8.self))@v\(stat.version)")
                             }
                         case .failure(let code) where modeledErrorCodes.contains(code):
@@ -351,7 +387,7 @@ struct ChaosClientCommand: AsyncParsableCommand {
         printLine("final reads: \(count) reads on \(members.count) members after sync")
         for (values, members) in seen.sorted(by: { $0.key < $1.key }) { printLine("  \(members.joined(separator: ",")): \(values)") }
         if seen.count > 1 { problems.append("the members answered different final values after sync") }
-        return (problems, count)
+        return (problems, count, lockLeft)
     }
 
     // MARK: - Acknowledged writes against the stores
@@ -453,6 +489,14 @@ final class ChaosRecorder: @unchecked Sendable {
 
     func respond(_ id: Int, _ outcome: Outcome) {
         lock.withLock { recorded.respond(id, outcome, wallMs: Self.wallMs()) }
+    }
+
+    func sessionStarted(_ id: Int64, client: Int, timeoutMs: Int64) {
+        lock.withLock { recorded.sessionStarted(id, client: client, timeoutMs: timeoutMs) }
+    }
+
+    func sessionEnded(_ id: Int64) {
+        lock.withLock { recorded.sessionEnded(id) }
     }
 
     func withHistory<T>(_ body: (RecordedHistory) -> T) -> T {
