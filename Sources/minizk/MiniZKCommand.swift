@@ -27,7 +27,7 @@ struct MiniZKCommand: AsyncParsableCommand {
         version: MiniZKVersion.fullVersion,
         subcommands: [
             ServerCommand.self, EnsembleCommand.self, InspectCommand.self, BenchCommand.self, SimCommand.self, DiskCommand.self,
-            TestingBenchCommand.self, SparkCommand.self, ShellCommand.self,
+            TestingBenchCommand.self, SparkCommand.self, ShellCommand.self, ChaosClientCommand.self,
         ]
     )
 }
