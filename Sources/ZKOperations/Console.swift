@@ -186,7 +186,7 @@ public final class Console: Sendable {
             ("acl", .array(node.acl.map { acl in
                 .object([
                     ("scheme", .string(acl.id.scheme)), ("id", .string(acl.id.id)),
-                    ("perms", .string(Self.perms(acl.perms))), ("permsValue", .int(Int64(acl.perms.rawValue))),
+                    ("perms", .string(acl.perms.letters)), ("permsValue", .int(Int64(acl.perms.rawValue))),
                 ])
             })),
             ("hasData", .bool(node.hasData)),
@@ -210,16 +210,6 @@ public final class Console: Sendable {
         ])
     }
 
-    /// zkCli's letters: c, d, r, w, a.
-    static func perms(_ perms: Perms) -> String {
-        var text = ""
-        if perms.contains(.create) { text += "c" }
-        if perms.contains(.delete) { text += "d" }
-        if perms.contains(.read) { text += "r" }
-        if perms.contains(.write) { text += "w" }
-        if perms.contains(.admin) { text += "a" }
-        return text
-    }
 
     static func hex(_ value: Int64) -> String { "0x" + String(UInt64(bitPattern: value), radix: 16) }
 

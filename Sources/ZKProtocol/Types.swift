@@ -145,6 +145,17 @@ public struct Perms: OptionSet, Sendable, Hashable {
     public static let delete = Perms(rawValue: 8)
     public static let admin = Perms(rawValue: 16)
     public static let all = Perms(rawValue: 31)
+
+    /// The letters zkCli prints (`ZKUtil.getPermString`): c, d, r, w, a, in that order.
+    public var letters: String {
+        var text = ""
+        if contains(.create) { text += "c" }
+        if contains(.delete) { text += "d" }
+        if contains(.read) { text += "r" }
+        if contains(.write) { text += "w" }
+        if contains(.admin) { text += "a" }
+        return text
+    }
 }
 
 /// An identity: a scheme (`world`, `auth`, `digest`, `ip`, `super`, ...) and an id within it.

@@ -189,26 +189,34 @@ struct HistoryChecker {
             case .unknown:
                 summary.unknownPaths.append(path)
             case .violation(let prefix, let state, let stuck):
-                var context = ["path \(path): \(ops.count) operations; the longest linearization found ends with:"]
-                for index in prefix.suffix(8) { context.append("  \(ops[index].label)") }
-                context.append("  -> state: \(state.line)")
-                context.append("none of these can follow it:")
-                for index in stuck {
-                    context.append("  \(ops[index].label)")
-                    let after = ops[index].predecessors.filter { !prefix.contains($0) }
-                    if !after.isEmpty {
-                        context.append("    (must follow, same session: " + after.map { "[\(ops[$0].invoke)] conn \(ops[$0].connection)" }.joined(separator: ", ") + "; this one on conn \(ops[index].connection))")
-                    }
-                }
-                context.append("all operations on the path, by invocation:")
-                let first = max(0, (stuck.first ?? 0) - 12)
-                for op in ops[first..<min(ops.count, first + 30)] { context.append("  \(op.label)") }
+                let context = Self.violationContext(path: path, ops: ops, prefix: prefix, state: state, stuck: stuck)
                 verdict.fail(
                     "linearizability", "the history of \(path) is not linearizable (\(ops.count) operations)", context: context)
                 return summary
             }
         }
         return summary
+    }
+
+    /// The evidence of a path whose history is not linearizable: the end of the longest
+    /// linearization found, the state it leaves, the operations that cannot follow it (with the
+    /// same-session operations each must follow), and the operations around them.
+    static func violationContext(path: String, ops: [Linearizability.Op], prefix: [Int], state: Linearizability.Register, stuck: [Int]) -> [String] {
+        var context = ["path \(path): \(ops.count) operations; the longest linearization found ends with:"]
+        for index in prefix.suffix(8) { context.append("  \(ops[index].label)") }
+        context.append("  -> state: \(state.line)")
+        context.append("none of these can follow it:")
+        for index in stuck {
+            context.append("  \(ops[index].label)")
+            let after = ops[index].predecessors.filter { !prefix.contains($0) }
+            if !after.isEmpty {
+                context.append("    (must follow, same session: " + after.map { "[\(ops[$0].invoke)] conn \(ops[$0].connection)" }.joined(separator: ", ") + "; this one on conn \(ops[index].connection))")
+            }
+        }
+        context.append("all operations on the path, by invocation:")
+        let first = max(0, (stuck.first ?? 0) - 12)
+        for op in ops[first..<min(ops.count, first + 30)] { context.append("  \(op.label)") }
+        return context
     }
 
     // MARK: - Sequential znodes

@@ -80,14 +80,7 @@ public final class RecordedHistory {
             case .unknown:
                 report.unknownPaths.append(path)
             case .violation(let prefix, let state, let stuck):
-                var context = ["path \(path): \(ops.count) operations; the longest linearization found ends with:"]
-                for index in prefix.suffix(8) { context.append("  \(ops[index].label)") }
-                context.append("  -> state: \(state.line)")
-                context.append("none of these can follow it:")
-                for index in stuck { context.append("  \(ops[index].label)") }
-                context.append("operations on the path around them, by invocation:")
-                let first = max(0, (stuck.first ?? 0) - 12)
-                for op in ops[first..<min(ops.count, first + 30)] { context.append("  \(op.label)") }
+                let context = HistoryChecker.violationContext(path: path, ops: ops, prefix: prefix, state: state, stuck: stuck)
                 report.violation = Violation(
                     property: "linearizability", detail: "the history of \(path) is not linearizable (\(ops.count) operations)",
                     atMs: 0, context: context)

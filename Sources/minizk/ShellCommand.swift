@@ -479,16 +479,6 @@ final class Shell {
         return "\(formatter.string(from: date)) \(abbreviation) \(year.string(from: date))"
     }
 
-    /// `ZKUtil.getPermString`.
-    static func permString(_ perms: Perms) -> String {
-        var text = ""
-        if perms.contains(.create) { text += "c" }
-        if perms.contains(.delete) { text += "d" }
-        if perms.contains(.read) { text += "r" }
-        if perms.contains(.write) { text += "w" }
-        if perms.contains(.admin) { text += "a" }
-        return text
-    }
 
     /// `AclParser.parse`: `scheme:id:perms[,scheme:id:perms...]`.
     static func parseACL(_ text: String, warnings: inout [String]) throws -> [ACL] {
@@ -829,8 +819,8 @@ final class Shell {
         var entries: [[String: Any]] = []
         for entry in acl {
             reply.out("'\(entry.id.scheme),'\(entry.id.id)")
-            reply.out(": \(Self.permString(entry.perms))")
-            entries.append(["scheme": entry.id.scheme, "id": entry.id.id, "perms": Self.permString(entry.perms)])
+            reply.out(": \(entry.perms.letters)")
+            entries.append(["scheme": entry.id.scheme, "id": entry.id.id, "perms": entry.perms.letters])
         }
         reply.fields["path"] = path
         reply.fields["acl"] = entries
