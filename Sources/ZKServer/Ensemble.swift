@@ -33,7 +33,7 @@ public final class Ensemble: Sendable {
         nodes: Int = 3, host: String = "127.0.0.1", basePort: Int = 0, config: ReplicaConfig = ReplicaConfig(),
         group: any EventLoopGroup, logger: Logger, options: ServerOptions = ServerOptions(),
         secure: MiniZKServer.SecureClientPort? = nil,
-        makeStore: (Int64) throws -> any ReplicaStore = { _ in MemoryStore() }
+        makeStore: (Int64) throws -> any ReplicaStore = { _ in MemoryStore(keepsEncoded: false) }
     ) async throws -> Ensemble {
         precondition(nodes >= 1, "an ensemble needs at least one member")
         let ids = (1...Int64(nodes)).map { $0 }

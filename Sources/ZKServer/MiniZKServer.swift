@@ -120,7 +120,7 @@ public final class MiniZKServer: Sendable {
 
         var config = config
         config.clientPort = port
-        let store = store ?? MemoryStore()
+        let store = store ?? MemoryStore(keepsEncoded: false)
         let replicaHost = try recoverHost(
             config: config, options: options, store: store, eventLoop: eventLoop, logger: logger, clock: clock)
         // A standalone replica serves as soon as its first epoch is durable: wait for that before

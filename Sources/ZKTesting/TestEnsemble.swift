@@ -265,7 +265,7 @@ public actor TestEnsemble {
         switch storage {
         case .inMemory:
             if let store = stores[id] { return store }
-            let store = MemoryStore()
+            let store = MemoryStore(keepsEncoded: false)
             stores[id] = store
             return store
         case .temporaryDirectory:

@@ -254,7 +254,7 @@ struct ServerCommand: AsyncParsableCommand {
         }
         let dataDir = replica.dataDir ?? zooConfig.dataDir ?? "minizk-data/node-\(id)"
         let store: any ReplicaStore
-        if inMemory { store = MemoryStore() } else { store = try replica.makeStore(directory: dataDir) }
+        if inMemory { store = MemoryStore(keepsEncoded: false) } else { store = try replica.makeStore(directory: dataDir) }
         let peers = zooConfig.servers.map { TCPPeerTransport.Peer(id: $0.id, host: $0.host, port: $0.peerPort) }
         let transport = TCPPeerTransport(serverId: id, peers: peers, group: group, logger: logger)
         try await transport.listen(host: me.host, port: me.peerPort)
@@ -339,7 +339,7 @@ struct EnsembleCommand: AsyncParsableCommand {
                 nodes: nodes, host: replica.host, basePort: basePort, config: try replica.replicaConfig(clientPort: basePort),
                 group: group, logger: logger, options: replica.serverOptions, secure: try replica.secureClientPort()
             ) { id -> any ReplicaStore in
-                if inMemory { return MemoryStore() }
+                if inMemory { return MemoryStore(keepsEncoded: false) }
                 return try replica.makeStore(directory: "\(dataDir)/node-\(id)")
             }
         } catch {
@@ -414,7 +414,7 @@ private func serve(
     do {
         let store: any ReplicaStore
         if inMemory || arguments.dataDir == nil {
-            store = MemoryStore()
+            store = MemoryStore(keepsEncoded: false)
         } else {
             store = try arguments.makeStore(directory: arguments.dataDir!)
         }

@@ -355,4 +355,29 @@ final class MemoryStoreTests: XCTestCase {
             XCTAssertEqual(error as? StorageError, .corruptLogRecord(file: "memory", zxid: 2, reason: "checksum mismatch"))
         }
     }
+
+    /// Kept as values (the in-memory ensembles): the same recovery as kept encoded — snapshot,
+    /// the log after it, a crash losing the unsynced tail — without encoding anything.
+    func testAStoreOfValuesRecoversAsAnEncodedOne() throws {
+        for keepsEncoded in [true, false] {
+            let store = MemoryStore(syncsOnAppend: false, keepsEncoded: keepsEncoded)
+            try store.append([txn(1), txn(2), txn(3)])
+            store.sync()
+            var tree = DataTree()
+            for zxid: Int64 in 1...2 {
+                var triggers: [WatchTrigger] = []
+                _ = tree.apply(txn(zxid), triggers: &triggers)
+            }
+            try store.saveSnapshot(tree)
+            try store.append([txn(4)])
+            store.sync()
+            try store.append([txn(5)])
+            store.crash(tearLastWrite: true)
+            let recovered = try store.recover()
+            XCTAssertEqual(recovered.tree.lastZxid, 2, "keepsEncoded \(keepsEncoded)")
+            XCTAssertEqual(recovered.log.map(\.zxid), [3, 4], "keepsEncoded \(keepsEncoded)")
+            XCTAssertNotNil(applied(recovered).node("/n4"))
+            XCTAssertEqual(try store.transactions(after: 2, limit: 10).map(\.zxid), [3, 4])
+        }
+    }
 }
