@@ -555,8 +555,10 @@ public struct Replica: Sendable {
         } else if case .reconfig(let reconfig) = request {
             body = prepareReconfig(reconfig, authIds: authIds)
         } else {
-            let context = PrepareContext(sessionId: sessionId, authIds: authIds, extendedTypesEnabled: config.extendedTypesEnabled)
-            body = Prepare.write(request, tree: prepared, context: context)
+            let context = PrepareContext(
+                sessionId: sessionId, authIds: authIds, extendedTypesEnabled: config.extendedTypesEnabled,
+                enforceQuota: config.enforceQuota)
+            body = Prepare.write(request, tree: prepared, context: context, quotaExceeded: &ready.quotaExceeded)
         }
         propose(body, sessionId: sessionId, cxid: header.xid, &ready)
     }

@@ -24,6 +24,10 @@ public struct ReplicaConfig: Sendable {
     public var saslUsers: [String: String] = [:]
     /// ZooKeeper's `zookeeper.extendedTypesEnabled`: TTL nodes.
     public var extendedTypesEnabled: Bool = false
+    /// ZooKeeper's `zookeeper.enforceQuota`: the leader refuses creates and setData that exceed a
+    /// hard quota limit with QUOTAEXCEEDED and reports soft limits exceeded (`Ready.quotaExceeded`).
+    /// Off, quotas are counted (their stats kept) but not checked, as in ZooKeeper.
+    public var enforceQuota: Bool = false
     /// How often containers and TTL nodes are checked for removal.
     public var containerCheckIntervalMs: Int64 = 60_000
     /// Requests one connection may have waiting in the pipeline before it is disconnected.
@@ -139,6 +143,9 @@ public struct Ready: Sendable {
     public var close: [ConnectionID] = []
     /// Reasons for the closes, for the shell's log, index-aligned with `close`.
     public var closeReasons: [String] = []
+    /// Quota limits that writes prepared in this step exceeded (only with `enforceQuota`), for
+    /// the shell's log; the hard ones were refused with QUOTAEXCEEDED.
+    public var quotaExceeded: [QuotaExceeded] = []
     public init() {}
 
     public var isEmpty: Bool { storage.isEmpty && frames.isEmpty && close.isEmpty && messages.isEmpty && ensembleServers == nil }
