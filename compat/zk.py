@@ -407,6 +407,9 @@ class MiniZKServer(ManagedServer):
             self.data_dir,
             "--host",
             self.host,
+            # As the ZooKeeper above (maxClientCnxns=0): test suites open many sessions from loopback.
+            "--max-client-cnxns",
+            "0",
         ]
         if self.extended_types:
             command.append("--extended-types")

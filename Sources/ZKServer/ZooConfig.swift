@@ -36,6 +36,14 @@ public struct ZooConfig: Sendable, Equatable {
     public var servers: [Server] = []
     public var extendedTypesEnabled = false
     public var reconfigEnabled = false
+    /// `enforceQuota` (ZooKeeper's system property `zookeeper.enforceQuota`, which its zoo.cfg
+    /// sets as `enforceQuota=true`).
+    public var enforceQuota = false
+    /// `maxClientCnxns` and `maxCnxns` (ServerOptions' connection limits), when given.
+    public var maxClientCnxns: Int?
+    public var maxCnxns: Int?
+    /// `globalOutstandingLimit` (ServerOptions.outstandingRequestsMax), when given.
+    public var globalOutstandingLimit: Int?
     /// `metricsProvider.className`, `metricsProvider.httpPort`, `metricsProvider.httpHost`.
     public var metricsProviderClassName: String?
     public var metricsHTTPPort: Int?
@@ -97,6 +105,10 @@ public struct ZooConfig: Sendable, Equatable {
             case "maxSessionTimeout": maxSessionTimeoutMs = try integer()
             case "extendedTypesEnabled": extendedTypesEnabled = value == "true"
             case "reconfigEnabled": reconfigEnabled = value == "true"
+            case "enforceQuota", "zookeeper.enforceQuota": enforceQuota = value == "true"
+            case "maxClientCnxns": maxClientCnxns = Int(try integer())
+            case "maxCnxns", "zookeeper.maxCnxns": maxCnxns = Int(try integer())
+            case "globalOutstandingLimit", "zookeeper.globalOutstandingLimit": globalOutstandingLimit = Int(try integer())
             case "metricsProvider.className": metricsProviderClassName = value
             case "metricsProvider.httpPort": metricsHTTPPort = Int(try integer())
             case "metricsProvider.httpHost": metricsHTTPHost = value
@@ -144,6 +156,7 @@ public struct ZooConfig: Sendable, Equatable {
         config.maxSessionTimeoutMs = maxSessionTimeoutMs
         config.extendedTypesEnabled = extendedTypesEnabled
         config.reconfigEnabled = reconfigEnabled
+        config.enforceQuota = enforceQuota
         config.dataDir = dataDir ?? ""
         if servers.count > 1 { config.ensembleConfigText = dynamicConfigText }
         return config
