@@ -520,7 +520,7 @@ public struct Replica: Sendable {
             connections[id]!.queue.append(.write(header, request))
             if case .closeSession = request { sessions[sessionId]?.closing = true }
             if isLeader {
-                prepareAndPropose(sessionId: sessionId, header: header, request: request, authIds: authIds, &ready)
+                submitWrite(sessionId: sessionId, header: header, request: request, authIds: authIds, &ready)
             } else {
                 forwardToLeader(.request(sessionId: sessionId, header: header, request: request, authIds: authIds), &ready)
             }

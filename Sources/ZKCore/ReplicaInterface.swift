@@ -49,7 +49,9 @@ public struct ReplicaConfig: Sendable {
     public var syncLimitTicks: Int64 = 5
     /// Recent transactions kept in memory for DIFF; followers further behind get a SNAP.
     public var logWindowMax: Int = 20_000
-    /// Proposals the leader lets be in flight before it stops preparing new writes.
+    /// Proposals the leader lets be in flight (logged, not yet committed) before it stops
+    /// preparing client writes: later writes wait, in arrival order, until commits make room.
+    /// Writes of the replica itself (session creation and expiry, container removal) are not held.
     public var proposalsInFlightMax: Int = 10_000
     /// Text of `/zookeeper/config` in an ensemble (ZooKeeper's dynamic config format, see
     /// `EnsembleConfig`); it names voters and observers. Without it every member votes.
