@@ -411,6 +411,9 @@ class MiniZKServer(ManagedServer):
             # ZooKeeper server of this module is configured (4lw.commands.whitelist=*).
             "--4lw-commands-whitelist",
             "*",
+            # As the ZooKeeper above (maxClientCnxns=0): test suites open many sessions from loopback.
+            "--max-client-cnxns",
+            "0",
         ]
         if self.extended_types:
             command.append("--extended-types")

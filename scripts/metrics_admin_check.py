@@ -78,7 +78,7 @@ COMPARED_VALUES = {
 
 # Differences known and explained in docs/operations.md; reported, not failed.
 KNOWN_DIFFERENCES = {
-    # ZooKeeper's default maxClientCnxns is 60; MiniZK does not limit connections per host (0).
+    # Both run with maxClientCnxns=0 here (compat/zk.py); reported should a default differ.
     "configuration: key max_client_cnxns value",
     # ZooKeeper's digest log is empty unless digests are enabled; MiniZK always has the tree's digest.
     "hash: key digests value",

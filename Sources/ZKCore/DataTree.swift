@@ -45,7 +45,7 @@ public struct DataTree: Sendable {
     public private(set) var containers: TreeSet<String> = []
     public private(set) var ttlNodes: TreeSet<String> = []
     public private(set) var lastZxid: Zxid = 0
-    public private(set) var dataBytes: Int = 0
+    public internal(set) var dataBytes: Int = 0
     /// ACL lists of recent creates: a new node with an equal list shares its storage.
     private var recentACLs: [[ACL]] = []
 
@@ -82,7 +82,7 @@ public struct DataTree: Sendable {
 
     /// Calls `body` on the node at `path` in place; nil when there is none. Nodes on the way that
     /// another copy of the tree shares are copied first.
-    private mutating func modify<R>(_ path: String, _ body: (inout DataNode) -> R) -> R? {
+    mutating func modify<R>(_ path: String, _ body: (inout DataNode) -> R) -> R? {
         let utf8 = path.utf8
         guard let first = utf8.first, first == Paths.slash else { return nil }
         let start = utf8.index(after: utf8.startIndex)
@@ -180,6 +180,7 @@ public struct DataTree: Sendable {
             }
             guard let updated else { preconditionFailure("setData of missing \(path) at zxid \(zxid)") }
             dataBytes += updated.delta
+            if let prefix = quotaPrefix(of: path) { updateQuotaStats(prefix, countDelta: 0, bytesDelta: Int64(updated.delta)) }
             triggers.append(WatchTrigger(path: path, type: .nodeDataChanged, acl: updated.acl))
             return .dataSet(stat: updated.stat)
         case .setACL(let path, let acl, let version):
@@ -247,6 +248,7 @@ public struct DataTree: Sendable {
         case .ttl: ttlNodes.insert(path)
         case .persistent: break
         }
+        quotaAfterCreate(path, parentPath: parentPath, name: name.string, dataCount: data?.count ?? 0)
         triggers.append(WatchTrigger(path: path, type: .nodeCreated, acl: node.acl))
         triggers.append(WatchTrigger(path: parentPath, type: .nodeChildrenChanged, acl: parentACL))
         return node.stat
@@ -276,6 +278,7 @@ public struct DataTree: Sendable {
         case .ttl: ttlNodes.remove(path)
         case .persistent: break
         }
+        if let prefix = quotaPrefix(of: path) { updateQuotaStats(prefix, countDelta: -1, bytesDelta: -Int64(node.dataLength)) }
         triggers.append(WatchTrigger(path: path, type: .nodeDeleted, acl: node.acl))
         triggers.append(WatchTrigger(path: parentPath, type: .nodeChildrenChanged, acl: parentACL))
     }

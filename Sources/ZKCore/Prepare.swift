@@ -10,6 +10,8 @@ struct PrepareContext {
     var sessionId: Int64
     var authIds: [Id]
     var extendedTypesEnabled: Bool
+    /// ZooKeeper's `zookeeper.enforceQuota`: hard quota limits refuse creates and setData.
+    var enforceQuota: Bool = false
 }
 
 enum Prepare {
@@ -67,18 +69,23 @@ enum Prepare {
     }
 
     /// Prepares a write against `tree`. Never fails: a refused write becomes an error body.
-    static func write(_ request: Request, tree: DataTree, context: PrepareContext) -> TransactionBody {
+    /// Quota limits the write exceeds (only with `enforceQuota`) are appended to `quotaExceeded`.
+    static func write(
+        _ request: Request, tree: DataTree, context: PrepareContext, quotaExceeded: inout [QuotaExceeded]
+    ) -> TransactionBody {
         if case .multi(let ops) = request {
-            return multi(ops, tree: tree, context: context)
+            return multi(ops, tree: tree, context: context, quotaExceeded: &quotaExceeded)
         }
         do {
-            return try single(request, tree: tree, context: context)
+            return try single(request, tree: tree, context: context, quotaExceeded: &quotaExceeded)
         } catch {
             return .error(error)
         }
     }
 
-    private static func multi(_ ops: [Request], tree: DataTree, context: PrepareContext) -> TransactionBody {
+    private static func multi(
+        _ ops: [Request], tree: DataTree, context: PrepareContext, quotaExceeded: inout [QuotaExceeded]
+    ) -> TransactionBody {
         var scratch = tree
         var bodies: [TransactionBody] = []
         bodies.reserveCapacity(ops.count)
@@ -86,7 +93,7 @@ enum Prepare {
         for (index, op) in ops.enumerated() {
             if failsWholeMulti(op) { return .error(.marshallingError) }
             do {
-                let body = try single(op, tree: scratch, context: context)
+                let body = try single(op, tree: scratch, context: context, quotaExceeded: &quotaExceeded)
                 _ = scratch.apply(body, zxid: scratch.lastZxid, timeMs: 0, sessionId: context.sessionId, triggers: &ignored)
                 ignored.removeAll(keepingCapacity: true)
                 bodies.append(body)
@@ -100,16 +107,18 @@ enum Prepare {
         return .multi(bodies)
     }
 
-    static func single(_ request: Request, tree: DataTree, context: PrepareContext) throws(ErrorCode) -> TransactionBody {
+    static func single(
+        _ request: Request, tree: DataTree, context: PrepareContext, quotaExceeded: inout [QuotaExceeded]
+    ) throws(ErrorCode) -> TransactionBody {
         switch request {
         case .create(let create):
-            return try self.create(create, opcode: .create, tree: tree, context: context)
+            return try self.create(create, opcode: .create, tree: tree, context: context, quotaExceeded: &quotaExceeded)
         case .create2(let create):
-            return try self.create(create, opcode: .create2, tree: tree, context: context)
+            return try self.create(create, opcode: .create2, tree: tree, context: context, quotaExceeded: &quotaExceeded)
         case .createContainer(let create):
-            return try self.create(create, opcode: .createContainer, tree: tree, context: context)
+            return try self.create(create, opcode: .createContainer, tree: tree, context: context, quotaExceeded: &quotaExceeded)
         case .createTTL(let create):
-            return try self.create(create, opcode: .createTTL, tree: tree, context: context)
+            return try self.create(create, opcode: .createTTL, tree: tree, context: context, quotaExceeded: &quotaExceeded)
         case .delete(let path, let version):
             guard Paths.hasSlashAndNoNul(path), !Paths.isSystemPath(path), let parentPath = Paths.parent(of: path) else {
                 throw .badArguments
@@ -124,6 +133,12 @@ enum Prepare {
             guard Paths.isValid(path) else { throw .badArguments }
             guard let node = tree.node(path) else { throw .noNode }
             guard ACLs.check(node.acl, .write, authIds: context.authIds) else { throw .noAuth }
+            // ZooKeeper checks the quota before the version.
+            if context.enforceQuota {
+                try Quotas.check(
+                    path, bytesDelta: Int64(data?.count ?? 0) - Int64(node.dataLength), countDelta: 0, tree: tree,
+                    exceeded: &quotaExceeded)
+            }
             try checkVersion(version, node.version)
             // After 2^32 changes the version wraps; like ZooKeeper it skips -1, which means "any
             // version" to clients (and marks a reconfiguration in the log).
@@ -152,7 +167,9 @@ enum Prepare {
     /// The largest TTL ZooKeeper can encode: 40 bits of milliseconds.
     static let ttlMsMax: Int64 = (1 << 40) - 1
 
-    private static func create(_ request: CreateRequest, opcode: OpCode, tree: DataTree, context: PrepareContext) throws(ErrorCode) -> TransactionBody {
+    private static func create(
+        _ request: CreateRequest, opcode: OpCode, tree: DataTree, context: PrepareContext, quotaExceeded: inout [QuotaExceeded]
+    ) throws(ErrorCode) -> TransactionBody {
         guard let mode = CreateMode(rawValue: request.flags) else { throw .badArguments }
         if mode.isTTL && !context.extendedTypesEnabled { throw .unimplemented }
         let kind: NodeKind
@@ -183,6 +200,9 @@ enum Prepare {
         guard Paths.isValid(fullPath) else { throw .badArguments }
         guard tree.node(fullPath) == nil else { throw .nodeExists }
         if case .ephemeral = parent.kind { throw .noChildrenForEphemerals }
+        if context.enforceQuota {
+            try Quotas.check(fullPath, bytesDelta: Int64(request.data?.count ?? 0), countDelta: 1, tree: tree, exceeded: &quotaExceeded)
+        }
         return .create(path: fullPath, data: request.data, acl: acl, kind: kind)
     }
 

@@ -69,6 +69,17 @@ extension Replica {
         var counter: Int32 = 0
         var barriers: Deque<(zxid: Zxid, peer: Int64, token: UInt64)> = []
         var deadlineMs: Int64
+        /// Client writes (local or forwarded) that arrived while `proposalsInFlightMax` proposals
+        /// were outstanding, in arrival order; prepared and proposed as commits make room.
+        var waitingWrites: Deque<WaitingWrite> = []
+    }
+
+    /// What the leader holds back while `proposalsInFlightMax` proposals are outstanding (see
+    /// `submitWrite`): client writes, and the barriers (syncs) forwarded after them, which must
+    /// not be answered before the writes ahead of them are committed.
+    enum WaitingWrite {
+        case write(sessionId: Int64, header: RequestHeader, request: Request, authIds: [Id])
+        case barrier(peer: Int64, token: UInt64)
     }
 
     // MARK: - Election
@@ -280,7 +291,14 @@ extension Replica {
                 sessions[sessionId] = SessionState(timeoutMs: timeoutMs, expiresAtMs: expiry(timeoutMs))
                 propose(.createSession(timeoutMs: timeoutMs), sessionId: sessionId, cxid: 0, &ready)
             case .request(let sessionId, let header, let request, let authIds):
-                if sessions[sessionId]?.closing == true && !plantedBugPreparesWritesOfClosingSessions {
+                if !leader.waitingWrites.isEmpty {
+                    // Behind writes still waiting: wait too, so that this session's writes are
+                    // proposed in order; whether its session is still live is decided when it
+                    // is prepared (`proposeWaitingWrites`).
+                    touched(sessionId)
+                    if case .closeSession = request { sessions[sessionId]?.closing = true }
+                    submitWrite(sessionId: sessionId, header: header, request: request, authIds: authIds, &ready)
+                } else if sessions[sessionId]?.closing == true && !plantedBugPreparesWritesOfClosingSessions {
                     // The session is being closed (expired, or closed by its client): nothing
                     // more of it may reach the tree, least of all an ephemeral that would
                     // outlive it. The follower that forwarded it did not know yet.
@@ -288,7 +306,7 @@ extension Replica {
                 } else {
                     touched(sessionId)
                     if case .closeSession = request { sessions[sessionId]?.closing = true }
-                    prepareAndPropose(sessionId: sessionId, header: header, request: request, authIds: authIds, &ready)
+                    submitWrite(sessionId: sessionId, header: header, request: request, authIds: authIds, &ready)
                 }
             }
         case .ping(let touchedSessions):
@@ -301,7 +319,10 @@ extension Replica {
             }
             ready.send(.revalidated(sessionId: sessionId, valid: valid), to: peer)
         case .barrier(let token):
-            if lastLoggedZxid > commitZxid {
+            if !leader.waitingWrites.isEmpty {
+                leader.waitingWrites.append(.barrier(peer: peer, token: token))
+                role = .leading(leader)
+            } else if lastLoggedZxid > commitZxid {
                 leader.barriers.append((lastLoggedZxid, peer, token))
                 role = .leading(leader)
             } else {
@@ -439,6 +460,48 @@ extension Replica {
         }
         role = .leading(leader)
         applyCommitted(&ready)
+        proposeWaitingWrites(&ready)
+    }
+
+    /// Leader: prepares and proposes a client write, or, with `proposalsInFlightMax` proposals
+    /// outstanding (or writes already waiting), keeps it waiting until commits make room. Writes
+    /// wait in arrival order, so every session's writes are proposed in the order they came.
+    mutating func submitWrite(sessionId: Int64, header: RequestHeader, request: Request, authIds: [Id], _ ready: inout Ready) {
+        guard case .leading(var leader) = role else { preconditionFailure("submitWrite while not leading: \(role)") }
+        guard leader.waitingWrites.isEmpty, unapplied.count < config.proposalsInFlightMax else {
+            leader.waitingWrites.append(.write(sessionId: sessionId, header: header, request: request, authIds: authIds))
+            role = .leading(leader)
+            return
+        }
+        prepareAndPropose(sessionId: sessionId, header: header, request: request, authIds: authIds, &ready)
+    }
+
+    /// Leader: proposes waiting writes while fewer than `proposalsInFlightMax` are outstanding.
+    /// A write whose session's close was prepared meanwhile (an expiry, or the client's own close
+    /// ahead of it) becomes SESSIONEXPIRED: nothing more of the session may reach the tree.
+    private mutating func proposeWaitingWrites(_ ready: inout Ready) {
+        while case .leading(var leader) = role, let next = leader.waitingWrites.first {
+            switch next {
+            case .barrier(let peer, let token):
+                leader.waitingWrites.removeFirst()
+                if lastLoggedZxid > commitZxid {
+                    leader.barriers.append((lastLoggedZxid, peer, token))
+                    role = .leading(leader)
+                } else {
+                    role = .leading(leader)
+                    ready.send(.barrierDone(token: token), to: peer)
+                }
+            case .write(let sessionId, let header, let request, let authIds):
+                guard unapplied.count < config.proposalsInFlightMax else { return }
+                leader.waitingWrites.removeFirst()
+                role = .leading(leader)
+                if prepared.sessions[sessionId] == nil {
+                    propose(.error(.sessionExpired), sessionId: sessionId, cxid: header.xid, &ready)
+                } else {
+                    prepareAndPropose(sessionId: sessionId, header: header, request: request, authIds: authIds, &ready)
+                }
+            }
+        }
     }
 
     // MARK: - Follower

@@ -523,7 +523,7 @@ public struct Replica: Sendable {
             connections[id]!.queue.append(.write(header, request))
             if case .closeSession = request { sessions[sessionId]?.closing = true }
             if isLeader {
-                prepareAndPropose(sessionId: sessionId, header: header, request: request, authIds: authIds, &ready)
+                submitWrite(sessionId: sessionId, header: header, request: request, authIds: authIds, &ready)
             } else {
                 forwardToLeader(.request(sessionId: sessionId, header: header, request: request, authIds: authIds), &ready)
             }
@@ -558,8 +558,10 @@ public struct Replica: Sendable {
         } else if case .reconfig(let reconfig) = request {
             body = prepareReconfig(reconfig, authIds: authIds)
         } else {
-            let context = PrepareContext(sessionId: sessionId, authIds: authIds, extendedTypesEnabled: config.extendedTypesEnabled)
-            body = Prepare.write(request, tree: prepared, context: context)
+            let context = PrepareContext(
+                sessionId: sessionId, authIds: authIds, extendedTypesEnabled: config.extendedTypesEnabled,
+                enforceQuota: config.enforceQuota)
+            body = Prepare.write(request, tree: prepared, context: context, quotaExceeded: &ready.quotaExceeded)
         }
         propose(body, sessionId: sessionId, cxid: header.xid, &ready)
     }

@@ -24,6 +24,10 @@ public struct ReplicaConfig: Sendable {
     public var saslUsers: [String: String] = [:]
     /// ZooKeeper's `zookeeper.extendedTypesEnabled`: TTL nodes.
     public var extendedTypesEnabled: Bool = false
+    /// ZooKeeper's `zookeeper.enforceQuota`: the leader refuses creates and setData that exceed a
+    /// hard quota limit with QUOTAEXCEEDED and reports soft limits exceeded (`Ready.quotaExceeded`).
+    /// Off, quotas are counted (their stats kept) but not checked, as in ZooKeeper.
+    public var enforceQuota: Bool = false
     /// How often containers and TTL nodes are checked for removal.
     public var containerCheckIntervalMs: Int64 = 60_000
     /// Requests one connection may have waiting in the pipeline before it is disconnected.
@@ -45,7 +49,9 @@ public struct ReplicaConfig: Sendable {
     public var syncLimitTicks: Int64 = 5
     /// Recent transactions kept in memory for DIFF; followers further behind get a SNAP.
     public var logWindowMax: Int = 20_000
-    /// Proposals the leader lets be in flight before it stops preparing new writes.
+    /// Proposals the leader lets be in flight (logged, not yet committed) before it stops
+    /// preparing client writes: later writes wait, in arrival order, until commits make room.
+    /// Writes of the replica itself (session creation and expiry, container removal) are not held.
     public var proposalsInFlightMax: Int = 10_000
     /// Text of `/zookeeper/config` in an ensemble (ZooKeeper's dynamic config format, see
     /// `EnsembleConfig`); it names voters and observers. Without it every member votes.
@@ -139,6 +145,9 @@ public struct Ready: Sendable {
     public var close: [ConnectionID] = []
     /// Reasons for the closes, for the shell's log, index-aligned with `close`.
     public var closeReasons: [String] = []
+    /// Quota limits that writes prepared in this step exceeded (only with `enforceQuota`), for
+    /// the shell's log; the hard ones were refused with QUOTAEXCEEDED.
+    public var quotaExceeded: [QuotaExceeded] = []
     public init() {}
 
     public var isEmpty: Bool { storage.isEmpty && frames.isEmpty && close.isEmpty && messages.isEmpty && ensembleServers == nil }

@@ -176,7 +176,7 @@ public enum AdminCommands {
             ("data_dir", .string(c.dataDir)),
             ("data_log_dir", .string(c.dataDir)),
             ("tick_time", .int(c.tickMs)),
-            ("max_client_cnxns", .int(0)),
+            ("max_client_cnxns", .int(Int64(s.connectionsPerClientAddressMax))),
             ("min_session_timeout", .int(c.sessionTimeoutMsMin)),
             ("max_session_timeout", .int(c.sessionTimeoutMsMax)),
             ("server_id", .int(s.status.ensemble == nil ? 0 : c.serverId)),

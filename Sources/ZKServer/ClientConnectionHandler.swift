@@ -94,7 +94,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         let peerAddress = remote?.ipAddress ?? "unknown"
         let peerPort = remote?.port ?? 0
         guard let registered = host.connectionOpened(self, peerAddress: peerAddress, peerPort: peerPort) else {
-            logger.debug("refusing a connection: the server is not serving", metadata: ["peer": "\(peerAddress):\(peerPort)"])
+            // Not serving, or over a connection limit (the host logged which).
+            logger.debug("refusing a connection", metadata: ["peer": "\(peerAddress):\(peerPort)"])
             state = .closing
             context.close(promise: nil)
             return
@@ -109,6 +110,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         let wasRegistered = id != 0
         state = .closed
         inbound = nil
+        host.outstandingRequestsChanged(by: -pendingReplies.count)
         pendingReplies.removeAll()
         if wasRegistered {
             logger.debug("connection closed", metadata: ["connection": "\(id)"])
@@ -147,8 +149,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     func read(context: ChannelHandlerContext) {
         if isReadingPaused {
             readWasRequested = true
-        } else if host.isPaused {
-            // A paused replica (tests) reads nothing: the client's bytes wait in the socket.
+        } else if host.isPaused || host.isThrottled {
+            // A paused replica (tests) reads nothing, nor does a throttled one (more than
+            // `outstandingRequestsMax` requests unanswered): the client's bytes wait in the socket.
             readWasRequested = true
             host.withholdRead(self)
         } else {
@@ -236,6 +239,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             }
             state = .connected
             pendingReplies.append(PendingReply(xid: nil, opcode: OpCode.createSession.rawValue, receivedAt: receivedAt))
+            host.outstandingRequestsChanged(by: 1)
             statistics.queuedRequests = pendingReplies.count
             host.frameReceived(.connect(id, request))
         } else {
@@ -249,9 +253,11 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             }
             statistics.lastCxid = Int64(header.xid)
             pendingReplies.append(PendingReply(xid: header.xid, opcode: header.type, receivedAt: receivedAt))
+            host.outstandingRequestsChanged(by: 1)
             if pendingReplies.count > 2 * host.config.outstandingRequestsPerConnectionMax + 16 {
                 // The replica disconnects long before this; keep the bookkeeping bounded regardless.
                 pendingReplies.removeFirst()
+                host.outstandingRequestsChanged(by: -1)
             }
             statistics.queuedRequests = pendingReplies.count
             host.frameReceived(.request(id, header, request))
@@ -284,6 +290,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         }
         guard let match else { return nil }
         let pending = pendingReplies.remove(at: match)
+        host.outstandingRequestsChanged(by: -1)
         statistics.queuedRequests = pendingReplies.count
         let latencyMs = max(0, (now - pending.receivedAt).nanoseconds / 1_000_000)
         statistics.latency.record(ms: latencyMs)
@@ -334,8 +341,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             isReadingPaused = false
             statistics.isReading = true
             if readWasRequested, let context {
+                // Through `read`, which withholds it again while the replica is paused or throttled.
                 readWasRequested = false
-                context.read()
+                read(context: context)
             }
         }
     }

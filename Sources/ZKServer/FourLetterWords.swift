@@ -106,6 +106,8 @@ public struct FourLetterWordSnapshot: Sendable {
     /// -1 when the platform does not tell.
     public var maxFileDescriptorCount: Int
     public var traceMask: Int64
+    /// `maxClientCnxns` as configured (0: no limit).
+    public var connectionsPerClientAddressMax: Int = 0
 
     public init(
         status: ReplicaStatus, config: ReplicaConfig, server: ServerStatistics = ServerStatistics(),
@@ -237,7 +239,7 @@ public enum FourLetterWordResponder {
             dataLogDir=\(c.dataDir)
             dataLogSize=\(s.dataDirectoryBytes)
             tickTime=\(c.tickMs)
-            maxClientCnxns=0
+            maxClientCnxns=\(s.connectionsPerClientAddressMax)
             minSessionTimeout=\(c.sessionTimeoutMsMin)
             maxSessionTimeout=\(c.sessionTimeoutMsMax)
             clientPortListenBacklog=-1

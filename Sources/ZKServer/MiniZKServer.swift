@@ -275,6 +275,15 @@ extension MiniZKServer {
         return try await replicaHost.eventLoop.submit { replicaHost.isPaused }.get()
     }
 
+    /// Client requests decoded and not yet answered, whether reading is throttled for them
+    /// (`ServerOptions.outstandingRequestsMax`) and how many times it has been.
+    public func clientThrottling() async throws -> (outstandingRequests: Int, isThrottled: Bool, throttleCount: Int) {
+        let replicaHost = self.replicaHost
+        return try await replicaHost.eventLoop.submit {
+            (replicaHost.outstandingRequests, replicaHost.isThrottled, replicaHost.throttleCount)
+        }.get()
+    }
+
     /// Closes this member's client connections (those of `sessionId` only, when given) as a
     /// network failure would; their sessions live on. Returns how many were closed.
     @discardableResult

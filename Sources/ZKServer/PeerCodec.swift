@@ -31,10 +31,32 @@ import ZKStorage
 //     transaction := the grammar of TransactionCodec.swift
 //
 // Decoding is as defensive as for client frames: damage throws and closes that peer connection.
+// Each kind of message has a maximum frame length (`frameBytesMax(tag:)`), checked as soon as the
+// length and the tag have arrived, before the frame is waited for: only a sync (which may carry a
+// snapshot) may be large; a proposal or a forwarded request carries one client request; a ping
+// the sessions a follower's clients touched; everything else is a few numbers.
 enum PeerCodec {
     static let helloMagic: Int32 = 0x4D5A_4B50
-    /// A SNAP can be large; every other message is small.
+    /// The largest frame of any kind: a sync with a snapshot of the whole tree.
     static let frameBytesMax = 1 << 30
+    /// A proposal or a forwarded write: one client request (at most `jute.maxbuffer`, 1 MiB by
+    /// default) plus its transaction's fields, with room for a raised `jute.maxbuffer`.
+    static let writeFrameBytesMax = 64 << 20
+    /// A ping: eight bytes per session touched since the last one.
+    static let pingFrameBytesMax = 64 << 20
+    /// Every other message: election notifications, epochs, acks, commits, barriers.
+    static let smallFrameBytesMax = 4096
+
+    /// The largest frame allowed for a message with `tag` (an unknown tag gets the small limit,
+    /// and fails to decode anyway).
+    static func frameBytesMax(tag: Int32) -> Int {
+        switch tag {
+        case 5: return frameBytesMax
+        case 8, 11: return writeFrameBytesMax
+        case 12: return pingFrameBytesMax
+        default: return smallFrameBytesMax
+        }
+    }
 
     enum DecodeError: Error, CustomStringConvertible {
         case invalid(String)

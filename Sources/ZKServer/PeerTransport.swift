@@ -100,7 +100,7 @@ public final class TCPPeerTransport: PeerTransport, @unchecked Sendable {
     private let serverId: Int64
     private var peers: [Int64: Peer]
     private let group: any EventLoopGroup
-    private let logger: Logger
+    let logger: Logger
     private let lock = NIOLock()
     private var deliver: (@Sendable ([ReplicaInput]) -> Void)?
     private var channels: [Int64: any Channel] = [:]
@@ -267,6 +267,13 @@ struct PeerFrameDecoder: ByteToMessageDecoder {
         }
         guard let length: Int32 = buffer.getInteger(at: buffer.readerIndex) else { return .needMoreData }
         guard length >= 4, Int(length) <= PeerCodec.frameBytesMax else { throw PeerCodec.DecodeError.invalid("frame length \(length)") }
+        if Int(length) > PeerCodec.smallFrameBytesMax {
+            // Check the kind's own limit before waiting for (and buffering) the rest of the frame.
+            guard let tag: Int32 = buffer.getInteger(at: buffer.readerIndex + 4) else { return .needMoreData }
+            guard Int(length) <= PeerCodec.frameBytesMax(tag: tag) else {
+                throw PeerCodec.DecodeError.invalid("frame length \(length) above \(PeerCodec.frameBytesMax(tag: tag)) for tag \(tag)")
+            }
+        }
         guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
         buffer.moveReaderIndex(forwardBy: 4)
         var payload = buffer.readSlice(length: Int(length))!
@@ -321,6 +328,10 @@ final class PeerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is PeerCodec.DecodeError {
+            transport.logger.warning(
+                "closing a peer connection", metadata: ["peer": "\(peer.map(String.init) ?? "unknown")", "reason": "\(error)"])
+        }
         context.close(promise: nil)
     }
 }

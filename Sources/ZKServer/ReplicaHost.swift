@@ -16,6 +16,18 @@ public struct ServerOptions: Sendable {
     /// does not bound a connection that never reads its socket: notifications for its watches keep
     /// coming from other sessions' writes.
     public var outboundBytesMax: Int = 16 << 20
+    /// Client connections one IP address may hold at once (ZooKeeper's `maxClientCnxns`, default
+    /// 60); 0: no limit. A connection beyond it is closed as soon as it is accepted, with a
+    /// logged reason; the address's other connections carry on.
+    public var connectionsPerClientAddressMax: Int = 60
+    /// Client connections in all (ZooKeeper's `zookeeper.maxCnxns`, zoo.cfg `maxCnxns`); 0, the
+    /// default as in ZooKeeper: no limit.
+    public var connectionsMax: Int = 0
+    /// Requests decoded and not yet answered, over all client connections, above which the server
+    /// stops reading client sockets until they are answered (ZooKeeper's `globalOutstandingLimit`,
+    /// default 1000). Nothing is dropped: unread requests wait in the sockets and TCP pushes back
+    /// on the clients. 0: no limit.
+    public var outstandingRequestsMax: Int = 1000
     /// How long a connection the replica closed may take to flush what was queued before it;
     /// after that it is closed regardless.
     public var closeFlushTimeoutMs: Int64 = 5_000
@@ -107,6 +119,11 @@ final class ReplicaHost: @unchecked Sendable {
     private let wallClockMs: @Sendable () -> Int64
     private var state = State.running
     private var connections: [ConnectionID: ClientConnectionHandler] = [:]
+    /// Open client connections per peer IP address, for `connectionsPerClientAddressMax`.
+    private var connectionsPerAddress: [String: Int] = [:]
+    /// Rate limit of the quota log: the next line may go out at this wall-clock time.
+    private var quotaLogNextAtMs: Int64 = 0
+    private var quotaLogSuppressed = 0
     private var nextConnectionID: ConnectionID = 1
     private var statistics = ServerStatistics()
     private var traceMask = FourLetterWordResponder.defaultTraceMask
@@ -128,7 +145,13 @@ final class ReplicaHost: @unchecked Sendable {
     /// skipped, its connections' bytes stay unread.
     private(set) var isPaused = false
     private var heldInputs: [ReplicaInput] = []
-    private var withheldReads: [ClientConnectionHandler] = []
+    private var withheldReads: [ObjectIdentifier: ClientConnectionHandler] = [:]
+    /// Requests of every client connection decoded and not yet answered, and whether reading is
+    /// throttled because there are more than `outstandingRequestsMax` of them.
+    private(set) var outstandingRequests = 0
+    private(set) var isThrottled = false
+    /// Times reading was throttled (for tests and the log).
+    private(set) var throttleCount = 0
 
     init(
         config: ReplicaConfig, options: ServerOptions, store: any ReplicaStore, recovered: RecoveredState,
@@ -208,7 +231,7 @@ final class ReplicaHost: @unchecked Sendable {
         manualClock?.unregister(self)
         isPaused = false
         heldInputs = []
-        withheldReads = []
+        withheldReads = [:]
         let closed = connections.values.map { handler in
             handler.closeNow(reason: "server shutting down")
         }
@@ -228,10 +251,21 @@ final class ReplicaHost: @unchecked Sendable {
     ) -> ConnectionStatistics? {
         eventLoop.preconditionInEventLoop()
         guard case .running = state else { return nil }
+        metrics.connectionRequests.increment()
+        // ZooKeeper's NIOServerCnxnFactory checks both limits as it accepts, with these messages.
+        if options.connectionsMax > 0, connections.count >= options.connectionsMax {
+            logger.warning("Too many connections max allowed is \(options.connectionsMax)", metadata: ["peer": "\(peerAddress):\(peerPort)"])
+            return nil
+        }
+        let fromAddress = connectionsPerAddress[peerAddress, default: 0]
+        if options.connectionsPerClientAddressMax > 0, fromAddress >= options.connectionsPerClientAddressMax {
+            logger.warning("Too many connections from \(peerAddress) - max is \(options.connectionsPerClientAddressMax)")
+            return nil
+        }
         let id = nextConnectionID
         nextConnectionID += 1
-        metrics.connectionRequests.increment()
         connections[id] = handler
+        connectionsPerAddress[peerAddress] = fromAddress + 1
         submit(.connectionOpened(id, peerAddress: peerAddress, peerPort: peerPort))
         return ConnectionStatistics(
             id: id, peerAddress: peerAddress, peerPort: peerPort, establishedAtMs: wallClockMs())
@@ -247,7 +281,11 @@ final class ReplicaHost: @unchecked Sendable {
 
     func connectionClosed(_ id: ConnectionID) {
         eventLoop.preconditionInEventLoop()
-        guard connections.removeValue(forKey: id) != nil else { return }
+        guard let handler = connections.removeValue(forKey: id) else { return }
+        let address = handler.statistics.peerAddress
+        if let count = connectionsPerAddress[address] {
+            connectionsPerAddress[address] = count > 1 ? count - 1 : nil
+        }
         submit(.connectionClosed(id))
     }
 
@@ -274,7 +312,7 @@ final class ReplicaHost: @unchecked Sendable {
     /// Everything the four-letter words report, as of now.
     func snapshot() -> FourLetterWordSnapshot {
         eventLoop.preconditionInEventLoop()
-        return FourLetterWordSnapshot(
+        var snapshot = FourLetterWordSnapshot(
             status: replica.status(),
             config: config,
             server: statistics,
@@ -288,6 +326,8 @@ final class ReplicaHost: @unchecked Sendable {
             maxFileDescriptorCount: SystemFacts.maxFileDescriptorCount(),
             traceMask: traceMask
         )
+        snapshot.connectionsPerClientAddressMax = options.connectionsPerClientAddressMax
+        return snapshot
     }
 
     /// Everything the metrics and the admin server report, as of now; with the digest of the
@@ -429,12 +469,31 @@ final class ReplicaHost: @unchecked Sendable {
         }
         if let servers = ready.ensembleServers { peerTransport?.updatePeers(servers, of: config.serverId) }
         if ready.snapshotSoon { snapshotSchedule.takeSoon() }
+        if !ready.quotaExceeded.isEmpty { logQuotaExceeded(ready.quotaExceeded) }
         send(ready.frames)
         for (index, id) in ready.close.enumerated() {
             let reason = index < ready.closeReasons.count ? ready.closeReasons[index] : "closed by the replica"
             connections[id]?.closeAfterFlush(reason: reason)
         }
         if let wake = ready.wakeAtMs { scheduleWake(at: wake) }
+    }
+
+    /// Logs quota limits exceeded, at most one line a second (as ZooKeeper's rate-limited log), so
+    /// that a client writing past a soft limit cannot flood the log; the line says how many were
+    /// left out since the last one.
+    private func logQuotaExceeded(_ exceeded: [QuotaExceeded]) {
+        let nowMs = wallClockMs()
+        for entry in exceeded {
+            guard nowMs >= quotaLogNextAtMs else {
+                quotaLogSuppressed += 1
+                continue
+            }
+            var metadata: Logger.Metadata = [:]
+            if quotaLogSuppressed > 0 { metadata["suppressed"] = "\(quotaLogSuppressed)" }
+            logger.warning("\(entry)", metadata: metadata)
+            quotaLogSuppressed = 0
+            quotaLogNextAtMs = nowMs + 1000
+        }
     }
 
     /// Hands the storage of this iteration's steps to the storage thread, or writes it here when it
@@ -700,15 +759,39 @@ extension ReplicaHost {
         let held = heldInputs
         heldInputs = []
         for input in held { submit(input) }
-        let handlers = withheldReads
-        withheldReads = []
+        releaseWithheldReads()
+    }
+
+    /// A connection wanted to read while the replica was paused or reading was throttled.
+    func withholdRead(_ handler: ClientConnectionHandler) {
+        eventLoop.preconditionInEventLoop()
+        withheldReads[ObjectIdentifier(handler)] = handler
+    }
+
+    /// Lets the connections that wanted to read do so, unless paused or throttled.
+    private func releaseWithheldReads() {
+        guard !isPaused, !isThrottled, !withheldReads.isEmpty else { return }
+        let handlers = withheldReads.values
+        withheldReads = [:]
         for handler in handlers { handler.readAfterPause() }
     }
 
-    /// A connection wanted to read while the replica was paused.
-    func withholdRead(_ handler: ClientConnectionHandler) {
-        eventLoop.preconditionInEventLoop()
-        if !withheldReads.contains(where: { $0 === handler }) { withheldReads.append(handler) }
+    /// A connection's count of requests decoded and not yet answered changed by `delta`.
+    /// Above `outstandingRequestsMax` in all, no connection reads more (ZooKeeper's throttling by
+    /// `globalOutstandingLimit`); at or below it, reading resumes.
+    func outstandingRequestsChanged(by delta: Int) {
+        outstandingRequests += delta
+        let limit = options.outstandingRequestsMax
+        guard limit > 0 else { return }
+        if !isThrottled, outstandingRequests > limit {
+            isThrottled = true
+            throttleCount += 1
+            logger.debug("throttling clients: more than \(limit) requests outstanding")
+        } else if isThrottled, outstandingRequests <= limit {
+            isThrottled = false
+            logger.debug("throttling ended")
+            releaseWithheldReads()
+        }
     }
 
     /// Closes client connections as a network failure would: every one, or those of one session.

@@ -39,6 +39,14 @@ public struct ZooConfig: Sendable, Equatable {
     public var reconfigEnabled = false
     /// `4lw.commands.whitelist`, as written; nil when absent (ZooKeeper's default: `srvr` only).
     public var fourLetterWordWhitelist: String?
+    /// `enforceQuota` (ZooKeeper's system property `zookeeper.enforceQuota`, which its zoo.cfg
+    /// sets as `enforceQuota=true`).
+    public var enforceQuota = false
+    /// `maxClientCnxns` and `maxCnxns` (ServerOptions' connection limits), when given.
+    public var maxClientCnxns: Int?
+    public var maxCnxns: Int?
+    /// `globalOutstandingLimit` (ServerOptions.outstandingRequestsMax), when given.
+    public var globalOutstandingLimit: Int?
     /// `metricsProvider.className`, `metricsProvider.httpPort`, `metricsProvider.httpHost`.
     public var metricsProviderClassName: String?
     public var metricsHTTPPort: Int?
@@ -101,6 +109,10 @@ public struct ZooConfig: Sendable, Equatable {
             case "extendedTypesEnabled": extendedTypesEnabled = value == "true"
             case "reconfigEnabled": reconfigEnabled = value == "true"
             case "4lw.commands.whitelist": fourLetterWordWhitelist = value
+            case "enforceQuota", "zookeeper.enforceQuota": enforceQuota = value == "true"
+            case "maxClientCnxns": maxClientCnxns = Int(try integer())
+            case "maxCnxns", "zookeeper.maxCnxns": maxCnxns = Int(try integer())
+            case "globalOutstandingLimit", "zookeeper.globalOutstandingLimit": globalOutstandingLimit = Int(try integer())
             case "metricsProvider.className": metricsProviderClassName = value
             case "metricsProvider.httpPort": metricsHTTPPort = Int(try integer())
             case "metricsProvider.httpHost": metricsHTTPHost = value
@@ -148,6 +160,7 @@ public struct ZooConfig: Sendable, Equatable {
         config.maxSessionTimeoutMs = maxSessionTimeoutMs
         config.extendedTypesEnabled = extendedTypesEnabled
         config.reconfigEnabled = reconfigEnabled
+        config.enforceQuota = enforceQuota
         config.dataDir = dataDir ?? ""
         if servers.count > 1 { config.ensembleConfigText = dynamicConfigText }
         return config

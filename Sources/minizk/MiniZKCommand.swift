@@ -52,6 +52,9 @@ struct ReplicaArguments: ParsableArguments {
     @Flag(help: "Read-only mode (ZooKeeper's readonlymode.enabled): a member without a leader serves read-only clients.")
     var readOnlyMode = false
 
+    @Flag(help: "Refuse creates and setData beyond a hard quota limit with QUOTAEXCEEDED and log soft limits exceeded (ZooKeeper's zookeeper.enforceQuota; also read from zoo.cfg as enforceQuota=true).")
+    var enforceQuota = false
+
     @Flag(help: "Let clients change the ensemble's members with reconfig (ZooKeeper's reconfigEnabled; also read from zoo.cfg).")
     var reconfigEnabled = false
 
@@ -78,6 +81,15 @@ struct ReplicaArguments: ParsableArguments {
 
     @Option(help: "Largest frame a client may send, in bytes (ZooKeeper's jute.maxbuffer).")
     var maxFrameBytes: Int = 1_048_575
+
+    @Option(help: "Client connections one IP address may hold (ZooKeeper's maxClientCnxns; default 60, also read from zoo.cfg; 0: no limit).")
+    var maxClientCnxns: Int?
+
+    @Option(help: "Client connections in all (ZooKeeper's maxCnxns; default 0: no limit; also read from zoo.cfg).")
+    var maxCnxns: Int?
+
+    @Option(help: "Requests outstanding over all client connections above which client sockets are not read until they are answered (ZooKeeper's globalOutstandingLimit; default 1000, also read from zoo.cfg; 0: no limit).")
+    var globalOutstandingLimit: Int?
 
     @Option(help: "Serve Prometheus metrics at /metrics on this port (ZooKeeper's metricsProvider.httpPort; ensemble: member N on this port + N - 1; 0: a free one).")
     var metricsPort: Int?
@@ -169,6 +181,7 @@ struct ReplicaArguments: ParsableArguments {
         config.maxSessionTimeoutMs = maxSessionTimeoutMs
         config.superDigest = superDigest
         config.extendedTypesEnabled = extendedTypes
+        config.enforceQuota = enforceQuota
         config.clientPort = clientPort
         config.dataDir = dataDir ?? ""
         return config
@@ -178,6 +191,9 @@ struct ReplicaArguments: ParsableArguments {
         var options = ServerOptions()
         options.frameBytesMax = maxFrameBytes
         if let fourLetterWordWhitelist { options.fourLetterWords = FourLetterWordWhitelist(parsing: fourLetterWordWhitelist) }
+        if let maxClientCnxns { options.connectionsPerClientAddressMax = max(0, maxClientCnxns) }
+        if let maxCnxns { options.connectionsMax = max(0, maxCnxns) }
+        if let globalOutstandingLimit { options.outstandingRequestsMax = max(0, globalOutstandingLimit) }
         options.snapshotEveryTransactions = snapshotEvery
         options.groupCommit = GroupCommitLimits(transactionsMax: groupCommitMaxTransactions, bytesMax: groupCommitMaxBytes)
         return options
@@ -245,6 +261,7 @@ struct ServerCommand: AsyncParsableCommand {
         if let ms = replica.minSessionTimeoutMs { replicaConfig.minSessionTimeoutMs = ms }
         if let ms = replica.maxSessionTimeoutMs { replicaConfig.maxSessionTimeoutMs = ms }
         replicaConfig.reconfigEnabled = zooConfig.reconfigEnabled || replica.reconfigEnabled
+        replicaConfig.enforceQuota = zooConfig.enforceQuota || replica.enforceQuota
         // Every member keeps the default session secret: a session must check out on any member,
         // also on one that joined later with a configuration of its own.
         // The flag wins over zoo.cfg's 4lw.commands.whitelist.
@@ -258,6 +275,11 @@ struct ServerCommand: AsyncParsableCommand {
         let peers = zooConfig.servers.map { TCPPeerTransport.Peer(id: $0.id, host: $0.host, port: $0.peerPort) }
         let transport = TCPPeerTransport(serverId: id, peers: peers, group: group, logger: logger)
         try await transport.listen(host: me.host, port: me.peerPort)
+        if replica.maxClientCnxns == nil, let value = zooConfig.maxClientCnxns { options.connectionsPerClientAddressMax = max(0, value) }
+        if replica.maxCnxns == nil, let value = zooConfig.maxCnxns { options.connectionsMax = max(0, value) }
+        if replica.globalOutstandingLimit == nil, let value = zooConfig.globalOutstandingLimit {
+            options.outstandingRequestsMax = max(0, value)
+        }
         let server = try await MiniZKServer.start(
             config: replicaConfig, host: me.clientHost, port: me.clientPort, group: group, logger: logger,
             options: options, store: store, transport: transport, secure: try replica.secureClientPort())

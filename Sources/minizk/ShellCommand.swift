@@ -521,6 +521,7 @@ final class Shell {
         case .noAuth: return "Insufficient permission : \(path)"
         case .badArguments: return "Arguments are not valid : \(path)"
         case .badVersion: return "version No is not valid : \(path)"
+        case .quotaExceeded: return "Quota has exceeded : \(path)"
         case .reconfigInProgress: return "Another reconfiguration is in progress -- concurrent reconfigs not supported (yet)"
         case .newConfigNoQuorum:
             return "No quorum of new config is connected and up-to-date with the leader of last commmitted config - try invoking reconfiguration after new servers are connected and synced"

@@ -13,6 +13,8 @@ struct ReplicaHarness {
     var log: [Transaction] = []
     var nextConnection: ConnectionID = 1
     var xids: [ConnectionID: Int32] = [:]
+    /// Every quota limit the replica reported exceeded, in order.
+    var quotaExceeded: [QuotaExceeded] = []
 
     init(_ configure: (inout ReplicaConfig) -> Void = { _ in }) {
         var config = ReplicaConfig()
@@ -27,6 +29,7 @@ struct ReplicaHarness {
         while true {
             for frame in ready.frames { frames[frame.connection, default: []].append(frame.frame) }
             closed.formUnion(ready.close)
+            quotaExceeded.append(contentsOf: ready.quotaExceeded)
             guard ready.storageSequence > 0 else { break }
             log.append(contentsOf: ready.persist)
             ready = replica.step(.persisted(upTo: log.last?.zxid ?? 0, through: ready.storageSequence), nowMs: nowMs)
