@@ -14,21 +14,9 @@ final class ConnectionLimitTests: XCTestCase {
         options: ServerOptions,
         _ body: (MiniZKServer, any EventLoopGroup, RecordingLogHandler.Storage) async throws -> Void
     ) async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        let logs = RecordingLogHandler.Storage()
-        var config = ReplicaConfig()
-        config.tickMs = 200
-        let server = try await MiniZKServer.start(
-            config: config, host: "127.0.0.1", port: 0, group: group, logger: .recording(into: logs), options: options)
-        do {
-            try await body(server, group, logs)
-        } catch {
-            try? await server.shutdown()
-            try? await group.shutdownGracefully()
-            throw error
-        }
-        try await server.shutdown()
-        try await group.shutdownGracefully()
+        var options = options
+        options.fourLetterWords = .all  // ruok and conf tell what the server admits
+        try await withStandaloneServer(options: options, body)
     }
 
     private func session(port: Int, group: any EventLoopGroup) async throws -> RawClient {

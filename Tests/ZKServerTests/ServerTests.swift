@@ -27,22 +27,7 @@ final class ServerTests: XCTestCase {
         readOnlyMode: Bool = false,
         _ body: (MiniZKServer, any EventLoopGroup, RecordingLogHandler.Storage) async throws -> Void
     ) async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        let logs = RecordingLogHandler.Storage()
-        var config = ReplicaConfig()
-        config.tickMs = 200
-        config.readOnlyModeEnabled = readOnlyMode
-        let server = try await MiniZKServer.start(
-            config: config, host: "127.0.0.1", port: 0, group: group, logger: .recording(into: logs), options: options)
-        do {
-            try await body(server, group, logs)
-        } catch {
-            try? await server.shutdown()
-            try? await group.shutdownGracefully()
-            throw error
-        }
-        try await server.shutdown()
-        try await group.shutdownGracefully()
+        try await withStandaloneServer(options: options, readOnlyMode: readOnlyMode, body)
     }
 
     private func fourLetterWord(_ word: String, port: Int, group: any EventLoopGroup) async throws -> String {

@@ -298,3 +298,28 @@ extension Logger {
         Logger(label: "minizk-test") { _ in RecordingLogHandler(storage: storage) }
     }
 }
+
+/// A standalone server on a system-chosen port with its log recorded, shut down after `body`
+/// whatever it throws.
+func withStandaloneServer(
+    options: ServerOptions,
+    readOnlyMode: Bool = false,
+    _ body: (MiniZKServer, any EventLoopGroup, RecordingLogHandler.Storage) async throws -> Void
+) async throws {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+    let logs = RecordingLogHandler.Storage()
+    var config = ReplicaConfig()
+    config.tickMs = 200
+    config.readOnlyModeEnabled = readOnlyMode
+    let server = try await MiniZKServer.start(
+        config: config, host: "127.0.0.1", port: 0, group: group, logger: .recording(into: logs), options: options)
+    do {
+        try await body(server, group, logs)
+    } catch {
+        try? await server.shutdown()
+        try? await group.shutdownGracefully()
+        throw error
+    }
+    try await server.shutdown()
+    try await group.shutdownGracefully()
+}
