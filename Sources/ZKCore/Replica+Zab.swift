@@ -88,6 +88,7 @@ extension Replica {
     mutating func startElection(_ ready: inout Ready) {
         closeAllConnections(reason: "replica is electing a leader", &ready)
         sessions.removeAll()
+        pendingRevalidations.removeAll()
         readOnlySessions.removeAll()
         lookingSinceMs = nowMs
         prepared = tree

@@ -62,6 +62,9 @@ public struct Replica: Sendable {
     var durableThrough: UInt64 = 0
     var awaitingDurable: Deque<(sequence: UInt64, action: DurableAction)> = []
     var nextBarrierToken: UInt64 = 1
+    /// Follower: the connections whose resumed session waits for the leader's word, by session,
+    /// in arrival order (a connection closed meanwhile is skipped when the word comes).
+    var pendingRevalidations: [Int64: [ConnectionID]] = [:]
     var connectedPeers: Set<Int64> = []
     /// FOLLOWERINFO that arrived while this replica was still electing.
     var earlyFollowerInfo: [Int64: (acceptedEpoch: Int64, lastZxid: Zxid)] = [:]
@@ -311,6 +314,7 @@ public struct Replica: Sendable {
             // requests wait behind it.
             connection.queue.append(.revalidating(request))
             connections[id] = connection
+            pendingRevalidations[sessionId, default: []].append(id)
             forwardRevalidation(sessionId: sessionId, timeoutMs: timeoutMs, &ready)
             return
         }
@@ -322,7 +326,7 @@ public struct Replica: Sendable {
     /// Follower: the leader's word on a session a client resumes here. Every connection of that
     /// session waiting for it is answered: connected, or expired and closed.
     mutating func completeRevalidation(sessionId: Int64, valid: Bool, _ ready: inout Ready) {
-        for id in connections.keys.sorted() {
+        for id in pendingRevalidations.removeValue(forKey: sessionId) ?? [] {
             guard let connection = connections[id], !connection.closing, connection.sessionId == sessionId,
                 case .revalidating(let request)? = connection.queue.first
             else { continue }
