@@ -147,7 +147,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if isReadingPaused {
+        if case .closing = state {
+            // Lingering before the close: what arrives is read and discarded.
+            context.read()
+        } else if isReadingPaused {
             readWasRequested = true
         } else if host.isPaused || host.isThrottled {
             // A paused replica (tests) reads nothing, nor does a throttled one (more than
@@ -334,7 +337,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     private func outboundDrained() {
         if closeWhenFlushed, queuedOutboundBytes == 0 {
             closeWhenFlushed = false
-            context?.close(promise: nil)
+            linger()
             return
         }
         if isReadingPaused, queuedOutboundBytes <= host.options.outboundBytesReadPause / 2 {
@@ -366,7 +369,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         inbound = nil
         guard let context else { return }
         if queuedOutboundBytes == 0 {
-            context.close(promise: nil)
+            linger()
             return
         }
         closeWhenFlushed = true
@@ -376,6 +379,23 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
                 _ = self.closeNow(reason: "the client did not read its last replies within \(self.host.options.closeFlushTimeoutMs) ms")
             }
         }
+    }
+
+    /// The last replies are written: ends the output (FIN) and goes on reading, discarding, until
+    /// the client closes its side or `closeFlushTimeoutMs` passes. Closing at once while the
+    /// client's later bytes (a ping, a pipelined request) sit unread would make the kernel answer
+    /// with a reset, and a reset makes the client's kernel drop what it had not yet read: the
+    /// AUTHFAILED or the four-letter word's answer that explains the close. Where a half-close is
+    /// not possible (TLS), the connection is closed whole.
+    private func linger() {
+        guard let context else { return }
+        let channel = context.channel
+        context.close(mode: .output).assumeIsolated().whenComplete { result in
+            guard case .success = result else { return channel.close(promise: nil) }
+            channel.read()
+        }
+        let timeout = TimeAmount.milliseconds(host.options.closeFlushTimeoutMs)
+        context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { channel.close(promise: nil) }
     }
 
     /// Closes the connection now, dropping output not yet written. The future completes when the
