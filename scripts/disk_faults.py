@@ -6,11 +6,16 @@ errors=remount-ro. A kazoo client writes 2 KiB znodes through the whole run and 
 acknowledged write. Three scenarios, each followed by a repair and a check:
 
   full       a filler file leaves ~1 MiB free; member 3's writes fail (ENOSPC). It must stop
-             acknowledging and say why; the ensemble goes on. It is restarted once while the disk
-             is still full (it must not serve), then the filler is removed and it is restarted.
+             acknowledging and say why (log and mntr); the ensemble goes on. Repair: the filler
+             is removed; member 3, still the same process, opens its store again and catches up.
   failing    the filesystem starts failing writes (ext4 trigger_fs_error: from then on every
-             write is refused with EROFS, as after an I/O error of the device). Repair: unmount,
-             e2fsck, mount again, restart.
+             write is refused with EROFS, as after an I/O error of the device). Member 3 must
+             let go of its files: repair is unmount, e2fsck, mount again, and member 3 (the same
+             process) comes back by itself.
+
+With --policy exit (`minizk server --on-store-failure exit`, ZooKeeper's way) member 3 must
+exit with status 1 instead; it is restarted once on the still-full disk (it must not serve),
+and restarted after each repair.
   readonly   member 3 is restarted with its data directory made read-only (a read-only bind
              mount over it). It must refuse to serve. Repair: remove the bind mount, restart.
 
@@ -35,8 +40,8 @@ def run(*cmd, check=True):
 
 
 class Ensemble:
-    def __init__(self, binary, workdir):
-        self.binary, self.workdir = binary, workdir
+    def __init__(self, binary, workdir, policy="retry"):
+        self.binary, self.workdir, self.policy = binary, workdir, policy
         ports = free_ports(6)
         self.client_ports, self.peer_ports = ports[:3], ports[3:]
         self.cfg = os.path.join(workdir, "zoo.cfg")
@@ -58,7 +63,7 @@ class Ensemble:
             log.flush()
             self.procs[sid] = subprocess.Popen(
                 [self.binary, "server", "--config", self.cfg, "--id", str(sid), "--data-dir", self.data_dir(sid),
-                 "--log-level", "notice"], stdout=log, stderr=log)
+                 "--log-level", "notice", "--on-store-failure", self.policy, "--store-retry-ms", "500"], stdout=log, stderr=log)
 
     def stop(self, sid):
         p = self.procs.get(sid)
@@ -183,6 +188,29 @@ class Run:
         except subprocess.TimeoutExpired:
             return None
 
+    def wait_failed(self, sid, seconds):
+        """Member `sid`'s `zk_store_failure` line from mntr once it reports a failed store, or None."""
+        end = time.time() + seconds
+        while time.time() < end:
+            m = re.search(r"^zk_store_failure\t(.*)$", four_letter(self.ensemble.port(sid), "mntr"), re.M)
+            if m:
+                return m.group(1)
+            time.sleep(0.2)
+        return None
+
+    def stays_up_and_says_why(self, sid, since, pattern):
+        """Under the retry policy: the process lives on, mntr reports the failed store, the log says why."""
+        failure = self.wait_failed(sid, 90)
+        self.check(f"member {sid} stops serving and mntr says why", failure is not None and re.search(pattern, failure, re.I) is not None,
+                   (failure or "no zk_store_failure in mntr")[:200])
+        self.check(f"member {sid} stays up (the same process)", self.ensemble.procs[sid].poll() is None)
+        lines = self.reason(sid, since)
+        self.check(f"member {sid} says why in its log", any(re.search(pattern, l, re.I) for l in lines),
+                   (lines[-1][:200] if lines else "nothing logged"))
+
+    def came_back_by_itself(self, sid, label):
+        self.check(f"{label}: member {sid} came back without a restart", self.ensemble.procs[sid].poll() is None)
+
     def reason(self, sid, since):
         """The log lines of member `sid` after byte offset `since` that say why it stopped."""
         with open(self.ensemble.log_path(sid), errors="replace") as f:
@@ -236,6 +264,17 @@ def scenario_full(r, disk, e):
     leave = 1 << 20
     run("fallocate", "-l", str(max(disk.free_bytes() - leave, 0)), filler)
     print(f"  filler written, {disk.free_bytes() >> 10} KiB left", flush=True)
+    if e.policy == "retry":
+        r.stays_up_and_says_why(3, since, r"full|space|SQLITE_FULL|ENOSPC")
+        r.goes_on()
+        # While the disk stays full, member 3 tries its store again every 500 ms and keeps failing.
+        time.sleep(3)
+        r.check("on the still-full disk, member 3 still reports its failed store", r.wait_failed(3, 10) is not None)
+        os.remove(filler)
+        print(f"  filler removed, {disk.free_bytes() >> 20} MiB free; member 3 left to come back", flush=True)
+        r.caught_up("after space was freed")
+        r.came_back_by_itself(3, "after space was freed")
+        return
     code = r.wait_exit(3, 90)
     r.check("member 3 stops when its disk is full", code is not None, f"exit status {code}")
     lines = r.reason(3, since)
@@ -264,6 +303,28 @@ def scenario_failing(r, disk, e):
     with open(f"/sys/fs/ext4/{name}/trigger_fs_error", "w") as f:
         f.write("1\n")
     print("  ext4 error triggered: every write is refused from now on", flush=True)
+    if e.policy == "retry":
+        r.stays_up_and_says_why(3, since, r"I/O|read-only|readonly|error")
+        r.goes_on()
+        # The member closed its store: the file system can be unmounted under the running process.
+        unmounted = False
+        for _ in range(20):
+            if run("umount", disk.mountpoint, check=False).returncode == 0:
+                unmounted = True
+                break
+            time.sleep(0.3)
+        r.check("member 3 let go of its files (the file system unmounts under it)", unmounted)
+        if not unmounted:
+            run("umount", "-l", disk.mountpoint, check=False)
+        fsck = run("e2fsck", "-fy", disk.image, check=False)
+        time.sleep(1.5)
+        r.check("with its data directory gone, member 3 does not start from an empty store",
+                not os.path.exists(os.path.join(e.data_dir(3), "minizk.sqlite3")) and r.wait_failed(3, 5) is not None)
+        print(f"  unmounted, e2fsck exit {fsck.returncode}, mounting again; member 3 left to come back", flush=True)
+        disk.mount()
+        r.caught_up("after the device was repaired")
+        r.came_back_by_itself(3, "after the device was repaired")
+        return
     code = r.wait_exit(3, 90)
     r.check("member 3 stops when its device fails writes", code is not None, f"exit status {code}")
     lines = r.reason(3, since)
@@ -306,9 +367,11 @@ def main():
     parser.add_argument("--disk-mb", type=int, default=48)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--scenarios", default="full,failing,readonly")
+    parser.add_argument("--policy", choices=("retry", "exit"), default="retry",
+                        help="member 3's --on-store-failure (the other members keep the default)")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="minizk-disk-")
-    e = Ensemble(os.path.abspath(args.minizk), workdir)
+    e = Ensemble(os.path.abspath(args.minizk), workdir, args.policy)
     disk = writer = None
     results = []
     started = time.time()

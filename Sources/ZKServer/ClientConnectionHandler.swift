@@ -190,6 +190,11 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             return false
         }
         guard let word = FourLetterWord.detect(first4) else {
+            if let failure = host.storeFailure {
+                // A replica whose store failed answers four-letter words only.
+                _ = closeNow(reason: "not serving: \(failure)")
+                return false
+            }
             state = .awaitingConnect
             return true
         }

@@ -158,6 +158,27 @@ public enum FourLetterWordResponder {
         }
     }
 
+    /// ZooKeeper's answer to most words while it does not serve.
+    public static let notServing = "This ZooKeeper instance is not currently serving requests\n"
+
+    /// The answer of a replica whose store failed: `ruok`, `conf`, `envi` and `dirs` as usual
+    /// (the process runs), `mntr` with `zk_server_state` `not_serving` and the failure
+    /// (`zk_store_failed`, `zk_store_failure`), and ZooKeeper's "not currently serving" otherwise.
+    public static func respondNotServing(to word: FourLetterWord, snapshot s: FourLetterWordSnapshot, storeFailure: String) -> String {
+        switch word {
+        case .ruok, .conf, .envi, .dirs, .gtmk, .stmk, .crst, .srst:
+            return respond(to: word, snapshot: s)
+        case .mntr:
+            var failed = s
+            failed.status.mode = "not_serving"
+            // One line each: the reason is free text.
+            let reason = storeFailure.map { $0 == "\n" || $0 == "\t" ? " " : $0 }
+            return monitor(failed) + "zk_store_failed\t1\nzk_store_failure\t\(String(reason))\n"
+        default:
+            return notServing
+        }
+    }
+
     // MARK: - srvr, stat
 
     static func serverSummary(_ s: FourLetterWordSnapshot, withClients: Bool) -> String {

@@ -217,6 +217,14 @@ public final class MiniZKServer: Sendable {
         replicaHost.eventLoop.execute { replicaHost.whenFailed(callback) }
     }
 
+    /// After the store failed: completes once nothing touches the store any more, so that the
+    /// caller may close it (releasing its files) and open it again later. The failed server keeps
+    /// its client port and answers four-letter words, `mntr` saying why it does not serve.
+    public func storeReleased() async throws {
+        let replicaHost = self.replicaHost
+        try await replicaHost.eventLoop.flatSubmit { replicaHost.storageThreadStopped() }.get()
+    }
+
     /// This server's metrics in the Prometheus text format, as of now (`/metrics`).
     public func prometheusText() async throws -> String {
         let snapshot = try await operationsSnapshot()

@@ -250,7 +250,16 @@ final class ReplicaHost: @unchecked Sendable {
         _ handler: ClientConnectionHandler, peerAddress: String, peerPort: Int
     ) -> ConnectionStatistics? {
         eventLoop.preconditionInEventLoop()
-        guard case .running = state else { return nil }
+        switch state {
+        case .running:
+            break
+        case .failed:
+            // Only four-letter words are answered (`mntr` says why nothing else is); the handler
+            // closes any other connection once it knows.
+            break
+        case .stopping:
+            return nil
+        }
         metrics.connectionRequests.increment()
         // ZooKeeper's NIOServerCnxnFactory checks both limits as it accepts, with these messages.
         if options.connectionsMax > 0, connections.count >= options.connectionsMax {
@@ -293,6 +302,9 @@ final class ReplicaHost: @unchecked Sendable {
     /// `stmk`.
     func answer(_ word: FourLetterWord, argument: Int64?) -> String {
         eventLoop.preconditionInEventLoop()
+        if case .failed(let reason) = state {
+            return FourLetterWordResponder.respondNotServing(to: word, snapshot: snapshot(), storeFailure: reason)
+        }
         switch word {
         case .crst:
             for handler in connections.values { handler.statistics.reset() }
@@ -414,6 +426,19 @@ final class ReplicaHost: @unchecked Sendable {
     /// Bytes of one client frame (its length prefix included), for `bytes_received_count`.
     func bytesReceived(_ count: Int) {
         metrics.bytesReceived.increment(by: Int64(count))
+    }
+
+    /// Why the store failed, once it has; nil while the replica runs.
+    var storeFailure: String? {
+        if case .failed(let reason) = state { return reason }
+        return nil
+    }
+
+    /// Completes once the storage thread has stopped, after `stop()` or a store failure: from
+    /// then on nothing touches the store.
+    func storageThreadStopped() -> EventLoopFuture<Void> {
+        eventLoop.preconditionInEventLoop()
+        return storageStopped ?? eventLoop.makeSucceededVoidFuture()
     }
 
     /// Calls `callback` with the reason once the replica stops serving because its store failed.
@@ -711,6 +736,14 @@ final class ReplicaHost: @unchecked Sendable {
         for handler in connections.values {
             _ = handler.closeNow(reason: reason)
         }
+        // Peers see this member go at once, rather than when it misses its deadlines.
+        peerTransport?.detach(serverId: config.serverId)
+        peerTransport = nil
+        // Nothing more is written: the thread stops, and the shell may close the store (and
+        // release its files) once `storageThreadStopped` completes.
+        pendingStorage = []
+        loopTurns.leave(ObjectIdentifier(self))
+        storage.stop()
     }
 }
 

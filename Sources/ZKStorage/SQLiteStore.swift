@@ -56,6 +56,11 @@ public final class SQLiteStore: ReplicaStore {
         public var snapshotChunkBytes = 1 << 20
         /// Opens an existing store without changing it (for `minizk inspect`).
         public var readOnly = false
+        /// Refuses to create a store: the directory must already hold one. A server opening its
+        /// store again after a failure sets it, so that a data directory that went away (a file
+        /// system not mounted back yet) is not taken for a new, empty member: that member would
+        /// have forgotten what it acknowledged.
+        public var mustExist = false
         public init() {}
     }
 
@@ -122,11 +127,12 @@ public final class SQLiteStore: ReplicaStore {
         self.directory = directory
         self.path = (directory as NSString).appendingPathComponent(Self.fileName)
         self.options = options
-        if options.readOnly {
+        if options.readOnly || options.mustExist {
             guard FileManager.default.fileExists(atPath: path) else {
                 throw .sqlite(file: path, code: SQLITE_CANTOPEN, message: "no MiniZK store here")
             }
-        } else {
+        }
+        if !options.readOnly {
             do {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             } catch {
@@ -161,9 +167,17 @@ public final class SQLiteStore: ReplicaStore {
     }
 
     deinit {
+        close()
+    }
+
+    /// Closes the database and gives up the lock; every later use fails. Closing twice is harmless.
+    /// For a server whose store failed: it lets go of its files (so that the file system can be
+    /// repaired) before it opens the store again.
+    public func close() {
         statements.removeAll()
         db.close()
-        if lockDescriptor >= 0 { close(lockDescriptor) }
+        if lockDescriptor >= 0 { Glibc.close(lockDescriptor) }
+        lockDescriptor = -1
     }
 
     /// Takes an exclusive record lock on `path`; returns the descriptor that holds it.
@@ -179,7 +193,7 @@ public final class SQLiteStore: ReplicaStore {
         request.l_len = 0
         guard fcntl(descriptor, F_SETLK, &request) == 0 else {
             let reason = errno
-            close(descriptor)
+            Glibc.close(descriptor)
             if reason == EACCES || reason == EAGAIN { throw .inUse(file: path) }
             throw .sqlite(file: path, code: -1, message: "cannot lock: \(String(cString: strerror(reason)))")
         }

@@ -108,6 +108,12 @@ struct ReplicaArguments: ParsableArguments {
     @Flag(inversion: .prefixedNo, help: "fsync every group-commit batch of the SQLite log (ZooKeeper's forceSync).")
     var forceSync = true
 
+    @Option(help: "When the SQLite store fails while serving (disk full, write errors, read-only file system): retry (keep the port, answer four-letter words with the reason in mntr, open the store again every --store-retry-ms and serve again once it works) or exit (status 1, as ZooKeeper, for a supervisor).")
+    var onStoreFailure: StoreFailurePolicy = .retry
+
+    @Option(help: "Milliseconds between attempts to open a failed store again (--on-store-failure retry).")
+    var storeRetryMs: Int = 2_000
+
     @Option(help: "Take a snapshot after about this many logged transactions (drawn in [N/2, N]; ZooKeeper's snapCount).")
     var snapshotEvery: Int = 100_000
 
@@ -130,6 +136,7 @@ struct ReplicaArguments: ParsableArguments {
             throw ValidationError("unknown --log-level \(logLevel)")
         }
         guard snapshotEvery > 0 else { throw ValidationError("--snapshot-every must be positive") }
+        guard storeRetryMs > 0 else { throw ValidationError("--store-retry-ms must be positive") }
         guard snapshotsKept > 0 else { throw ValidationError("--snapshots-kept must be positive") }
         guard groupCommitMaxTransactions > 0, groupCommitMaxBytes > 0 else {
             throw ValidationError("--group-commit-max-transactions and --group-commit-max-bytes must be positive")
@@ -137,8 +144,10 @@ struct ReplicaArguments: ParsableArguments {
     }
 
     /// The SQLite store under `directory` with these arguments' settings.
-    func makeStore(directory: String) throws -> SQLiteStore {
+    /// The SQLite store under `directory`; with `mustExist`, only one that is already there.
+    func makeStore(directory: String, mustExist: Bool = false) throws -> SQLiteStore {
         var options = SQLiteStore.Options()
+        options.mustExist = mustExist
         options.forceSync = forceSync
         options.snapshotsKept = snapshotsKept
         return try SQLiteStore(directory: directory, options: options)
@@ -270,35 +279,47 @@ struct ServerCommand: AsyncParsableCommand {
             options.fourLetterWords = FourLetterWordWhitelist(parsing: whitelist)
         }
         let dataDir = replica.dataDir ?? zooConfig.dataDir ?? "minizk-data/node-\(id)"
-        let store: any ReplicaStore
-        if inMemory { store = MemoryStore(keepsEncoded: false) } else { store = try replica.makeStore(directory: dataDir) }
+        let sqliteStore: SQLiteStore? = inMemory ? nil : try replica.makeStore(directory: dataDir)
         let peers = zooConfig.servers.map { TCPPeerTransport.Peer(id: $0.id, host: $0.host, port: $0.peerPort) }
-        let transport = TCPPeerTransport(serverId: id, peers: peers, group: group, logger: logger)
-        try await transport.listen(host: me.host, port: me.peerPort)
         if replica.maxClientCnxns == nil, let value = zooConfig.maxClientCnxns { options.connectionsPerClientAddressMax = max(0, value) }
         if replica.maxCnxns == nil, let value = zooConfig.maxCnxns { options.connectionsMax = max(0, value) }
         if replica.globalOutstandingLimit == nil, let value = zooConfig.globalOutstandingLimit {
             options.outstandingRequestsMax = max(0, value)
         }
-        let server = try await MiniZKServer.start(
-            config: replicaConfig, host: me.clientHost, port: me.clientPort, group: group, logger: logger,
-            options: options, store: store, transport: transport, secure: try replica.secureClientPort())
-        printLine("MiniZK replica \(id) of \(zooConfig.servers.count) serving on \(server.host):\(server.localPort)" + tlsNote(server))
-        // A member of a multi-process ensemble shows itself only: its peers are other processes.
-        let console = (replica.adminPort ?? zooConfig.adminPort) == nil ? nil : Console(
-            members: { [ConsoleMember(id: id, host: server.host, clientPort: server.localPort, server: server)] })
-        await console?.monitor.start()
-        let endpoints = try await OperationsEndpoints.start(
-            for: server, host: zooConfig.metricsHTTPHost ?? zooConfig.adminServerAddress ?? me.clientHost,
-            metricsPort: replica.metricsPort ?? zooConfig.metricsPort, adminPort: replica.adminPort ?? zooConfig.adminPort,
-            context: AdminCommands.Context(
-                initialConfiguration: (try? String(contentsOfFile: path, encoding: .utf8)) ?? "", clientHost: me.clientHost),
-            console: console, memberId: id, logger: logger)
-        server.whenStoreFails { reason in signals.storeFailed(reason) }
-        let stop = await signals.wait()
-        await console?.monitor.stop()
-        await endpoints.stop()
-        try await server.shutdown()
+        let serverOptions = options
+        let replica = self.replica
+        let initialConfiguration = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        /// Starts the replica on `store` with its metrics, admin server and console.
+        func start(_ store: any ReplicaStore, clientPort: Int, securePort: Int?) async throws -> Incarnation {
+            var secure = try replica.secureClientPort()
+            if let securePort { secure?.port = securePort }
+            // A transport per incarnation: shutting a server down detaches and closes its own.
+            let transport = TCPPeerTransport(serverId: id, peers: peers, group: group, logger: logger)
+            try await listenRetryingWhileInUse { try await transport.listen(host: me.host, port: me.peerPort) }
+            let server = try await MiniZKServer.start(
+                config: replicaConfig, host: me.clientHost, port: clientPort, group: group, logger: logger,
+                options: serverOptions, store: store, transport: transport, secure: secure)
+            // A member of a multi-process ensemble shows itself only: its peers are other processes.
+            let console = (replica.adminPort ?? zooConfig.adminPort) == nil ? nil : Console(
+                members: { [ConsoleMember(id: id, host: server.host, clientPort: server.localPort, server: server)] })
+            await console?.monitor.start()
+            let endpoints = try await OperationsEndpoints.start(
+                for: server, host: zooConfig.metricsHTTPHost ?? zooConfig.adminServerAddress ?? me.clientHost,
+                metricsPort: replica.metricsPort ?? zooConfig.metricsPort, adminPort: replica.adminPort ?? zooConfig.adminPort,
+                context: AdminCommands.Context(initialConfiguration: initialConfiguration, clientHost: me.clientHost),
+                console: console, memberId: id, logger: logger)
+            return Incarnation(server: server) {
+                await console?.monitor.stop()
+                await endpoints.stop()
+            }
+        }
+        let first = try await start(sqliteStore ?? MemoryStore(keepsEncoded: false), clientPort: me.clientPort, securePort: nil)
+        printLine("MiniZK replica \(id) of \(zooConfig.servers.count) serving on \(first.server.host):\(first.server.localPort)" + tlsNote(first.server))
+        let stop = try await serveRetryingTheStore(
+            policy: replica.onStoreFailure, retryMs: replica.storeRetryMs, logger: logger, signals: signals,
+            first: first, store: sqliteStore,
+            reopen: { try replica.makeStore(directory: dataDir, mustExist: true) },
+            restart: { store, ports in try await start(store, clientPort: ports.client, securePort: ports.secure) })
         try await group.shutdownGracefully()
         try stop.exit(logger: logger)
     }
@@ -425,47 +446,53 @@ private func tlsNote(_ server: MiniZKServer) -> String {
     server.secureLocalPort.map { ", TLS on \(server.host):\($0)" } ?? ""
 }
 
-/// Starts a server, reports it, waits for SIGINT or SIGTERM and shuts down cleanly.
+/// Starts a server, reports it, waits for SIGINT or SIGTERM and shuts down cleanly; a store that
+/// fails meanwhile is retried or ends the process (`--on-store-failure`).
 private func serve(
     replica arguments: ReplicaArguments, port: Int, inMemory: Bool, announce: (MiniZKServer) -> Void
 ) async throws {
     let logger = arguments.makeLogger()
     let signals = TerminationSignals()
     let group = MultiThreadedEventLoopGroup(numberOfThreads: min(2, System.coreCount))
-    let server: MiniZKServer
-    do {
-        let store: any ReplicaStore
-        if inMemory || arguments.dataDir == nil {
-            store = MemoryStore(keepsEncoded: false)
-        } else {
-            store = try arguments.makeStore(directory: arguments.dataDir!)
+    let dataDir = inMemory ? nil : arguments.dataDir
+    /// Starts the replica on `store` with its metrics, admin server and console.
+    func start(_ store: any ReplicaStore, clientPort: Int, securePort: Int?) async throws -> Incarnation {
+        var secure = try arguments.secureClientPort()
+        if let securePort { secure?.port = securePort }
+        let server = try await MiniZKServer.start(
+            config: try arguments.replicaConfig(clientPort: clientPort), host: arguments.host, port: clientPort, group: group,
+            logger: logger, options: arguments.serverOptions, store: store, secure: secure)
+        let console = arguments.adminPort == nil ? nil : Console(servers: [server])
+        await console?.monitor.start()
+        do {
+            let endpoints = try await OperationsEndpoints.start(
+                for: server, host: arguments.host, metricsPort: arguments.metricsPort, adminPort: arguments.adminPort,
+                context: AdminCommands.Context(clientHost: arguments.host), console: console, logger: logger)
+            return Incarnation(server: server) {
+                await console?.monitor.stop()
+                await endpoints.stop()
+            }
+        } catch {
+            await console?.monitor.stop()
+            try? await server.shutdown()
+            throw error
         }
-        server = try await MiniZKServer.start(
-            config: try arguments.replicaConfig(clientPort: port), host: arguments.host, port: port, group: group,
-            logger: logger, options: arguments.serverOptions, store: store, secure: try arguments.secureClientPort())
-    } catch {
-        try? await group.shutdownGracefully()
-        throw error
     }
-    announce(server)
-    let console = arguments.adminPort == nil ? nil : Console(servers: [server])
-    await console?.monitor.start()
-    let endpoints: OperationsEndpoints
+    let sqliteStore: SQLiteStore?
+    let first: Incarnation
     do {
-        endpoints = try await OperationsEndpoints.start(
-            for: server, host: arguments.host, metricsPort: arguments.metricsPort, adminPort: arguments.adminPort,
-            context: AdminCommands.Context(clientHost: arguments.host), console: console, logger: logger)
+        sqliteStore = try dataDir.map { try arguments.makeStore(directory: $0) }
+        first = try await start(sqliteStore ?? MemoryStore(keepsEncoded: false), clientPort: port, securePort: nil)
     } catch {
-        await console?.monitor.stop()
-        try? await server.shutdown()
         try? await group.shutdownGracefully()
         throw error
     }
-    server.whenStoreFails { reason in signals.storeFailed(reason) }
-    let stop = await signals.wait()
-    await console?.monitor.stop()
-    await endpoints.stop()
-    try await server.shutdown()
+    announce(first.server)
+    let stop = try await serveRetryingTheStore(
+        policy: arguments.onStoreFailure, retryMs: arguments.storeRetryMs, logger: logger, signals: signals,
+        first: first, store: sqliteStore,
+        reopen: { try arguments.makeStore(directory: dataDir!, mustExist: true) },
+        restart: { store, ports in try await start(store, clientPort: ports.client, securePort: ports.secure) })
     try await group.shutdownGracefully()
     try stop.exit(logger: logger)
 }
@@ -528,13 +555,14 @@ enum StopReason: Sendable {
 }
 
 /// SIGINT and SIGTERM, delivered through Dispatch instead of their default (fatal) action, and
-/// store failures, which stop a server command too.
+/// store failures, which stop a server command too (or make it retry the store).
 final class TerminationSignals: @unchecked Sendable {
     private let queue = DispatchQueue(label: "minizk.signals")
     // Touched only on `queue`.
     private var sources: [any DispatchSourceSignal] = []
     private var received: StopReason?
-    private var waiter: CheckedContinuation<StopReason, Never>?
+    private var waiter: CheckedContinuation<StopReason?, Never>?
+    private var waits: UInt64 = 0
 
     init() {
         for signalNumber in [SIGINT, SIGTERM] {
@@ -548,14 +576,34 @@ final class TerminationSignals: @unchecked Sendable {
 
     /// Returns the first reason to stop: a termination signal or a store failure.
     func wait() async -> StopReason {
+        await wait(timeoutMs: nil)!
+    }
+
+    /// The first reason to stop, or nil once `timeoutMs` passed without one.
+    func wait(timeoutMs: Int?) async -> StopReason? {
         await withCheckedContinuation { continuation in
             queue.async {
                 if let received = self.received {
                     continuation.resume(returning: received)
-                } else {
-                    self.waiter = continuation
+                    return
+                }
+                self.waits += 1
+                self.waiter = continuation
+                guard let timeoutMs else { return }
+                let wait = self.waits
+                self.queue.asyncAfter(deadline: .now() + .milliseconds(timeoutMs)) {
+                    guard self.waits == wait, let waiter = self.waiter else { return }
+                    self.waiter = nil
+                    waiter.resume(returning: nil)
                 }
             }
+        }
+    }
+
+    /// Forgets a store failure already handled (a signal is never forgotten).
+    func clearStoreFailure() {
+        queue.sync {
+            if case .storeFailed = received { received = nil }
         }
     }
 
@@ -568,8 +616,13 @@ final class TerminationSignals: @unchecked Sendable {
     }
 
     private func deliver(_ reason: StopReason) {
-        guard received == nil else { return }
-        received = reason
+        switch (received, reason) {
+        case (nil, _), (.storeFailed?, .signal):
+            // A signal overrides a failure not yet handled: the process is asked to stop.
+            received = reason
+        default:
+            return
+        }
         waiter?.resume(returning: reason)
         waiter = nil
     }

@@ -229,6 +229,43 @@ final class ServerTests: XCTestCase {
         try await group.shutdownGracefully()
     }
 
+    /// A replica whose store failed keeps its port for four-letter words: `mntr` says it does not
+    /// serve and why, `srvr` says what ZooKeeper says, a session is refused (the connection is
+    /// closed), and `storeReleased` completes, after which nothing touches the store.
+    func testAFailedStoreIsReportedByMntrAndSessionsAreRefused() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var options = ServerOptions()
+        options.fourLetterWords = .all
+        let server = try await MiniZKServer.start(
+            config: ReplicaConfig(), host: "127.0.0.1", port: 0, group: group, logger: Logger(label: "test"),
+            options: options, store: FailingStore())
+        let failed = AsyncStream<String> { continuation in server.whenStoreFails { continuation.yield($0) } }
+        let client = try await RawClient.connect(port: server.localPort, group: group)
+        var buffer = ByteBuffer()
+        ClientMessageEncoder.encode(ConnectRequest(timeoutMs: 10_000), into: &buffer)
+        try await client.send(buffer)
+        var reasons = failed.makeAsyncIterator()
+        let reason = await reasons.next()
+        XCTAssertEqual(reason?.contains("database or disk is full"), true, "\(reason ?? "no failure")")
+        try await server.storeReleased()
+
+        let mntr = try await fourLetterWord("mntr", port: server.localPort, group: group)
+        XCTAssertTrue(mntr.contains("zk_server_state\tnot_serving\n"), mntr)
+        XCTAssertTrue(mntr.contains("zk_store_failed\t1\n"), mntr)
+        XCTAssertTrue(mntr.contains("zk_store_failure\t") && mntr.contains("database or disk is full"), mntr)
+        let srvr = try await fourLetterWord("srvr", port: server.localPort, group: group)
+        XCTAssertEqual(srvr, FourLetterWordResponder.notServing)
+        let ruok = try await fourLetterWord("ruok", port: server.localPort, group: group)
+        XCTAssertEqual(ruok, "imok")
+
+        let refused = try await RawClient.connect(port: server.localPort, group: group)
+        try await refused.send(buffer)
+        let answer = try await refused.nextFrame()
+        XCTAssertNil(answer, "a session was answered by a replica whose store failed")
+        try await server.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     // MARK: - Bad input closes only the connection it came on
 
     func testMalformedRequestClosesOnlyThatConnection() async throws {

@@ -107,6 +107,24 @@ final class SQLiteStoreTests: XCTestCase {
         XCTAssertTrue(recovered.tree.sameNodes(as: other))
     }
 
+    /// A store opened again after a failure must be the one that was there: `mustExist` refuses
+    /// an empty directory (and creates nothing in it); `close()` may be called twice, and the
+    /// store opens again after it.
+    func testMustExistRefusesAMissingStoreAndCloseReleasesTheLock() throws {
+        var again = SQLiteStore.Options()
+        again.mustExist = true
+        XCTAssertThrowsError(try SQLiteStore(directory: directory, options: again)) { error in
+            XCTAssertTrue("\(error)".contains("no MiniZK store here"), "\(error)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory), "a refused open created the directory")
+        let store = try SQLiteStore(directory: directory)
+        try store.append(makeTransactions(1...3))
+        store.close()
+        store.close()
+        let reopened = try SQLiteStore(directory: directory, options: again)
+        XCTAssertEqual(try reopened.recover().log.count, 3)
+    }
+
     func testHardStateSurvivesRestart() throws {
         var hard = HardState()
         hard.currentEpoch = 3
