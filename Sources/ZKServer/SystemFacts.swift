@@ -11,10 +11,27 @@ import Darwin
 // the `nowMs` of each step.
 
 enum SystemFacts {
-    /// Milliseconds since the Unix epoch by the system's real-time clock.
+    /// The replica's time: milliseconds since the Unix epoch that never jump (`SteadyWallClock`).
     static func wallClockMs() -> Int64 {
+        steadyClock.nowMs()
+    }
+
+    private static let steadyClock = SteadyWallClock(wallMs: realTimeMs, monotonicMs: monotonicMs)
+
+    /// Milliseconds since the Unix epoch by the system's real-time clock, which an operator or
+    /// NTP may step forwards or backwards.
+    static func realTimeMs() -> Int64 {
+        milliseconds(of: CLOCK_REALTIME)
+    }
+
+    /// Milliseconds of the monotonic clock: never stepped (slewed by NTP, like the real-time one).
+    @Sendable static func monotonicMs() -> Int64 {
+        milliseconds(of: CLOCK_MONOTONIC)
+    }
+
+    private static func milliseconds(of clock: clockid_t) -> Int64 {
         var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
+        clock_gettime(clock, &now)
         return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
     }
 
@@ -120,5 +137,28 @@ enum SystemFacts {
     private static func string(fromCString buffer: [CChar]) -> String {
         let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
         return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// Wall-clock time that follows the monotonic clock: the real-time clock is read once, when the
+/// process first asks, and advanced by the monotonic clock from then on. A step of the system
+/// clock (an operator's `date -s`, NTP correcting a large offset, a virtual machine resumed) moves
+/// nothing: sessions do not all expire at once when it jumps forwards, and a dead leader is still
+/// noticed on time when it jumps backwards, as ZooKeeper measures its timeouts on a monotonic
+/// clock too. Znode times (`ctime`, `mtime`) keep following the real time up to the steps since
+/// start-up, which a restart takes in.
+struct SteadyWallClock: Sendable {
+    private let anchorWallMs: Int64
+    private let anchorMonotonicMs: Int64
+    private let monotonicMs: @Sendable () -> Int64
+
+    init(wallMs: () -> Int64, monotonicMs: @escaping @Sendable () -> Int64) {
+        self.anchorMonotonicMs = monotonicMs()
+        self.anchorWallMs = wallMs()
+        self.monotonicMs = monotonicMs
+    }
+
+    func nowMs() -> Int64 {
+        anchorWallMs + (monotonicMs() - anchorMonotonicMs)
     }
 }
