@@ -108,10 +108,10 @@ struct ReplicaArguments: ParsableArguments {
     @Flag(inversion: .prefixedNo, help: "fsync every group-commit batch of the SQLite log (ZooKeeper's forceSync).")
     var forceSync = true
 
-    @Option(help: "When the SQLite store fails while serving (disk full, write errors, read-only file system): retry (keep the port, answer four-letter words with the reason in mntr, open the store again every --store-retry-ms and serve again once it works) or exit (status 1, as ZooKeeper, for a supervisor).")
+    @Option(help: "minizk server: when the SQLite store fails while serving (disk full, write errors, read-only file system): retry (keep the port, answer four-letter words with the reason in mntr, open the store again every --store-retry-ms and serve again once it works) or exit (status 1, as ZooKeeper, for a supervisor).")
     var onStoreFailure: StoreFailurePolicy = .retry
 
-    @Option(help: "Milliseconds between attempts to open a failed store again (--on-store-failure retry).")
+    @Option(help: "Milliseconds between attempts to open a failed store again (minizk server --on-store-failure retry).")
     var storeRetryMs: Int = 2_000
 
     @Option(help: "Take a snapshot after about this many logged transactions (drawn in [N/2, N]; ZooKeeper's snapCount).")
