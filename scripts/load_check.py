@@ -493,7 +493,10 @@ def latency_summary(lines, start, end):
         errors = len(failed)
         summary[op] = {"n": len(taken), "errors": errors, "error_codes": sorted(set(failed)),
                        "p50_ms": round(percentile(taken, 0.5) * 1000, 3) if taken else None,
-                       "p99_ms": round(percentile(taken, 0.99) * 1000, 3) if taken else None}
+                       "p99_ms": round(percentile(taken, 0.99) * 1000, 3) if taken else None,
+                       "max_ms": round(max(taken + [t for (s, t, o, e) in lines
+                                                    if o == op and start <= s < end and e != "0"]) * 1000, 1)
+                       if taken or failed else None}
     return summary
 
 
@@ -549,8 +552,14 @@ def run_scenario(kind, scenario, sizes, binary, cycles=1):
         if normal is not None and normal.poll() is None:
             normal.kill()
             normal.wait()
-        server.destroy()
+        if KEEP:
+            server.stop()
+            log("kept %s" % server.work_dir)
+        else:
+            server.destroy()
 
+
+KEEP = False
 
 SIZES = {
     "full": {"sessions": 10000, "watch_sessions": 1000, "watch_nodes": 1000, "flood": 5000, "hold": 10.0, "idle": 4.0},
@@ -576,8 +585,8 @@ def table(all_results, runs):
     """Median over runs of each (scenario, server); ratios MiniZK / ZooKeeper."""
     header = ("| scenario | server | held | RSS idle MiB | RSS peak MiB | RSS held MiB | RSS 3 s after close MiB "
               "| get p50 / p99 ms, idle | get p50 / p99 ms, load | set p50 / p99 ms, idle | set p50 / p99 ms, load "
-              "| errors | server alive |")
-    lines = [header, "|" + "---|" * 13]
+              "| get / set max ms, load | errors | server alive |")
+    lines = [header, "|" + "---|" * 14]
     medians = {}
     for scenario in ("sessions", "watches", "flood"):
         for kind in ("minizk", "zk"):
@@ -588,17 +597,18 @@ def table(all_results, runs):
                  ("rss_idle_kib", "rss_peak_kib", "rss_held_kib", "rss_after_close_kib", "errors")}
             for phase in ("idle", "load"):
                 for op in ("get", "set"):
-                    for p in ("p50_ms", "p99_ms"):
+                    for p in ("p50_ms", "p99_ms", "max_ms"):
                         m["%s_%s_%s" % (phase, op, p)] = median_of(rs, lambda r, a=phase, b=op, c=p: r[a][b][c])
             m["op_errors"] = sum(r[ph][op]["errors"] for r in rs for ph in ("idle", "load") for op in ("get", "set"))
             medians[(scenario, kind)] = m
             name = "MiniZK" if kind == "minizk" else "ZooKeeper 3.8"
             held = " / ".join(dict.fromkeys(r["held"] for r in rs))  # every run's, when they differ
-            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s / %s | %s / %s | %d load, %d normal | %s |" % (
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s / %s | %s / %s | %s / %s | %d load, %d normal | %s |" % (
                 scenario, name, held, mib(m["rss_idle_kib"]), mib(m["rss_peak_kib"]), mib(m["rss_held_kib"]),
                 mib(m["rss_after_close_kib"]),
                 ms(m["idle_get_p50_ms"]), ms(m["idle_get_p99_ms"]), ms(m["load_get_p50_ms"]), ms(m["load_get_p99_ms"]),
                 ms(m["idle_set_p50_ms"]), ms(m["idle_set_p99_ms"]), ms(m["load_set_p50_ms"]), ms(m["load_set_p99_ms"]),
+                ms(m["load_get_max_ms"]), ms(m["load_set_max_ms"]),
                 m["errors"] or 0, m["op_errors"], "yes" if all(r["server_alive_after"] for r in rs) else "NO"))
     ratio_lines = ["| scenario | RSS peak | RSS held | get p99, load | set p99, load |", "|---|---|---|---|---|"]
     for scenario in ("sessions", "watches", "flood"):
@@ -655,12 +665,15 @@ def main():
     parser.add_argument("--cycles", type=int, default=1)
     parser.add_argument("--depth", type=int, default=0,
                         help="watches: requests outstanding per session (default: all 1,000 at once)")
+    parser.add_argument("--keep", action="store_true", help="keep each server's data, log and the normal client's calls")
     parser.add_argument("--json")
     parser.add_argument("--normal-client", nargs=2, metavar=("PORT", "OUT"))
     args = parser.parse_args()
     if args.normal_client:
         normal_client(int(args.normal_client[0]), args.normal_client[1])
         return 0
+    global KEEP
+    KEEP = args.keep
     sizes = dict(SIZES["ci" if args.ci else "full"], depth=args.depth)
     runs = args.runs or (1 if args.ci else 3)
     binary = os.path.abspath(zk.minizk_binary())
