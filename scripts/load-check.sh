@@ -3,7 +3,7 @@
 # 10,000 sessions at once, 1,000,000 watches, a flood of connections from one address, each while
 # a normal client's getData/setData latencies are measured; resident memory of each server.
 #
-# usage: scripts/load-check.sh [--ci] [--runs N] [--servers minizk,zk] [--scenarios ...] [--cycles N]
+# usage: scripts/load-check.sh [--ci] [--runs N] [--servers minizk,zk] [--scenarios ...] [--cycles N] [--depth N] [--keep] [--json FILE]
 # --ci: 1,000 sessions, 100,000 watches, 1,000 flood attempts, one run (about 80 s).
 # Environment: MINIZK_BIN (default: the release build, built if missing).
 set -euo pipefail

@@ -23,9 +23,15 @@ it is closed; the normal client's getData and setData p50/p99 before the load (i
 it (from the first load connection to the last close); errors.
 
 usage: scripts/load_check.py [--ci] [--runs N] [--servers minizk,zk] [--scenarios ...]
-                             [--cycles N] [--json FILE]
+                             [--cycles N] [--depth N] [--keep] [--json FILE]
 --cycles N repeats the load (and its close) N times on the same server and prints VmRSS after
 each close: growth from cycle to cycle is memory kept for sessions or watches that are gone.
+--depth N sets the watches N requests at a time per session (what the watch table costs,
+without the buffers of a burst); --keep keeps each server's directory (log, the normal client's
+calls in normal.txt).
+Exit status 1 when a property fails: a server died, the normal client was not served during the
+load, MiniZK admitted other than 60 flood connections or held fewer sessions than asked, a load
+request failed, or watches or connections were left after the close.
 """
 
 import argparse
