@@ -33,6 +33,15 @@ extension Replica {
             case .setWatches(let request), .setWatches2(let request):
                 // The reply carries the request's xid, whatever it is: kazoo and the C client send
                 // -8, ZooKeeper's Java client an ordinary xid that it checks against the reply.
+                if config.watchedPathsPerConnectionMax > 0 {
+                    let all = request.dataWatches + request.existWatches + request.childWatches
+                        + request.persistentWatches + request.persistentRecursiveWatches
+                    let new = Set(all).filter { !watches.watches($0, connection: id) }.count
+                    if watches.pathCount(of: id) + new > config.watchedPathsPerConnectionMax {
+                        ready.warnings.append(watchLimitWarning(id, sessionId, "setWatches of \(new) more paths"))
+                        throw ErrorCode.throttledOp
+                    }
+                }
                 setWatches(id, request, &ready)
                 reply(id, xid: header.xid, zxid: zxid, err: .ok, .empty, &ready)
             case .sasl(let token):
@@ -52,7 +61,13 @@ extension Replica {
                 }
                 reply(id, xid: header.xid, zxid: zxid, err: .ok, .multi(results), &ready)
             default:
-                let response = try answerOne(request, id, sessionId, connection)
+                let response: Response
+                do throws(ErrorCode) {
+                    response = try answerOne(request, id, sessionId, connection)
+                } catch .throttledOp {
+                    ready.warnings.append(watchLimitWarning(id, sessionId, "a watch on \(Self.watchedPath(request))"))
+                    throw ErrorCode.throttledOp
+                }
                 reply(id, xid: header.xid, zxid: zxid, err: .ok, response, &ready)
             }
         } catch {
@@ -133,20 +148,20 @@ extension Replica {
             // node needs nothing: the watch waits for its creation.
             let node = tree.node(path)
             if let node, !ACLs.check(node.acl, .read, authIds: connection.authIds) { throw .noAuth }
-            if watch { watches.addDataWatch(path, connection: id) }
+            if watch { try admitWatch(path, id); watches.addDataWatch(path, connection: id) }
             guard let node else { throw .noNode }
             return .stat(node.stat)
         case .getData(let path, let watch):
             let node = try readable(path, connection)
-            if watch { watches.addDataWatch(path, connection: id) }
+            if watch { try admitWatch(path, id); watches.addDataWatch(path, connection: id) }
             return .getData(data: node.data, stat: node.stat)
         case .getChildren(let path, let watch):
             let node = try readable(path, connection)
-            if watch { watches.addChildWatch(path, connection: id) }
+            if watch { try admitWatch(path, id); watches.addChildWatch(path, connection: id) }
             return .getChildren(children: Array(node.children).sorted())
         case .getChildren2(let path, let watch):
             let node = try readable(path, connection)
-            if watch { watches.addChildWatch(path, connection: id) }
+            if watch { try admitWatch(path, id); watches.addChildWatch(path, connection: id) }
             return .getChildren2(children: Array(node.children).sorted(), stat: node.stat)
         case .getACL(let path):
             guard let node = tree.node(path) else { throw .noNode }
@@ -169,6 +184,7 @@ extension Replica {
             return .whoAmI(connection.authIds.map(ACLs.clientInfo))
         case .addWatch(let path, let mode):
             guard let mode = AddWatchMode(rawValue: mode) else { throw .marshallingError }
+            try admitWatch(path, id)
             watches.addPersistentWatch(path, connection: id, recursive: mode == .persistentRecursive)
             return .errorResponse(0)
         case .checkWatches(let path, let type):
@@ -193,6 +209,33 @@ extension Replica {
         default:
             throw .unimplemented
         }
+    }
+
+    /// Throws THROTTLEDOP when a watch on `path` would take the connection past
+    /// `watchedPathsPerConnectionMax` watched paths (a path it already watches costs nothing).
+    func admitWatch(_ path: String, _ id: ConnectionID) throws(ErrorCode) {
+        let max = config.watchedPathsPerConnectionMax
+        guard max > 0, watches.pathCount(of: id) >= max, !watches.watches(path, connection: id) else { return }
+        throw .throttledOp
+    }
+
+    /// The path a watching read names, for the log.
+    static func watchedPath(_ request: Request) -> String {
+        switch request {
+        case .exists(let path, _), .getData(let path, _), .getChildren(let path, _), .getChildren2(let path, _),
+             .addWatch(let path, _):
+            return path
+        default:
+            return "?"
+        }
+    }
+
+    /// The warning logged for a request refused by `watchedPathsPerConnectionMax`.
+    func watchLimitWarning(_ id: ConnectionID, _ sessionId: Int64, _ what: String) -> String {
+        let connection = connections[id]
+        return "Refused \(what) with THROTTLEDOP: connection \(connection?.peerAddress ?? "?"):\(connection?.peerPort ?? 0) "
+            + "of session 0x\(String(UInt64(bitPattern: sessionId), radix: 16)) watches \(watches.pathCount(of: id)) paths, "
+            + "the most allowed (watchedPathsPerConnectionMax)"
     }
 
     /// Re-registers a reconnecting client's watches, firing at once what it missed since

@@ -32,6 +32,12 @@ public struct ReplicaConfig: Sendable {
     public var containerCheckIntervalMs: Int64 = 60_000
     /// Requests one connection may have waiting in the pipeline before it is disconnected.
     public var outstandingRequestsPerConnectionMax: Int = 1000
+    /// Paths one client connection may watch at once (a path watched for data and children
+    /// counts once); 0: no limit, as in ZooKeeper, which has none. A getData, exists,
+    /// getChildren or addWatch that would watch one more path is refused with THROTTLEDOP and
+    /// not executed; a setWatches that would is refused whole (nothing registered, nothing
+    /// fired). Each refusal is reported in `Ready.warnings`.
+    public var watchedPathsPerConnectionMax: Int = 0
     /// Client port, reported by `conf`.
     public var clientPort: Int = 2181
     public var dataDir: String = ""
@@ -148,6 +154,9 @@ public struct Ready: Sendable {
     /// Quota limits that writes prepared in this step exceeded (only with `enforceQuota`), for
     /// the shell's log; the hard ones were refused with QUOTAEXCEEDED.
     public var quotaExceeded: [QuotaExceeded] = []
+    /// Requests refused by a limit in this step (`watchedPathsPerConnectionMax`), worded for the
+    /// shell's log at warning.
+    public var warnings: [String] = []
     public init() {}
 
     public var isEmpty: Bool { storage.isEmpty && frames.isEmpty && close.isEmpty && messages.isEmpty && ensembleServers == nil }

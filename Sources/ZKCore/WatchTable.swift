@@ -211,6 +211,16 @@ public struct WatchTable: Sendable {
         (pathsByConnection[connection] ?? []).sorted()
     }
 
+    /// Paths the connection watches (in either table).
+    public func pathCount(of connection: ConnectionID) -> Int {
+        pathsByConnection[connection]?.count ?? 0
+    }
+
+    /// Whether the connection watches `path` (in either table).
+    public func watches(_ path: String, connection: ConnectionID) -> Bool {
+        pathsByConnection[connection]?.contains(path) ?? false
+    }
+
     public func entries(of connection: ConnectionID) -> Int {
         (pathsByConnection[connection] ?? []).reduce(0) { total, path in
             total + (data[path]?[connection] != nil ? 1 : 0) + (child[path]?[connection] != nil ? 1 : 0)

@@ -495,6 +495,7 @@ final class ReplicaHost: @unchecked Sendable {
         if let servers = ready.ensembleServers { peerTransport?.updatePeers(servers, of: config.serverId) }
         if ready.snapshotSoon { snapshotSchedule.takeSoon() }
         if !ready.quotaExceeded.isEmpty { logQuotaExceeded(ready.quotaExceeded) }
+        for warning in ready.warnings { logger.warning("\(warning)") }
         send(ready.frames)
         for (index, id) in ready.close.enumerated() {
             let reason = index < ready.closeReasons.count ? ready.closeReasons[index] : "closed by the replica"

@@ -88,6 +88,9 @@ struct ReplicaArguments: ParsableArguments {
     @Option(help: "Client connections in all (ZooKeeper's maxCnxns; default 0: no limit; also read from zoo.cfg).")
     var maxCnxns: Int?
 
+    @Option(help: "Paths one client connection may watch at once; a read that would watch one more is refused with THROTTLEDOP (default 0: no limit, as ZooKeeper).")
+    var maxWatchedPathsPerConnection: Int = 0
+
     @Option(help: "Requests outstanding over all client connections above which client sockets are not read until they are answered (ZooKeeper's globalOutstandingLimit; default 1000, also read from zoo.cfg; 0: no limit).")
     var globalOutstandingLimit: Int?
 
@@ -187,6 +190,7 @@ struct ReplicaArguments: ParsableArguments {
         config.reconfigEnabled = reconfigEnabled
         config.tickMs = tickMs
         config.minSessionTimeoutMs = minSessionTimeoutMs
+        config.watchedPathsPerConnectionMax = max(0, maxWatchedPathsPerConnection)
         config.maxSessionTimeoutMs = maxSessionTimeoutMs
         config.superDigest = superDigest
         config.extendedTypesEnabled = extendedTypes
@@ -269,6 +273,7 @@ struct ServerCommand: AsyncParsableCommand {
         replicaConfig.extendedTypesEnabled = zooConfig.extendedTypesEnabled || replica.extendedTypes
         if let ms = replica.minSessionTimeoutMs { replicaConfig.minSessionTimeoutMs = ms }
         if let ms = replica.maxSessionTimeoutMs { replicaConfig.maxSessionTimeoutMs = ms }
+        replicaConfig.watchedPathsPerConnectionMax = max(0, replica.maxWatchedPathsPerConnection)
         replicaConfig.reconfigEnabled = zooConfig.reconfigEnabled || replica.reconfigEnabled
         replicaConfig.enforceQuota = zooConfig.enforceQuota || replica.enforceQuota
         // Every member keeps the default session secret: a session must check out on any member,

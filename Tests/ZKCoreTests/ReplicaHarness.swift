@@ -15,6 +15,8 @@ struct ReplicaHarness {
     var xids: [ConnectionID: Int32] = [:]
     /// Every quota limit the replica reported exceeded, in order.
     var quotaExceeded: [QuotaExceeded] = []
+    /// Every warning the replica reported for the log, in order.
+    var warnings: [String] = []
 
     init(_ configure: (inout ReplicaConfig) -> Void = { _ in }) {
         var config = ReplicaConfig()
@@ -30,6 +32,7 @@ struct ReplicaHarness {
             for frame in ready.frames { frames[frame.connection, default: []].append(frame.frame) }
             closed.formUnion(ready.close)
             quotaExceeded.append(contentsOf: ready.quotaExceeded)
+            warnings.append(contentsOf: ready.warnings)
             guard ready.storageSequence > 0 else { break }
             log.append(contentsOf: ready.persist)
             ready = replica.step(.persisted(upTo: log.last?.zxid ?? 0, through: ready.storageSequence), nowMs: nowMs)
