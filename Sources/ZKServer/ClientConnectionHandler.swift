@@ -61,6 +61,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     private var isReadingPaused = false
     private var readWasRequested = false
     private var closeWhenFlushed = false
+    /// Requests read but left undecoded while reading is throttled (see `processInbound`).
+    private var isDecodingWithheld = false
     /// Counters for `cons`, `stat` and `crst`; only meaningful once the channel is active.
     var statistics = ConnectionStatistics(id: 0, peerAddress: "", peerPort: 0, establishedAtMs: 0)
 
@@ -162,9 +164,21 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         }
     }
 
-    /// The replica resumed after a pause: reads what the connection asked to read meanwhile.
+    /// The replica resumed after a pause, or throttling ended: decodes what was read and left
+    /// undecoded, then reads what the connection asked to read meanwhile.
     func readAfterPause() {
+        if isDecodingWithheld {
+            isDecodingWithheld = false
+            processInbound()
+            if let buffer = inbound, buffer.readableBytes == 0 { inbound = nil }
+            // Throttled again before this connection's bytes were all decoded: it waits its turn.
+            if isDecodingWithheld { return }
+        }
         guard readWasRequested, !isReadingPaused, let context else { return }
+        if host.isPaused || host.isThrottled {
+            host.withholdRead(self)
+            return
+        }
         readWasRequested = false
         context.read()
     }
@@ -176,7 +190,16 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             switch state {
             case .detecting:
                 guard detectFourLetterWord() else { return }
-            case .awaitingConnect, .connected:
+            case .awaitingConnect:
+                guard decodeNextFrame() else { return }
+            case .connected:
+                if host.isThrottled {
+                    // Requests already read wait undecoded, as those still in the socket do: what
+                    // queues ahead of other clients is bounded by the limit, not by this read.
+                    isDecodingWithheld = true
+                    host.withholdRead(self)
+                    return
+                }
                 guard decodeNextFrame() else { return }
             case .closing, .closed:
                 return

@@ -1,3 +1,4 @@
+import DequeModule
 import Logging
 import NIOCore
 import ZKCore
@@ -145,7 +146,11 @@ final class ReplicaHost: @unchecked Sendable {
     /// skipped, its connections' bytes stay unread.
     private(set) var isPaused = false
     private var heldInputs: [ReplicaInput] = []
-    private var withheldReads: [ObjectIdentifier: ClientConnectionHandler] = [:]
+    /// Connections waiting to read or to decode what they read, in the order they started to
+    /// wait: released first come, first served, so that a newcomer does not wait behind a burst
+    /// that arrived later.
+    private var withheldReads: Deque<ClientConnectionHandler> = []
+    private var withheldReadIDs: Set<ObjectIdentifier> = []
     /// Requests of every client connection decoded and not yet answered, and whether reading is
     /// throttled because there are more than `outstandingRequestsMax` of them.
     private(set) var outstandingRequests = 0
@@ -231,7 +236,8 @@ final class ReplicaHost: @unchecked Sendable {
         manualClock?.unregister(self)
         isPaused = false
         heldInputs = []
-        withheldReads = [:]
+        withheldReads = []
+        withheldReadIDs = []
         let closed = connections.values.map { handler in
             handler.closeNow(reason: "server shutting down")
         }
@@ -799,15 +805,16 @@ extension ReplicaHost {
     /// A connection wanted to read while the replica was paused or reading was throttled.
     func withholdRead(_ handler: ClientConnectionHandler) {
         eventLoop.preconditionInEventLoop()
-        withheldReads[ObjectIdentifier(handler)] = handler
+        if withheldReadIDs.insert(ObjectIdentifier(handler)).inserted { withheldReads.append(handler) }
     }
 
-    /// Lets the connections that wanted to read do so, unless paused or throttled.
+    /// Lets the connections that wanted to read (or to decode what they read) do so, in the order
+    /// they started to wait, until the replica is paused or reading is throttled again.
     private func releaseWithheldReads() {
-        guard !isPaused, !isThrottled, !withheldReads.isEmpty else { return }
-        let handlers = withheldReads.values
-        withheldReads = [:]
-        for handler in handlers { handler.readAfterPause() }
+        while !isPaused, !isThrottled, let handler = withheldReads.popFirst() {
+            withheldReadIDs.remove(ObjectIdentifier(handler))
+            handler.readAfterPause()
+        }
     }
 
     /// A connection's count of requests decoded and not yet answered changed by `delta`.
