@@ -2,7 +2,8 @@
 import PackageDescription
 
 /// Planted bugs for the simulator (`Simulations/planted-bugs.sh`): MINIZK_PLANTED_BUGS=A,B defines
-/// MINIZK_BUG_A and MINIZK_BUG_B in ZKCore, ZKRecipesCore and SparkLiteCore only, so that only they and what depends on them rebuild.
+/// MINIZK_BUG_A and MINIZK_BUG_B in ZKCore, ZKStorage, ZKRecipesCore and SparkLiteCore only, so that only they and what
+/// depends on them rebuild (ZKStorage depends on ZKCore, so it rebuilds anyway).
 /// (`swift build -Xswiftc -DMINIZK_BUG_A` works too, but rebuilds every package.)
 let plantedBugs: [SwiftSetting] = (Context.environment["MINIZK_PLANTED_BUGS"] ?? "")
     .split(separator: ",").map { .define("MINIZK_BUG_\($0)") }
@@ -61,7 +62,8 @@ let package = Package(
                 "ZKCore", "ZKProtocol", "CSQLite",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HashTreeCollections", package: "swift-collections"),
-            ]
+            ],
+            swiftSettings: plantedBugs
         ),
         .target(
             name: "ZKSimulator",

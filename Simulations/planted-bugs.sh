@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds MiniZK once per planted bug (ZKCore, ZKRecipesCore and SparkLiteCore compiled with
+# Builds MiniZK once per planted bug (ZKCore, ZKStorage, ZKRecipesCore and SparkLiteCore compiled with
 # -DMINIZK_BUG_<NAME>) and runs the simulator on seeds 1, 2, 3, ... (with recipe contenders for
 # the RECIPE_ bugs, SparkLite's scenario, `--sparklite`, for the SPARKLITE_ bugs) until
 # it catches the bug: prints how many seeds it needed and which property caught it.
@@ -30,6 +30,7 @@ ALL_BUGS=(
     RECIPE_IGNORE_SESSION_LOSS
     RECIPE_COUNTER_BLIND_SET
     SPARKLITE_NO_EPOCH_CHECK
+    SNAPSHOT_COMPACTS_ONE_TOO_MANY
 )
 BUGS=("$@")
 [ ${#BUGS[@]} -eq 0 ] && BUGS=("${ALL_BUGS[@]}")

@@ -80,7 +80,7 @@ extension Replica {
         membership = next
         pendingReconfigs.removeAll { $0.zxid <= zxid }
         ready.ensembleServers = knownServers
-        ready.snapshotSoon = true
+        snapshotSchedule.takeSoon()
         electAfterApplying = true
     }
 

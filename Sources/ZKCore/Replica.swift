@@ -61,6 +61,10 @@ public struct Replica: Sendable {
     var storageSequence: UInt64 = 0
     var durableThrough: UInt64 = 0
     var awaitingDurable: Deque<(sequence: UInt64, action: DurableAction)> = []
+    /// Transactions appended by each storage batch not yet durable, for the snapshot schedule.
+    var appendedBySequence: Deque<(sequence: UInt64, transactions: Int)> = []
+    /// When to ask the shell for a snapshot (`Ready.snapshot`).
+    var snapshotSchedule: SnapshotSchedule
     var nextBarrierToken: UInt64 = 1
     /// Follower: the connections whose resumed session waits for the leader's word, by session,
     /// in arrival order (a connection closed meanwhile is skipped when the word comes).
@@ -152,6 +156,8 @@ public struct Replica: Sendable {
         self.commitZxid = tree.lastZxid
         self.persistedZxid = recovered.lastZxid
         self.hard = recovered.hardState
+        self.snapshotSchedule = SnapshotSchedule(
+            everyTransactions: config.snapshotEveryTransactions, seed: config.snapshotSeed, alreadyLogged: recovered.log.count)
         self.nowMs = startTimeMs
         self.nextTickMs = startTimeMs
         self.nextContainerCheckMs = startTimeMs + config.containerCheckIntervalMs
@@ -220,6 +226,8 @@ public struct Replica: Sendable {
             onPeerConnected(peer, &ready)
         case .peerDisconnected(let peer):
             onPeerDisconnected(peer, &ready)
+        case .snapshotFinished:
+            snapshotSchedule.snapshotWritten()
         }
         if electAfterApplying {
             electAfterApplying = false
@@ -235,6 +243,13 @@ public struct Replica: Sendable {
         if ready.storageSequence == 0 {
             storageSequence += 1
             ready.storageSequence = storageSequence
+        }
+        if case .append(let more) = op {
+            if let last = appendedBySequence.last, last.sequence == ready.storageSequence {
+                appendedBySequence[appendedBySequence.count - 1].transactions += more.count
+            } else {
+                appendedBySequence.append((ready.storageSequence, more.count))
+            }
         }
         if case .append(let more) = op, case .append(let txns)? = ready.storage.last {
             ready.storage[ready.storage.count - 1] = .append(txns + more)
@@ -252,6 +267,15 @@ public struct Replica: Sendable {
             onDurable(first.action, &ready)
         }
         afterPersisted(&ready)
+        var durable = 0
+        while let first = appendedBySequence.first, first.sequence <= durableThrough {
+            appendedBySequence.removeFirst()
+            durable += first.transactions
+        }
+        if snapshotSchedule.logged(durable) {
+            // The committed tree: a snapshot never holds a transaction that is not committed.
+            ready.snapshot = tree
+        }
     }
 
     // MARK: - Connections and sessions

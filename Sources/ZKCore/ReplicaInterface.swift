@@ -67,6 +67,13 @@ public struct ReplicaConfig: Sendable {
     public var reconfigEnabled: Bool = false
     /// Shared by every member: session passwords must check out wherever a client reconnects.
     public var sessionSecret: UInt64 = 0x5EC2_E7A1_1CE0_2181
+    /// A snapshot is asked for (`Ready.snapshot`) after this many durably logged transactions,
+    /// more exactly after a number drawn each time in [N/2, N] (ZooKeeper's `snapCount`); 0: only
+    /// when a reconfiguration asks for one. See `SnapshotSchedule`.
+    public var snapshotEveryTransactions: Int = 100_000
+    /// Seeds the draws of the snapshot schedule. Give each member its own, so that the members of
+    /// an ensemble do not all snapshot at once.
+    public var snapshotSeed: UInt64 = 0
     public init() {}
 
     public var ensembleMembers: [Int64] { members.isEmpty ? [serverId] : members.sorted() }
@@ -106,6 +113,10 @@ public enum ReplicaInput: Sendable {
     case peerConnected(Int64)
     /// The connection to a peer broke; messages sent to it may have been lost.
     case peerDisconnected(Int64)
+    /// The snapshot asked for by `Ready.snapshot` is written (`completed`), or was abandoned
+    /// (a TRUNC or a SNAP replaced the history it covered, or it was not newer than the last
+    /// one): the next one may be asked for.
+    case snapshotFinished(completed: Bool)
 }
 
 /// One frame to send to one connection.
@@ -126,7 +137,11 @@ public struct OutgoingFrame: Sendable, Hashable {
 ///    their order is kept;
 /// 2. **send** `messages` to peers and `frames` to clients, in order per destination
 ///    (notifications precede the replies that follow them in the list);
-/// 3. **close** the connections in `close` once the frames queued before have been flushed.
+/// 3. **close** the connections in `close` once the frames queued before have been flushed;
+/// 4. **snapshot**: when `snapshot` is set, write it after the storage of this and every earlier
+///    Ready (so that the log it covers is on disk first), drop the log records the snapshots
+///    kept no longer need, and step `.snapshotFinished` when done. No other snapshot is asked
+///    for meanwhile.
 ///
 /// Messages and frames may leave before the same Ready's storage is durable: nothing in them
 /// depends on it. Everything that does — a client's reply to a write, an ACK of a proposal, the
@@ -144,10 +159,11 @@ public struct Ready: Sendable {
     /// Every server of the configurations the replica now knows of (the committed one and one
     /// being proposed), when that changed: the shell connects to them.
     public var ensembleServers: [EnsembleConfig.Server]? = nil
-    /// A reconfiguration was applied: the shell should snapshot the committed state soon, so
-    /// that a restart knows the configuration committed without replaying the log (ZooKeeper
+    /// Write a snapshot of this tree: the committed tree when the schedule (`SnapshotSchedule`)
+    /// found one due, after a durable batch. A reconfiguration makes one due at the next batch,
+    /// so that a restart knows the configuration committed without replaying the log (ZooKeeper
     /// writes its dynamic configuration file at that moment).
-    public var snapshotSoon = false
+    public var snapshot: DataTree? = nil
     public var close: [ConnectionID] = []
     /// Reasons for the closes, for the shell's log, index-aligned with `close`.
     public var closeReasons: [String] = []
@@ -159,7 +175,9 @@ public struct Ready: Sendable {
     public var warnings: [String] = []
     public init() {}
 
-    public var isEmpty: Bool { storage.isEmpty && frames.isEmpty && close.isEmpty && messages.isEmpty && ensembleServers == nil }
+    public var isEmpty: Bool {
+        storage.isEmpty && frames.isEmpty && close.isEmpty && messages.isEmpty && ensembleServers == nil && snapshot == nil
+    }
 
     /// The transactions `storage` appends, in order.
     public var persist: [Transaction] {

@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ZKCore
+import ZKStorage
 
 /// How a replica's peer messages travel. A transport delivers messages between two replicas in
 /// order and without loss while their connection lasts, and reports connections coming up and
@@ -174,8 +175,7 @@ public final class TCPPeerTransport: PeerTransport, @unchecked Sendable {
                 switch result {
                 case .success(let channel):
                     var hello = channel.allocator.buffer(capacity: 12)
-                    hello.writeInteger(PeerCodec.helloMagic)
-                    hello.writeInteger(serverId)
+                    PeerCodec.encodeHello(serverId: serverId, into: &hello)
                     channel.writeAndFlush(hello, promise: nil)
                     connected(peer.id, channel)
                 case .failure:
@@ -257,27 +257,12 @@ struct PeerFrameDecoder: ByteToMessageDecoder {
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         if expectHello {
-            guard buffer.readableBytes >= 12 else { return .needMoreData }
-            let magic: Int32 = buffer.readInteger()!
-            let id: Int64 = buffer.readInteger()!
-            guard magic == PeerCodec.helloMagic else { throw PeerCodec.DecodeError.invalid("hello magic \(magic)") }
+            guard let id = try PeerCodec.decodeHello(&buffer) else { return .needMoreData }
             expectHello = false
             context.fireChannelRead(wrapInboundOut(.hello(id)))
             return .continue
         }
-        guard let length: Int32 = buffer.getInteger(at: buffer.readerIndex) else { return .needMoreData }
-        guard length >= 4, Int(length) <= PeerCodec.frameBytesMax else { throw PeerCodec.DecodeError.invalid("frame length \(length)") }
-        if Int(length) > PeerCodec.smallFrameBytesMax {
-            // Check the kind's own limit before waiting for (and buffering) the rest of the frame.
-            guard let tag: Int32 = buffer.getInteger(at: buffer.readerIndex + 4) else { return .needMoreData }
-            guard Int(length) <= PeerCodec.frameBytesMax(tag: tag) else {
-                throw PeerCodec.DecodeError.invalid("frame length \(length) above \(PeerCodec.frameBytesMax(tag: tag)) for tag \(tag)")
-            }
-        }
-        guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
-        buffer.moveReaderIndex(forwardBy: 4)
-        var payload = buffer.readSlice(length: Int(length))!
-        let message = try PeerCodec.decode(&payload)
+        guard let message = try PeerCodec.decodeFrame(&buffer) else { return .needMoreData }
         context.fireChannelRead(wrapInboundOut(.message(message)))
         return .continue
     }

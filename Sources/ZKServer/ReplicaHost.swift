@@ -100,7 +100,6 @@ final class ReplicaHost: @unchecked Sendable {
     private var fsyncThresholdExceeded: Int64 = 0
     private var lastSnapshotAtMs: Int64?
     private var servingChangedAtMs: Int64 = 0
-    private var snapshotSchedule: SnapshotSchedule
     /// Where peer messages go; nil for a standalone replica.
     var peerTransport: (any PeerTransport)?
     private var wakeTask: Scheduled<Void>?
@@ -166,6 +165,12 @@ final class ReplicaHost: @unchecked Sendable {
         recovery: RecoveryMetrics = RecoveryMetrics()
     ) {
         precondition(config.tickMs > 0, "tickMs must be positive, is \(config.tickMs)")
+        // The snapshot schedule is the replica's decision; the shell gives it N and a seed.
+        var config = config
+        var generator = SystemRandomNumberGenerator()
+        config.snapshotEveryTransactions = options.snapshotEveryTransactions
+        config.snapshotSeed = options.snapshotSeed ?? generator.next()
+        logger.debug("snapshot schedule", metadata: ["every": "\(config.snapshotEveryTransactions)", "seed": "\(config.snapshotSeed)"])
         self.config = config
         self.options = options
         self.eventLoop = eventLoop
@@ -191,11 +196,6 @@ final class ReplicaHost: @unchecked Sendable {
         // ensemble and after a restart, as ZooKeeper's do.
         self.replica = Replica(config: config, startTimeMs: now, secret: 0, recovered: recovered)
         self.environment = SystemFacts.environment()
-        var generator = SystemRandomNumberGenerator()
-        let seed = options.snapshotSeed ?? generator.next()
-        logger.debug("snapshot schedule", metadata: ["every": "\(options.snapshotEveryTransactions)", "seed": "\(seed)"])
-        self.snapshotSchedule = SnapshotSchedule(
-            everyTransactions: options.snapshotEveryTransactions, seed: seed, alreadyLogged: recovered.log.count)
         self.storageStatistics.lastSnapshotZxid = recovered.tree.lastZxid
         self.storage = StorageThread(store: store, limits: options.groupCommit)
         self.loopTurns = LoopStorageTurns.forLoop(eventLoop)
@@ -499,7 +499,15 @@ final class ReplicaHost: @unchecked Sendable {
             }
         }
         if let servers = ready.ensembleServers { peerTransport?.updatePeers(servers, of: config.serverId) }
-        if ready.snapshotSoon { snapshotSchedule.takeSoon() }
+        if let tree = ready.snapshot {
+            storageStatistics.snapshotsStarted += 1
+            logger.info("taking a snapshot", metadata: ["zxid": "0x\(String(tree.lastZxid, radix: 16))", "nodes": "\(tree.nodeCount)"])
+            // Steps not handed over yet (this one's included) go first: jobs reach the thread in
+            // order, so the log the snapshot covers is on disk before it.
+            for job in pendingStorage { handOver(job) }
+            pendingStorage = []
+            storage.enqueue(.snapshot(tree))
+        }
         if !ready.quotaExceeded.isEmpty { logQuotaExceeded(ready.quotaExceeded) }
         for warning in ready.warnings { logger.warning("\(warning)") }
         send(ready.frames)
@@ -620,18 +628,7 @@ final class ReplicaHost: @unchecked Sendable {
             guard !isFailed else { return }
             reportedThrough = max(reportedThrough, through)
             submit(.persisted(upTo: upTo, through: through))
-            if snapshotSchedule.logged(transactions) {
-                // The committed tree: a snapshot never holds a transaction that is not committed.
-                let tree = replica.tree
-                storageStatistics.snapshotsStarted += 1
-                logger.info("taking a snapshot", metadata: ["zxid": "0x\(String(tree.lastZxid, radix: 16))", "nodes": "\(tree.nodeCount)"])
-                // Steps not handed over yet go first: jobs reach the thread in order.
-                for job in pendingStorage { handOver(job) }
-                pendingStorage = []
-                storage.enqueue(.snapshot(tree))
-            }
         case .snapshotFinished(let zxid, let completed, let chunks, let seconds):
-            snapshotSchedule.snapshotWritten()
             if completed {
                 summaries.snapshotTime.record(Int64(seconds * 1000))
                 lastSnapshotAtMs = wallClockMs()
@@ -642,6 +639,8 @@ final class ReplicaHost: @unchecked Sendable {
                     "snapshot written",
                     metadata: ["zxid": "0x\(String(zxid, radix: 16))", "chunks": "\(chunks)", "duration": "\(String(format: "%.2f", seconds)) s"])
             }
+            guard !isFailed else { return }
+            submit(.snapshotFinished(completed: completed))
         case .failed(let error):
             fail(reason: "transaction store failed: \(error)")
         }

@@ -1,3 +1,4 @@
+import NIOCore
 import ZKCore
 import ZKProtocol
 import ZKStorage
@@ -9,6 +10,15 @@ import ZKStorage
 /// messages onto simulated connections, client frames onto simulated client connections) and
 /// schedules what follows on one event queue ordered by (time, sequence). Nothing reads the real
 /// clock; every choice comes from `Options.seed`, so a run is reproducible event for event.
+///
+/// Peer messages travel as bytes: the sender's message is encoded with `PeerCodec` (the server's
+/// wire format) and the receiver steps what decodes from those bytes, so an encoding bug shows up
+/// as a run that goes wrong (or a frame that does not decode, which stops the run).
+///
+/// Snapshots are the replica's decision (`Ready.snapshot`, from its seeded `SnapshotSchedule`):
+/// the cluster starts writing one into the `MemoryStore`, finishes it (snapshot stored, log it
+/// covers compacted away) after `snapshotLatency`, and steps `.snapshotFinished`. A crash in
+/// between loses it; a restart recovers from the newest snapshot and the log after it.
 ///
 /// ## The network, and why its faults are connection-level
 ///
@@ -72,6 +82,13 @@ public final class Cluster {
         public var reconnectDelay: LatencyModel = .fixed(0)
         /// Keep every peer message in `trace` (the Zab tests look at the sync kinds).
         public var recordsMessages = true
+        /// The replicas' snapshot interval N (`ReplicaConfig.snapshotEveryTransactions`); nil
+        /// keeps the replica's default. Each replica's schedule is seeded from `seed`, its id and
+        /// its incarnation.
+        public var snapshotEveryTransactions: Int? = nil
+        /// Time from a snapshot asked for to its being written (and the log compacted); nil:
+        /// `fsyncMs`.
+        public var snapshotLatency: LatencyModel? = nil
         public init() {}
     }
 
@@ -83,8 +100,11 @@ public final class Cluster {
     }
 
     enum Event {
-        case deliver(from: Int64, to: Int64, PeerMessage, generation: UInt64)
+        /// A peer message, as the frame `PeerCodec` encoded.
+        case deliver(from: Int64, to: Int64, ByteBuffer, generation: UInt64)
         case persisted(Int64, through: UInt64, incarnation: Int)
+        /// The snapshot a replica asked for is written.
+        case snapshotWritten(Int64, incarnation: Int)
         /// A regular tick (`periodic`, which schedules the next one) or a wake-up the replica asked for.
         case tick(Int64, incarnation: Int, periodic: Bool)
         case toReplica(ConnectionID, ReplicaInput)
@@ -101,6 +121,7 @@ public final class Cluster {
             switch self {
             case .deliver(_, let to, _, _): return to
             case .persisted(let id, _, _), .tick(let id, _, _), .peerLost(let id, _, _): return id
+            case .snapshotWritten(let id, _): return id
             default: return nil
             }
         }
@@ -202,7 +223,10 @@ public final class Cluster {
 
     public struct Statistics: Sendable {
         public var peerMessages = 0
+        /// Bytes of the peer frames sent (each encoded with `PeerCodec`).
+        public var peerBytes = 0
         public var peerMessagesLost = 0
+        public var snapshotsWritten = 0
         public var linkBreaks = 0
         public var clientFrames = 0
         public var clientBreaks = 0
@@ -228,15 +252,18 @@ public final class Cluster {
         }
         for id in self.members {
             let store = MemoryStore(syncsOnAppend: false)
-            nodes[id] = Node(id: id, replica: makeReplica(id, recovered: RecoveredState()), store: store)
+            nodes[id] = Node(id: id, replica: makeReplica(id, incarnation: 0, recovered: RecoveredState()), store: store)
         }
     }
 
-    private func makeReplica(_ id: Int64, recovered: RecoveredState) -> Replica {
+    private func makeReplica(_ id: Int64, incarnation: Int, recovered: RecoveredState) -> Replica {
         var config = ReplicaConfig()
         config.serverId = id
         config.members = members
         config.tickMs = options.tickMs
+        if let every = options.snapshotEveryTransactions { config.snapshotEveryTransactions = every }
+        var snapshotRandom = SimRandom.derive(options.seed, "snapshots n\(id) #\(incarnation)")
+        config.snapshotSeed = snapshotRandom.next()
         options.configure(&config)
         return Replica(config: config, startTimeMs: nowMs, secret: 7, recovered: recovered)
     }
@@ -338,7 +365,7 @@ public final class Cluster {
         precondition(!node.up, "restart of running replica \(id)")
         let recovered: RecoveredState
         do { recovered = try node.store.recover() } catch { preconditionFailure("replica \(id) cannot recover: \(error)") }
-        node.replica = makeReplica(id, recovered: recovered)
+        node.replica = makeReplica(id, incarnation: node.incarnation, recovered: recovered)
         note("restart n\(id) (snapshot 0x\(String(recovered.tree.lastZxid, radix: 16)), log to 0x\(String(recovered.lastZxid, radix: 16)))")
         for observer in observers { observer.cluster(self, restarted: id) }
         boot(id)
@@ -494,18 +521,25 @@ public final class Cluster {
             return
         }
         switch event {
-        case .deliver(let from, let to, let message, let generation):
+        case .deliver(let from, let to, let frame, let generation):
             guard nodes[to]!.up, let link = links[Pair(from, to)], link.up, link.generation == generation else {
                 statistics.peerMessagesLost += 1
                 return
             }
-            stepNode(to, .peerMessage(from: from, message))
+            stepNode(to, .peerMessage(from: from, decodePeerFrame(frame, from: from, to: to)))
         case .persisted(let id, let through, let incarnation):
             let node = nodes[id]!
             guard node.up, node.incarnation == incarnation else { return }
             node.store.sync()
             statistics.fsyncs += 1
             stepNode(id, .persisted(upTo: node.store.lastZxid, through: through))
+        case .snapshotWritten(let id, let incarnation):
+            let node = nodes[id]!
+            guard node.up, node.incarnation == incarnation else { return }
+            let progress: SnapshotProgress
+            do { progress = try node.store.continueSnapshot() } catch { preconditionFailure("memory store failed: \(error)") }
+            if progress == .completed { statistics.snapshotsWritten += 1 }
+            stepNode(id, .snapshotFinished(completed: progress == .completed))
         case .tick(let id, let incarnation, let periodic):
             let node = nodes[id]!
             if !periodic { node.wakes.remove(nowMs) }
@@ -586,6 +620,13 @@ public final class Cluster {
             node.lastFsyncMs = done
             schedule(at: done, .persisted(id, through: ready.storageSequence, incarnation: node.incarnation))
         }
+        if let tree = ready.snapshot {
+            // After this step's storage, as the server's storage thread queues it: the snapshot
+            // covers only what the log already holds.
+            do { try node.store.startSnapshot(tree) } catch { preconditionFailure("memory store failed: \(error)") }
+            let latency = options.snapshotLatency.map(sample) ?? options.fsyncMs
+            schedule(at: max(nowMs + latency, node.diskStallUntilMs), .snapshotWritten(id, incarnation: node.incarnation))
+        }
         for outgoing in ready.messages {
             if options.recordsMessages { trace.append((id, outgoing.to, outgoing.message)) }
             sendPeer(from: id, to: outgoing.to, outgoing.message)
@@ -598,6 +639,20 @@ public final class Cluster {
             schedule(at: wake, .tick(id, incarnation: node.incarnation, periodic: false))
         }
         for observer in observers { observer.cluster(self, stepped: id, input: input, ready: ready) }
+    }
+
+    /// The message a peer frame carries; a frame that does not decode to exactly one message is
+    /// a bug of the codec, and stops the run.
+    private func decodePeerFrame(_ frame: ByteBuffer, from: Int64, to: Int64) -> PeerMessage {
+        var bytes = frame
+        do {
+            guard let message = try PeerCodec.decodeFrame(&bytes), bytes.readableBytes == 0 else {
+                preconditionFailure("peer frame n\(from)->n\(to) of \(frame.readableBytes) bytes is not one whole message")
+            }
+            return message
+        } catch {
+            preconditionFailure("peer frame n\(from)->n\(to) does not decode: \(error)")
+        }
     }
 
     private func sendPeer(from: Int64, to: Int64, _ message: PeerMessage) {
@@ -625,7 +680,10 @@ public final class Cluster {
         }
         link.lastDeliveryMs[from] = atMs
         links[pair] = link
-        schedule(at: atMs, .deliver(from: from, to: to, message, generation: link.generation))
+        var frame = ByteBuffer()
+        PeerCodec.encode(message, into: &frame)
+        statistics.peerBytes += frame.readableBytes
+        schedule(at: atMs, .deliver(from: from, to: to, frame, generation: link.generation))
         if breakAfter { schedule(at: atMs, .breakLink(pair, generation: link.generation)) }
     }
 

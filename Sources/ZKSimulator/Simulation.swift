@@ -50,6 +50,8 @@ public final class Simulation {
         clusterOptions.detectionDelay = options.detectionDelay
         clusterOptions.reconnectDelay = options.reconnectDelay
         clusterOptions.recordsMessages = false
+        clusterOptions.snapshotEveryTransactions = options.snapshotEveryTransactions
+        clusterOptions.snapshotLatency = options.snapshotLatency
         let logWindowMax = options.logWindowMax
         let members = (1...Int64(options.nodes)).map { $0 }
         let ensembleText = options.reconfigIntervalMs == nil ? nil : Self.ensemble(options.initialVoters).text
@@ -503,7 +505,7 @@ public struct SimulationResult: Sendable {
         lines.append("result: \(summary)")
         let s = statistics
         lines.append(
-            "network: \(s.peerMessages) peer messages (\(s.peerMessagesLost) lost with their connection), \(s.linkBreaks) connection breaks, \(s.clientFrames) client frames, \(s.clientBreaks) client breaks; disk: \(s.fsyncs) fsyncs; \(s.crashes) crashes"
+            "network: \(s.peerMessages) peer messages (\(s.peerBytes) bytes; \(s.peerMessagesLost) lost with their connection), \(s.linkBreaks) connection breaks, \(s.clientFrames) client frames, \(s.clientBreaks) client breaks; disk: \(s.fsyncs) fsyncs, \(s.snapshotsWritten) snapshots; \(s.crashes) crashes"
         )
         if passed {
             lines.append(

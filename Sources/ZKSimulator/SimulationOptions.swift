@@ -66,6 +66,11 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
     public var tornWriteProbability: Double
     /// The replicas' DIFF window; small ones force SNAPs.
     public var logWindowMax: Int
+    /// The replicas' snapshot interval N (ZooKeeper's snapCount, 100,000 in the server): small, so
+    /// that snapshots and log compaction happen often, under faults. Drawn from a stream of its own.
+    public var snapshotEveryTransactions: Int = 100_000
+    /// Time a snapshot takes to be written (a crash before loses it).
+    public var snapshotLatency = LatencyModel(minMs: 1, maxMs: 20)
     public var workload: WorkloadSpec
     /// How often replicas are compared (digests, ephemerals) during the run.
     public var checkpointMs: Int64 = 500
@@ -137,6 +142,12 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
         var outsiderRandom = SimRandom.derive(seed, "reconfig-outsider")
         options.outsiderAtStart = outsiderRandom.chance(0.5)
         // Drawn from streams of their own: seeds without recipes run as before.
+        var snapshotRandom = SimRandom.derive(seed, "snapshot-options")
+        options.snapshotEveryTransactions = snapshotRandom.int(20...200)
+        let snapshotLow: Int64 = snapshotRandom.int(1...10)
+        options.snapshotLatency = LatencyModel(
+            minMs: snapshotLow, maxMs: snapshotLow + snapshotRandom.int(0...200), spikeProbability: snapshotRandom.pick([0, 0.1]),
+            spikeMaxMs: 1_000)
         var recipesRandom = SimRandom.derive(seed, "recipes-options")
         if recipesRandom.chance(0.3) { options.recipes = RecipeSpec.derive(&recipesRandom) }
         return options
@@ -147,7 +158,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
             "profile=\(profile.rawValue) nodes=\(nodes) clients=\(clients) tick=\(tickMs)ms session-timeout=\(sessionTimeoutMs.lowerBound)-\(sessionTimeoutMs.upperBound)ms",
             "phases: safety \(safetyMs)ms with faults, then healed; liveness within \(livenessMs)ms",
             "network: peer latency \(peerLatency) x1-\(linkLatencySpread) per link, client latency \(clientLatency), drop=\(formatProbability(dropProbability)) duplicate=\(formatProbability(duplicateProbability)) reorder=\(formatProbability(reorderProbability)) (connection-level), break detection \(detectionDelay), reconnect \(reconnectDelay)",
-            "disk: fsync \(fsyncLatency), torn last write p=\(tornWriteProbability)",
+            "disk: fsync \(fsyncLatency), torn last write p=\(tornWriteProbability), snapshot every \(snapshotEveryTransactions / 2)-\(snapshotEveryTransactions) transactions taking \(snapshotLatency)",
             "nemesis: every ~\(faultIntervalMs)ms one of [\(faults.map(\.rawValue).joined(separator: ","))]"
                 + (reconfigIntervalMs.map { "; reconfig every ~\($0)ms" } ?? "; no reconfig")
                 + (initialVoters.count < nodes ? "; n\(nodes) starts outside the configuration" : ""),

@@ -97,6 +97,10 @@ public final class SparkLiteSimulation {
         clusterOptions.recordsMessages = false
         clusterOptions.clientLatency = LatencyModel(minMs: 1, maxMs: 5)
         clusterOptions.peerLatency = LatencyModel(minMs: 1, maxMs: 3)
+        // Snapshots and log compaction happen often, as in the ZooKeeper runs.
+        var snapshotRandom = SimRandom.derive(options.seed, "snapshot-options")
+        clusterOptions.snapshotEveryTransactions = snapshotRandom.int(20...200)
+        clusterOptions.snapshotLatency = LatencyModel(minMs: 1, maxMs: 1 + snapshotRandom.int(0...100))
         cluster = Cluster(members: (1...Int64(options.nodes)).map { $0 }, options: clusterOptions)
         random = SimRandom.derive(options.seed, "sparklite")
     }

@@ -19,6 +19,7 @@ func describe(_ input: ReplicaInput) -> String {
     case .peerMessage(let from, let message): return "n\(from): \(describe(message))"
     case .peerConnected(let peer): return "connected n\(peer)"
     case .peerDisconnected(let peer): return "disconnected n\(peer)"
+    case .snapshotFinished(let completed): return completed ? "snapshot written" : "snapshot abandoned"
     }
 }
 

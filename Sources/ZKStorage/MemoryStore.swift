@@ -84,6 +84,8 @@ public final class MemoryStore: ReplicaStore {
         }
         volatile.removeAll()
         volatileHardState = nil
+        // A snapshot being written is lost with the process.
+        pendingSnapshot = nil
         lastZxid = durable.last(where: { CRC32C.checksum($0.bytes) == $0.crc })?.zxid ?? snapshot?.zxid ?? 0
     }
 
@@ -142,6 +144,10 @@ public final class MemoryStore: ReplicaStore {
         SnapshotCodec.encode(tree) { bytes.append(contentsOf: $0.readableBytesView) }
         snapshot = (tree.lastZxid, bytes, CRC32C.checksum(bytes))
         durable.removeAll { $0.zxid <= tree.lastZxid }
+        #if MINIZK_BUG_SNAPSHOT_COMPACTS_ONE_TOO_MANY
+        // Planted bug: compaction also drops the first record the snapshot does not cover.
+        if let first = durable.first, first.zxid > tree.lastZxid { durable.removeFirst() }
+        #endif
     }
 
     public func startSnapshot(_ tree: DataTree) throws(StorageError) {
@@ -176,6 +182,9 @@ public final class MemoryStore: ReplicaStore {
         volatileHardState = state
         if syncsOnAppend { sync() }
     }
+
+    /// The zxid of the snapshot held (nil: none yet), for the simulator and tests.
+    public var snapshotZxid: Zxid? { snapshot?.zxid }
 
     /// The zxids of the records held, durable ones first, then the volatile tail: for the
     /// simulator's checkers.

@@ -1,7 +1,6 @@
 import NIOCore
 import ZKCore
 import ZKProtocol
-import ZKStorage
 
 // The peer protocol on the wire: election notifications and Zab messages between replicas.
 //
@@ -35,21 +34,26 @@ import ZKStorage
 // length and the tag have arrived, before the frame is waited for: only a sync (which may carry a
 // snapshot) may be large; a proposal or a forwarded request carries one client request; a ping
 // the sessions a follower's clients touched; everything else is a few numbers.
-enum PeerCodec {
-    static let helloMagic: Int32 = 0x4D5A_4B50
+//
+// The codec lives here, below both shells, because a sync carries a snapshot in the grammar of
+// `SnapshotCodec`: the server's peer transport frames TCP streams with it, and the simulator
+// passes every peer message it carries through it (encoded at the sender, decoded at the
+// receiver), so that an encoding bug shows up in simulations.
+public enum PeerCodec {
+    public static let helloMagic: Int32 = 0x4D5A_4B50
     /// The largest frame of any kind: a sync with a snapshot of the whole tree.
-    static let frameBytesMax = 1 << 30
+    public static let frameBytesMax = 1 << 30
     /// A proposal or a forwarded write: one client request (at most `jute.maxbuffer`, 1 MiB by
     /// default) plus its transaction's fields, with room for a raised `jute.maxbuffer`.
-    static let writeFrameBytesMax = 64 << 20
+    public static let writeFrameBytesMax = 64 << 20
     /// A ping: eight bytes per session touched since the last one.
-    static let pingFrameBytesMax = 64 << 20
+    public static let pingFrameBytesMax = 64 << 20
     /// Every other message: election notifications, epochs, acks, commits, barriers.
-    static let smallFrameBytesMax = 4096
+    public static let smallFrameBytesMax = 4096
 
     /// The largest frame allowed for a message with `tag` (an unknown tag gets the small limit,
     /// and fails to decode anyway).
-    static func frameBytesMax(tag: Int32) -> Int {
+    public static func frameBytesMax(tag: Int32) -> Int {
         switch tag {
         case 5: return frameBytesMax
         case 8, 11: return writeFrameBytesMax
@@ -58,16 +62,16 @@ enum PeerCodec {
         }
     }
 
-    enum DecodeError: Error, CustomStringConvertible {
+    public enum DecodeError: Error, Sendable, CustomStringConvertible {
         case invalid(String)
-        var description: String {
+        public var description: String {
             switch self {
             case .invalid(let what): return "invalid peer message: \(what)"
             }
         }
     }
 
-    static func encode(_ message: PeerMessage, into buffer: inout ByteBuffer) {
+    public static func encode(_ message: PeerMessage, into buffer: inout ByteBuffer) {
         let start = buffer.writerIndex
         buffer.writeInteger(Int32(0))
         switch message {
@@ -155,8 +159,48 @@ enum PeerCodec {
         buffer.setInteger(Int32(buffer.writerIndex - start - 4), at: start)
     }
 
+    /// Encodes the hello that opens a connection from the dialling side.
+    public static func encodeHello(serverId: Int64, into buffer: inout ByteBuffer) {
+        buffer.writeInteger(helloMagic)
+        buffer.writeInteger(serverId)
+    }
+
+    /// Reads the hello at the start of `buffer`: the dialling peer's id, or nil while fewer than
+    /// its 12 bytes have arrived (nothing is consumed then).
+    public static func decodeHello(_ buffer: inout ByteBuffer) throws(DecodeError) -> Int64? {
+        guard buffer.readableBytes >= 12 else { return nil }
+        let magic: Int32 = buffer.readInteger()!
+        let id: Int64 = buffer.readInteger()!
+        guard magic == helloMagic else { throw DecodeError.invalid("hello magic \(magic)") }
+        return id
+    }
+
+    /// Reads one whole frame (length and message) from the start of `buffer`, or returns nil,
+    /// consuming nothing, while it has not all arrived. A length beyond what the frame's kind may
+    /// have throws as soon as the length and the tag are there, before the rest is waited for.
+    public static func decodeFrame(_ buffer: inout ByteBuffer) throws -> PeerMessage? {
+        guard let length: Int32 = buffer.getInteger(at: buffer.readerIndex) else { return nil }
+        guard length >= 4, Int(length) <= frameBytesMax else { throw DecodeError.invalid("frame length \(length)") }
+        if Int(length) > smallFrameBytesMax {
+            // Check the kind's own limit before waiting for (and buffering) the rest of the frame.
+            guard let tag: Int32 = buffer.getInteger(at: buffer.readerIndex + 4) else { return nil }
+            guard Int(length) <= frameBytesMax(tag: tag) else {
+                throw DecodeError.invalid("frame length \(length) above \(frameBytesMax(tag: tag)) for tag \(tag)")
+            }
+        }
+        guard buffer.readableBytes >= 4 + Int(length) else { return nil }
+        buffer.moveReaderIndex(forwardBy: 4)
+        var payload = buffer.readSlice(length: Int(length))!
+        let tag: Int32 = payload.getInteger(at: payload.readerIndex)!
+        let message = try decode(&payload)
+        guard payload.readableBytes == 0 else {
+            throw DecodeError.invalid("\(payload.readableBytes) bytes after a message of tag \(tag)")
+        }
+        return message
+    }
+
     /// Decodes one message payload (the part after the length).
-    static func decode(_ buffer: inout ByteBuffer) throws -> PeerMessage {
+    public static func decode(_ buffer: inout ByteBuffer) throws -> PeerMessage {
         let tag = try buffer.readJuteInt("peer message tag")
         switch tag {
         case 1:
