@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ZKCore
+import ZKServerFormats
 
 /// How a replica's peer messages travel. A transport delivers messages between two replicas in
 /// order and without loss while their connection lasts, and reports connections coming up and

@@ -5,6 +5,7 @@ import NIOPosix
 import XCTest
 import ZKCore
 import ZKProtocol
+import ZKServerFormats
 
 @testable import ZKServer
 

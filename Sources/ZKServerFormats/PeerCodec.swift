@@ -35,21 +35,21 @@ import ZKStorage
 // length and the tag have arrived, before the frame is waited for: only a sync (which may carry a
 // snapshot) may be large; a proposal or a forwarded request carries one client request; a ping
 // the sessions a follower's clients touched; everything else is a few numbers.
-enum PeerCodec {
-    static let helloMagic: Int32 = 0x4D5A_4B50
+package enum PeerCodec {
+    package static let helloMagic: Int32 = 0x4D5A_4B50
     /// The largest frame of any kind: a sync with a snapshot of the whole tree.
-    static let frameBytesMax = 1 << 30
+    package static let frameBytesMax = 1 << 30
     /// A proposal or a forwarded write: one client request (at most `jute.maxbuffer`, 1 MiB by
     /// default) plus its transaction's fields, with room for a raised `jute.maxbuffer`.
-    static let writeFrameBytesMax = 64 << 20
+    package static let writeFrameBytesMax = 64 << 20
     /// A ping: eight bytes per session touched since the last one.
-    static let pingFrameBytesMax = 64 << 20
+    package static let pingFrameBytesMax = 64 << 20
     /// Every other message: election notifications, epochs, acks, commits, barriers.
-    static let smallFrameBytesMax = 4096
+    package static let smallFrameBytesMax = 4096
 
     /// The largest frame allowed for a message with `tag` (an unknown tag gets the small limit,
     /// and fails to decode anyway).
-    static func frameBytesMax(tag: Int32) -> Int {
+    package static func frameBytesMax(tag: Int32) -> Int {
         switch tag {
         case 5: return frameBytesMax
         case 8, 11: return writeFrameBytesMax
@@ -58,16 +58,16 @@ enum PeerCodec {
         }
     }
 
-    enum DecodeError: Error, CustomStringConvertible {
+    package enum DecodeError: Error, CustomStringConvertible {
         case invalid(String)
-        var description: String {
+        package var description: String {
             switch self {
             case .invalid(let what): return "invalid peer message: \(what)"
             }
         }
     }
 
-    static func encode(_ message: PeerMessage, into buffer: inout ByteBuffer) {
+    package static func encode(_ message: PeerMessage, into buffer: inout ByteBuffer) {
         let start = buffer.writerIndex
         buffer.writeInteger(Int32(0))
         switch message {
@@ -156,7 +156,7 @@ enum PeerCodec {
     }
 
     /// Decodes one message payload (the part after the length).
-    static func decode(_ buffer: inout ByteBuffer) throws -> PeerMessage {
+    package static func decode(_ buffer: inout ByteBuffer) throws -> PeerMessage {
         let tag = try buffer.readJuteInt("peer message tag")
         switch tag {
         case 1:
