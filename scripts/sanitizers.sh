@@ -7,7 +7,7 @@
 # Default thread. --light (address only): the package as the fuzz build sees it (MINIZK_FUZZ=1,
 # scratch .build-fuzz, shared with `scripts/fuzz-libfuzzer.sh --ci`): the test targets that need
 # no sockets, TLS or HTTP (protocol, core, storage, simulator and simulations, recipe and SparkLite
-# cores), the CI pass. --filter/--skip are passed to `swift test`. The full log goes to
+# cores); with --skip MiniZKSimulations, the CI pass. --filter/--skip are passed to `swift test`. The full log goes to
 # <scratch>/sanitizer.log; the script prints the build and test times, every distinct sanitizer
 # report (its SUMMARY line) and fails when the tests fail or a report appears. ThreadSanitizer
 # runs with scripts/tsan-suppressions.txt (a false positive in the Swift runtime, see there).
