@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "ZKProtocol", targets: ["ZKProtocol"]),
         .library(name: "ZKCore", targets: ["ZKCore"]),
         .library(name: "ZKStorage", targets: ["ZKStorage"]),
+        .library(name: "ZKServerFormats", targets: ["ZKServerFormats"]),
         .library(name: "ZKServer", targets: ["ZKServer"]),
         .library(name: "ZKSimulator", targets: ["ZKSimulator"]),
         .library(name: "ZKTesting", targets: ["ZKTesting"]),
@@ -73,10 +74,16 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
+        // What a server reads from outside besides client frames and peer messages (whose codec
+        // is in ZKStorage): zoo.cfg and JAAS files. No sockets, TLS or metrics.
+        .target(
+            name: "ZKServerFormats",
+            dependencies: ["ZKCore", "ZKProtocol", "ZKStorage", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .target(
             name: "ZKServer",
             dependencies: [
-                "ZKCore", "ZKProtocol", "ZKStorage",
+                "ZKCore", "ZKProtocol", "ZKStorage", "ZKServerFormats",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -188,7 +195,7 @@ let package = Package(
         .testTarget(
             name: "ZKServerTests",
             dependencies: [
-                "ZKServer", "ZKCore", "ZKProtocol", "ZKStorage",
+                "ZKServer", "ZKServerFormats", "ZKCore", "ZKProtocol", "ZKStorage",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -226,17 +233,43 @@ let package = Package(
     swiftLanguageModes: [.v6]
 )
 
-/// libFuzzer targets (`scripts/fuzz-libfuzzer.sh`): only with MINIZK_FUZZ=1, so the normal build
-/// never sees them (they link libFuzzer's main through `-sanitize=fuzzer`).
+/// libFuzzer targets and the light AddressSanitizer build (`scripts/fuzz-libfuzzer.sh`,
+/// `scripts/sanitizers.sh address --light`), only with MINIZK_FUZZ=1, in their own scratch path
+/// (.build-fuzz): the normal build never sees this. The package shrinks to the modules the fuzz
+/// binary needs (no sockets, TLS, metrics or HTTP to build), the `minizk-fuzz` executable and
+/// the test targets that need nothing more. The decoders' modules get libFuzzer's coverage
+/// instrumentation (`-sanitize=fuzzer` when compiling: no libFuzzer is linked, so the test
+/// bundle keeps its main; ASan's runtime has empty coverage callbacks); only `minizk-fuzz` links
+/// libFuzzer. AddressSanitizer comes from the command line (`swift build --sanitize=address`),
+/// so one build gives both the fuzz binary and an ASan test bundle.
 if Context.environment["MINIZK_FUZZ"] == "1" {
+    let instrumented: Set<String> = ["ZKProtocol", "ZKCore", "ZKStorage", "ZKServerFormats", "ZKClientCore"]
+    let kept = instrumented.union([
+        "CSQLite", "ZKRecipesCore", "SparkLiteCore", "ZKSimulator",
+        "ZKProtocolTests", "ZKCoreTests", "ZKStorageTests", "ZKSimulatorTests", "MiniZKSimulations",
+        "ZKRecipesCoreTests", "SparkLiteCoreTests",
+    ])
+    package.targets.removeAll { !kept.contains($0.name) }
+    package.products.removeAll { !kept.contains($0.name) }
+    // The packages none of these use are not even fetched.
+    let used = ["swift-nio", "swift-collections", "swift-crypto"]
+    package.dependencies.removeAll { dependency in
+        guard case .sourceControl(_, let location, _) = dependency.kind else { return false }
+        return !used.contains { location.hasSuffix("/\($0).git") }
+    }
+    for target in package.targets where instrumented.contains(target.name) {
+        target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-sanitize=fuzzer"])]
+    }
     package.targets.append(
         .executableTarget(
             name: "minizk-fuzz",
             dependencies: [
-                "ZKProtocol", "ZKCore", "ZKStorage", "ZKServer", "ZKClientCore",
+                "ZKProtocol", "ZKCore", "ZKStorage", "ZKServerFormats", "ZKClientCore",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
-            path: "Fuzz/Sources/minizk-fuzz"
+            path: "Fuzz/Sources/minizk-fuzz",
+            swiftSettings: [.unsafeFlags(["-sanitize=fuzzer"])],
+            linkerSettings: [.unsafeFlags(["-sanitize=fuzzer"])]
         )
     )
     package.products.append(.executable(name: "minizk-fuzz", targets: ["minizk-fuzz"]))

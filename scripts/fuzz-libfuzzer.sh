@@ -1,26 +1,35 @@
 #!/usr/bin/env bash
-# Builds MiniZK's libFuzzer targets (release, -sanitize=fuzzer,address) and runs each for a while.
+# Builds MiniZK's libFuzzer targets (-sanitize=fuzzer, AddressSanitizer) and runs each for a while.
 #
-#   scripts/fuzz-libfuzzer.sh [--ci] [--seconds N] [--jobs-dir DIR] [TARGET...]
+#   scripts/fuzz-libfuzzer.sh [--ci | --long] [--debug | --release] [--seconds N] [TARGET...]
 #
 # Targets (default: all): frames connect request connect-response reply client-session peer
-# transaction snapshot zoocfg jaas sasl. --seconds N runs each for N seconds (default 60; --ci
-# sets 15). The corpus grows in a scratch copy (.build-fuzz/corpus/<target>), seeded from the
-# committed Fuzz/corpus/<target>. A crash, a leak, a timeout (a hang of over 10 s on one input) or
-# a violated round-trip property stops the target; the input is saved under
+# transaction snapshot zoocfg jaas sasl. Each runs N seconds (default 60).
+#   --ci    a debug build (a few minutes from nothing) and 5 s per target: the CI pass
+#   --long  a release build and an hour per target
+# --debug/--release choose the build alone (default release: several times more runs a second,
+# a much longer build). The corpus grows in a scratch copy (.build-fuzz/corpus/<target>), seeded
+# from the committed Fuzz/corpus/<target>. A crash, a leak, a timeout (a hang of over 10 s on one
+# input) or a violated round-trip property stops the target; the input is saved under
 # .build-fuzz/crashes/<target>/, minimized, and the script exits 1 after running the others.
 # The build uses its own scratch path (.build-fuzz) and MINIZK_FUZZ=1, which alone adds the
-# minizk-fuzz target to the package: the normal build never sees it.
+# minizk-fuzz target to the package (and leaves out everything it does not need): the normal
+# build never sees it. `scripts/sanitizers.sh address --light` shares that build.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=60
+config=release
 targets=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --ci) seconds=15 ;;
+        --ci) seconds=5; config=debug ;;
+        --long) seconds=3600; config=release ;;
+        --debug) config=debug ;;
+        --release) config=release ;;
         --seconds) seconds="$2"; shift ;;
-        -h|--help) sed -n 2,13p "$0"; exit 0 ;;
+        -h|--help) sed -n 2,18p "$0"; exit 0 ;;
+        -*) echo "unknown option $1"; exit 2 ;;
         *) targets+=("$1") ;;
     esac
     shift
@@ -30,13 +39,13 @@ all=(frames connect request connect-response reply client-session peer transacti
 
 scratch=.build-fuzz
 start=$(date +%s)
-echo "== building minizk-fuzz (release, fuzzer+address)"
-if ! MINIZK_FUZZ=1 swift build -c release --scratch-path "$scratch" --product minizk-fuzz \
-        -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing 2>&1 \
-        | grep -v "Cannot export local symbol '__asan" | tail -n 20; then
+echo "== building minizk-fuzz ($config, fuzzer+address)"
+# Coverage (-sanitize=fuzzer) is set per module in Package.swift; AddressSanitizer for all.
+if ! MINIZK_FUZZ=1 swift build -c "$config" --scratch-path "$scratch" --product minizk-fuzz \
+        --sanitize=address 2>&1 | grep -v "Cannot export local symbol '__asan" | tail -n 20; then
     echo "build failed"; exit 2
 fi
-binary="$scratch/release/minizk-fuzz"
+binary="$scratch/$config/minizk-fuzz"
 [ -x "$binary" ] || { echo "no $binary"; exit 2; }
 echo "== built in $(( $(date +%s) - start )) s"
 

@@ -5,8 +5,8 @@ import Foundation
 import NIOCore
 import ZKCore
 import ZKProtocol
+import ZKServerFormats
 import ZKStorage
-@testable import ZKServer
 
 /// A tree with every kind of node, two ACLs, null and empty data and a session.
 func sampleTree(nodes: Int) -> DataTree {

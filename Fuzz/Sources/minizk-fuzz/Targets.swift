@@ -12,8 +12,8 @@ import NIOCore
 import ZKClientCore
 import ZKCore
 import ZKProtocol
+import ZKServerFormats
 import ZKStorage
-@testable import ZKServer
 
 /// Stops the run with a message libFuzzer reports as a crash (the input is saved).
 func violated(_ what: String) -> Never {
