@@ -14,10 +14,10 @@ final class ThrottlingTests: XCTestCase {
         XCTAssertEqual(ServerOptions().outstandingRequestsMax, 1000)
     }
 
-    func testAboveTheLimitSocketsAreNotReadUntilRequestsAreAnswered() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+    /// Three members with `globalOutstandingLimit` 5 and long ticks (the leader must not give up
+    /// on followers a test pauses); nil when no leader was found.
+    private func startEnsemble(group: any EventLoopGroup) async throws -> (Ensemble, MiniZKServer, [MiniZKServer])? {
         var config = ReplicaConfig()
-        // Long ticks: the leader must not give up on its paused followers during the test.
         config.tickMs = 1000
         var options = ServerOptions()
         options.outstandingRequestsMax = 5
@@ -31,7 +31,12 @@ final class ThrottlingTests: XCTestCase {
         for server in ensemble.servers {
             if try await server.status().mode == "leader" { leader = server } else { followers.append(server) }
         }
-        guard let leader else { return XCTFail("no leader") }
+        return leader.map { (ensemble, $0, followers) }
+    }
+
+    func testAboveTheLimitSocketsAreNotReadUntilRequestsAreAnswered() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        guard let (ensemble, leader, followers) = try await startEnsemble(group: group) else { return XCTFail("no leader") }
 
         let writer = try await RawClient.connect(port: leader.localPort, group: group)
         _ = try await writer.handshake()
@@ -90,21 +95,7 @@ final class ThrottlingTests: XCTestCase {
     /// before the burst's last one.
     func testABurstDoesNotQueueAheadOfAClientThatAskedMeanwhile() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        var config = ReplicaConfig()
-        config.tickMs = 1000
-        var options = ServerOptions()
-        options.outstandingRequestsMax = 5
-        var logger = Logger(label: "test")
-        logger.logLevel = .error
-        let ensemble = try await Ensemble.start(nodes: 3, config: config, group: group, logger: logger, options: options)
-        let serving = try await ensemble.waitUntilServing()
-        XCTAssertTrue(serving)
-        var leader: MiniZKServer? = nil
-        var followers: [MiniZKServer] = []
-        for server in ensemble.servers {
-            if try await server.status().mode == "leader" { leader = server } else { followers.append(server) }
-        }
-        guard let leader else { return XCTFail("no leader") }
+        guard let (ensemble, leader, followers) = try await startEnsemble(group: group) else { return XCTFail("no leader") }
         let burst = try await RawClient.connect(port: leader.localPort, group: group)
         _ = try await burst.handshake()
         let other = try await RawClient.connect(port: leader.localPort, group: group)
