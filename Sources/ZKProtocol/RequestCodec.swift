@@ -48,7 +48,8 @@ import NIOCore
 //   bare path bytes; 3.9 made it a length-prefixed buffer. We encode the 3.8 form. We decode the
 //   3.9 form too when the first four bytes are exactly the length of what follows them and the
 //   payload does not start with '/': a real path starts with '/', so the two cannot be confused
-//   for any valid path.
+//   for any valid path. A string that does not start with '/' is encoded in the 3.9 form, so that
+//   decoding gives it back (the fuzzer found a bare one whose first bytes read as a length).
 
 enum RequestCodec {
     /// The operation types a multi or multiRead record may carry.
@@ -308,7 +309,13 @@ enum RequestCodec {
             payload.writeJuteString(path)
             payload.writeJuteInt(type)
         case .deleteContainer(let path):
-            payload.writeString(path)
+            if path.hasPrefix("/") {
+                payload.writeString(path)
+            } else {
+                // Not a valid path, so not one ZooKeeper's reaper sends; the bare form could read
+                // back as the 3.9 form (its first bytes taken for a length), so use that form.
+                payload.writeJuteString(path)
+            }
         case .auth(let type, let scheme, let auth):
             payload.writeJuteInt(type)
             payload.writeJuteString(scheme)

@@ -192,6 +192,26 @@ final class GoldenBytesTests: XCTestCase {
         XCTAssertEqual(request, .deleteContainer(path: "/koo"))
     }
 
+    /// Found by the `request` fuzz target: bare bytes that do not start with '/' but whose first
+    /// four read as the length of something else decoded to one string and re-encoded to bytes
+    /// that decoded to another. Such a string is now encoded in the length-prefixed form.
+    func testDeleteContainerOfAStringThatIsNoPathRoundTrips() throws {
+        var fuzzed = try payload(ofFrame: "0000000e 00000005 00000014 00000004 27eb")
+        let (header, request) = try ClientMessageDecoder.decodeRequest(&fuzzed)
+        XCTAssertEqual(request, .deleteContainer(path: "\0\0\0\u{04}'\u{FFFD}"))
+        var buffer = ByteBuffer()
+        ClientMessageEncoder.encode(xid: header.xid, request, into: &buffer)
+        buffer.moveReaderIndex(forwardBy: 4)
+        let (_, again) = try ClientMessageDecoder.decodeRequest(&buffer)
+        XCTAssertEqual(again, request)
+        for path in ["", "koo", "\0\0\0\u{03}abc"] {
+            var encoded = ByteBuffer()
+            ClientMessageEncoder.encode(xid: 1, .deleteContainer(path: path), into: &encoded)
+            encoded.moveReaderIndex(forwardBy: 4)
+            XCTAssertEqual(try ClientMessageDecoder.decodeRequest(&encoded).1, .deleteContainer(path: path), "\(path.debugDescription)")
+        }
+    }
+
     /// Removes the prose after each line of an annotated frame, keeping the hex columns.
     static func stripComments(_ annotated: String) -> String {
         annotated.split(separator: "\n").map { line in
