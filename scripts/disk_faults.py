@@ -364,7 +364,8 @@ def scenario_readonly(r, disk, e):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--minizk", required=True)
-    parser.add_argument("--disk-mb", type=int, default=48)
+    parser.add_argument("--disk-mb", type=int, default=256,
+                        help="size of member 3's file system: room for the writes of the whole run and SQLite's WAL (up to 64 MiB)")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--scenarios", default="full,failing,readonly")
     parser.add_argument("--policy", choices=("retry", "exit"), default="retry",
