@@ -8,7 +8,7 @@ report gives medians and MiniZK/ZooKeeper ratios.
 
 Usage: scripts/bench_ensemble.py [--minizk .build/release/minizk] [--runs 3] [--seconds 5]
            [--servers zk,minizk,minizk-inproc] [--workloads create:6:64,set:1:1,...] [--no-failover]
-           [--per-member] [--minizk-args "--no-force-sync"] [--svg DIR]
+           [--per-member] [--minizk-args "--no-force-sync"] [--zk-force-sync yes|no] [--svg DIR]
 
 --servers minizk-inproc is `minizk ensemble` (the three replicas in one process, talking without
 sockets, SQLite stores side by side); it has no failover figure (its members cannot be killed
@@ -20,7 +20,9 @@ left) goes to standard error.
 
 --per-member also runs every workload against each member alone and reports it by the member's
 role (`..._on_leader_...`, `..._on_follower_...`); --minizk-args adds arguments to every
-`minizk server` (for example --no-force-sync, to see what the fsyncs cost).
+`minizk server` (for example --no-force-sync, to see what the fsyncs cost) and to `minizk
+ensemble`. The in-memory comparison (what tests run) is
+`--servers zk,minizk-inproc --minizk-args "--in-memory" --zk-force-sync no --no-failover`.
 """
 import argparse, json, os, shutil, signal, socket, statistics, struct, subprocess, sys, tempfile, time
 
@@ -34,8 +36,9 @@ ZK_CLASSPATH = ":".join([
 
 
 class Cluster:
-    def __init__(self, kind, binary, workdir, extra_args=()):
+    def __init__(self, kind, binary, workdir, extra_args=(), zk_force_sync="yes"):
         self.kind, self.binary, self.workdir = kind, binary, workdir
+        self.zk_force_sync = zk_force_sync
         self.extra_args = list(extra_args)
         ports = free_ports(9)
         self.client_ports, self.peer_ports, self.election_ports = ports[:3], ports[3:6], ports[6:]
@@ -54,7 +57,7 @@ class Cluster:
             f.write(f"tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={data}\n")
             if self.kind == "zk":
                 f.write(f"clientPort={self.client_ports[i]}\nclientPortAddress=127.0.0.1\n"
-                        "admin.enableServer=false\n4lw.commands.whitelist=*\nforceSync=yes\n")
+                        f"admin.enableServer=false\n4lw.commands.whitelist=*\nforceSync={self.zk_force_sync}\n")
                 with open(os.path.join(data, "myid"), "w") as m:
                     m.write(str(sid))
             f.write(servers)
@@ -196,6 +199,8 @@ def main():
     parser.add_argument("--no-failover", action="store_true")
     parser.add_argument("--per-member", action="store_true")
     parser.add_argument("--minizk-args", default="")
+    parser.add_argument("--zk-force-sync", choices=("yes", "no"), default="yes",
+                        help="ZooKeeper's forceSync (no: the fair peer of --minizk-args \"--in-memory\")")
     parser.add_argument("--svg", help="also write the medians as SVG charts into this directory")
     args = parser.parse_args()
     binary = os.path.abspath(args.minizk)
@@ -210,7 +215,8 @@ def main():
     for run in range(args.runs):
         for kind in kinds:
             workdir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
-            cluster = Cluster(kind, binary, workdir, args.minizk_args.split() if kind.startswith("minizk") else ())
+            cluster = Cluster(kind, binary, workdir, args.minizk_args.split() if kind.startswith("minizk") else (),
+                              zk_force_sync=args.zk_force_sync)
             try:
                 note(kind, "startup_s", cluster.start())
                 time.sleep(0.5)

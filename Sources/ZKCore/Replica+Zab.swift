@@ -31,6 +31,33 @@ extension Replica {
         case looking(LeaderElection)
         case following(FollowerState)
         case leading(LeaderState)
+
+        /// Holds nothing: stands in `role` while a state is changed in place (`modifyLeader`).
+        static let vacant = Role.looking(
+            LeaderElection(
+                me: 0, voterSets: [], round: 0, vote: Vote(leader: 0, zxid: 0, epoch: 0), nowMs: 0, finalizeWaitMs: 0,
+                resendMinMs: 0, resendMaxMs: 0))
+    }
+
+    /// Changes the leader's state where it lies, returning what `body` returns; nil when not
+    /// leading. A `case .leading(var leader) = role` copy shares its collections with `role`, so
+    /// each change to one of them copies it whole; here the state is moved out of `role` first.
+    /// `body` must not look at `role` (it holds `Role.vacant` meanwhile).
+    @discardableResult
+    mutating func modifyLeader<Result>(_ body: (inout LeaderState) -> Result) -> Result? {
+        guard case .leading(var leader) = role else { return nil }
+        role = .vacant
+        defer { role = .leading(leader) }
+        return body(&leader)
+    }
+
+    /// `modifyLeader` for the follower's state.
+    @discardableResult
+    mutating func modifyFollower<Result>(_ body: (inout FollowerState) -> Result) -> Result? {
+        guard case .following(var follower) = role else { return nil }
+        role = .vacant
+        defer { role = .following(follower) }
+        return body(&follower)
     }
 
     struct FollowerState {
@@ -162,14 +189,14 @@ extension Replica {
                 earlyFollowerInfo[peer] = (acceptedEpoch, lastZxid)
             }
             return
-        case .following(var follower):
+        case .following(let follower):
             guard peer == follower.leader else { return }
-            follower.lastHeardMs = nowMs
-            role = .following(follower)
+            let now = nowMs
+            modifyFollower { $0.lastHeardMs = now }
             onLeaderMessage(message, &ready)
-        case .leading(var leader):
-            leader.lastHeardMs[peer] = nowMs
-            role = .leading(leader)
+        case .leading:
+            let now = nowMs
+            modifyLeader { $0.lastHeardMs[peer] = now }
             onFollowerMessage(from: peer, message, &ready)
         }
     }
@@ -237,6 +264,16 @@ extension Replica {
     }
 
     private mutating func onFollowerMessage(from peer: Int64, _ message: PeerMessage, _ ready: inout Ready) {
+        if case .ack(let zxid) = message {
+            // The commonest message: counted in place.
+            let counted = modifyLeader { leader -> Bool in
+                guard leader.newLeaderAcked.contains(peer) else { return false }
+                leader.acked[peer] = max(leader.acked[peer] ?? 0, zxid)
+                return true
+            }
+            if counted == true { tryCommit(&ready) }
+            return
+        }
         guard case .leading(var leader) = role else { return }
         switch message {
         case .followerInfo(let acceptedEpoch, let lastZxid):
@@ -280,11 +317,8 @@ extension Replica {
                 role = .leading(leader)
                 establishIfQuorum(&ready)
             }
-        case .ack(let zxid):
-            guard leader.newLeaderAcked.contains(peer) else { return }
-            leader.acked[peer] = max(leader.acked[peer] ?? 0, zxid)
-            role = .leading(leader)
-            tryCommit(&ready)
+        case .ack:
+            preconditionFailure("acknowledgements are counted above")
         case .forward(let write):
             guard leader.established, leader.serving.contains(peer) else { return }
             switch write {
@@ -415,20 +449,21 @@ extension Replica {
 
     /// Leader: logs a transaction and sends it to every synced follower.
     mutating func propose(_ body: TransactionBody, sessionId: Int64, cxid: Int32, _ ready: inout Ready) {
-        guard case .leading(var leader) = role, leader.established else {
+        guard case .leading(let current) = role, current.established else {
             preconditionFailure("propose while not an established leader: \(role)")
         }
-        leader.counter &+= 1
-        precondition(leader.counter > 0, "zxid counter of epoch \(leader.epoch) exhausted")
-        let zxid = Zxid.make(epoch: Int32(truncatingIfNeeded: leader.epoch), counter: leader.counter)
-        role = .leading(leader)
+        let zxid = modifyLeader { leader -> Zxid in
+            leader.counter &+= 1
+            precondition(leader.counter > 0, "zxid counter of epoch \(leader.epoch) exhausted")
+            return Zxid.make(epoch: Int32(truncatingIfNeeded: leader.epoch), counter: leader.counter)
+        }!
         let txn = Transaction(zxid: zxid, timeMs: nowMs, sessionId: sessionId, cxid: cxid, body: body)
         var ignored: [WatchTrigger] = []
         prepared.apply(txn, triggers: &ignored)
         unapplied.append(txn)
         noteLogged(txn, &ready)
         store(.append([txn]), &ready)
-        for peer in leader.forwarding.sorted() { ready.send(.propose(txn), to: peer) }
+        for peer in current.forwarding.sorted() { ready.send(.propose(txn), to: peer) }
     }
 
     /// Leader: commits up to the highest zxid a quorum holds durably.
@@ -695,10 +730,11 @@ extension Replica {
             follower.ackedZxid = persistedZxid
             role = .following(follower)
             ready.send(.ack(persistedZxid), to: follower.leader)
-        case .leading(var leader):
+        case .leading(let leader):
             guard leader.established else { return }
-            leader.acked[config.serverId] = persistedZxid
-            role = .leading(leader)
+            let me = config.serverId
+            let zxid = persistedZxid
+            modifyLeader { $0.acked[me] = zxid }
             tryCommit(&ready)
         case .looking:
             return

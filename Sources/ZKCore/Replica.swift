@@ -235,6 +235,7 @@ public struct Replica: Sendable {
         }
         if !readOnlySessions.isEmpty, !isLooking { endReadOnlySessions(Array(readOnlySessions.keys), reason: "read-only mode ended", &ready) }
         ready.wakeAtMs = wakeAtMs
+        ready.isServing = isServing
         return ready
     }
 
@@ -506,10 +507,7 @@ public struct Replica: Sendable {
         guard var session = sessions[sessionId], !session.closing else { return }
         session.expiresAtMs = expiry(session.timeoutMs)
         sessions[sessionId] = session
-        if case .following(var follower) = role {
-            follower.touched.insert(sessionId)
-            role = .following(follower)
-        }
+        modifyFollower { $0.touched.insert(sessionId) }
     }
 
     // MARK: - Requests

@@ -173,6 +173,9 @@ public struct Ready: Sendable {
     /// Requests refused by a limit in this step (`watchedPathsPerConnectionMax`), worded for the
     /// shell's log at warning.
     public var warnings: [String] = []
+    /// Whether the replica serves clients after this step (`Replica.isServing`), given here so
+    /// that a shell need not ask the replica after every step.
+    public var isServing = false
     public init() {}
 
     public var isEmpty: Bool {

@@ -107,8 +107,13 @@ final class ReplicaHost: @unchecked Sendable {
     /// Storage of this iteration's steps, handed over (or written) at the end of the iteration.
     private var pendingStorage: [StorageJob] = []
     private var isStorageHandOffScheduled = false
+    /// `endOfIteration` is queued on the loop.
+    private var isEndOfIterationScheduled = false
     /// Shared with the other replicas on this event loop: which of them may write on it.
     private let loopTurns: LoopStorageTurns
+    /// The store does not wait for a disk (`ReplicaStore.writesAreInstant`): every batch is
+    /// written on the loop, at the end of the iteration that made it.
+    private let storageIsInstant: Bool
     /// Highest storage sequence handed to the storage thread, and highest whose `.persisted` was
     /// stepped (counting what the loop wrote itself). The loop writes storage itself only once
     /// every hand-over was reported: a report of the thread still on its way to the loop must not
@@ -199,6 +204,7 @@ final class ReplicaHost: @unchecked Sendable {
         self.storageStatistics.lastSnapshotZxid = recovered.tree.lastZxid
         self.storage = StorageThread(store: store, limits: options.groupCommit)
         self.loopTurns = LoopStorageTurns.forLoop(eventLoop)
+        self.storageIsInstant = store.writesAreInstant
     }
 
     // MARK: - Life cycle
@@ -389,23 +395,19 @@ final class ReplicaHost: @unchecked Sendable {
         isStepping = true
         defer { isStepping = false }
         var index = 0
-        // Whether serving may have changed: clients' inputs never change it, and asking the
-        // replica costs more than a request on the hot path.
-        var mayChangeServing = false
+        // Whether the replica serves after the last step (each `Ready` says; asking the replica
+        // would copy it).
+        var serving: Bool?
         while index < deferredInputs.count {
             if case .failed = state { break }
             let next = deferredInputs[index]
             index += 1
-            switch next {
-            case .request, .connect, .connectionOpened, .connectionClosed: break
-            default: mayChangeServing = true
-            }
             let ready = replica.step(next, nowMs: wallClockMs())
+            serving = ready.isServing
             apply(ready)
         }
         deferredInputs.removeAll(keepingCapacity: true)
-        if mayChangeServing || !servingWaiters.isEmpty {
-            let serving = replica.isServing
+        if let serving {
             if serving != wasServing { servingChanged(to: serving) }
             if !servingWaiters.isEmpty, serving {
                 let waiters = servingWaiters
@@ -485,8 +487,8 @@ final class ReplicaHost: @unchecked Sendable {
             pendingStorage.append(.ready(ops: ready.storage, sequence: ready.storageSequence))
             if !isStorageHandOffScheduled {
                 isStorageHandOffScheduled = true
-                loopTurns.pending(ObjectIdentifier(self))
-                eventLoop.execute { [self] in self.handOffStorage() }
+                if !storageIsInstant { loopTurns.pending(ObjectIdentifier(self)) }
+                scheduleEndOfIteration()
             }
         }
         if let peerTransport, !ready.messages.isEmpty {
@@ -495,7 +497,7 @@ final class ReplicaHost: @unchecked Sendable {
             // iteration leave together.
             if !isPeerFlushScheduled {
                 isPeerFlushScheduled = true
-                eventLoop.execute { [self] in self.flushPeerMessagesNow() }
+                scheduleEndOfIteration()
             }
         }
         if let servers = ready.ensembleServers { peerTransport?.updatePeers(servers, of: config.serverId) }
@@ -536,6 +538,29 @@ final class ReplicaHost: @unchecked Sendable {
         }
     }
 
+    /// Runs `endOfIteration` once, after the tasks already queued on the loop.
+    private func scheduleEndOfIteration() {
+        guard !isEndOfIterationScheduled else { return }
+        isEndOfIterationScheduled = true
+        eventLoop.execute { [self] in self.endOfIteration() }
+    }
+
+    /// What the steps of this iteration left for its end: their peer messages leave together, and
+    /// their storage is handed over (or written) as one batch. A store that does not wait is
+    /// written here and now, after the messages have left.
+    private func endOfIteration() {
+        isEndOfIterationScheduled = false
+        if isStorageHandOffScheduled {
+            if storageIsInstant {
+                flushPeerMessagesNow()
+                finishHandOff()
+            } else {
+                handOffStorage()
+            }
+        }
+        flushPeerMessagesNow()
+    }
+
     /// Hands the storage of this iteration's steps to the storage thread, or writes it here when it
     /// is one small append, the thread is idle and no other replica of this loop is about to write
     /// (see `ServerOptions.writeNowTransactionsMax` and `LoopStorageTurns`).
@@ -560,7 +585,8 @@ final class ReplicaHost: @unchecked Sendable {
 
     private func finishHandOff() {
         isStorageHandOffScheduled = false
-        let mayWriteHere = loopTurns.decide(ObjectIdentifier(self))
+        // A store that does not wait takes no turn: its write holds nobody up.
+        let mayWriteHere = storageIsInstant || loopTurns.decide(ObjectIdentifier(self))
         guard !pendingStorage.isEmpty else { return }
         let jobs = pendingStorage
         pendingStorage = []
@@ -581,9 +607,9 @@ final class ReplicaHost: @unchecked Sendable {
     private var writeNowCandidate: Bool { writeNowCandidate(pendingStorage) }
 
     private func writeNowCandidate(_ jobs: [StorageJob]) -> Bool {
-        guard case .running = state, options.writeNowTransactionsMax > 0, reportedThrough >= handedOverThrough else {
-            return false
-        }
+        guard case .running = state, reportedThrough >= handedOverThrough else { return false }
+        if storageIsInstant { return true }
+        guard options.writeNowTransactionsMax > 0 else { return false }
         return Self.appendedTransactions(jobs) <= options.writeNowTransactionsMax
     }
 

@@ -45,6 +45,8 @@ public final class MemoryStore: ReplicaStore {
     public private(set) var lastZxid: Zxid = 0
     /// Number of syncs, for group-commit accounting.
     public private(set) var syncCount = 0
+    /// Nothing here waits for a disk.
+    public var writesAreInstant: Bool { true }
 
     public init(syncsOnAppend: Bool = true, keepsEncoded: Bool = true) {
         self.syncsOnAppend = syncsOnAppend

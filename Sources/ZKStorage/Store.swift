@@ -36,9 +36,15 @@ public protocol ReplicaStore: AnyObject {
     func transactions(after zxid: Zxid, limit: Int) throws(StorageError) -> [Transaction]
     /// Last logged zxid (or snapshot zxid when the log after it is empty).
     var lastZxid: Zxid { get }
+    /// Whether a write returns at once, with no disk to wait for (a store in memory): the runtime
+    /// shell then writes every batch on the replica's event loop instead of handing it to a
+    /// storage thread, which would cost two thread wake-ups a batch for nothing.
+    var writesAreInstant: Bool { get }
 }
 
 extension ReplicaStore {
+    public var writesAreInstant: Bool { false }
+
     /// One call per operation; a store that can make several durable at once does better.
     public func write(_ ops: [StorageOp]) throws(StorageError) {
         for op in ops {
