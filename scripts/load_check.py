@@ -466,6 +466,7 @@ def run_load(scenario, sizes, server, sampler, result):
         load.ping_due()
     result["rss_held_kib"] = sampler.sample(force=True)
     counts = mntr(server)
+    result["server_max_latency_ms"] = counts.get("zk_max_latency")
     result["server_connections_held"] = int(counts.get("zk_num_alive_connections", -1))
     result["server_watches_held"] = int(counts.get("zk_watch_count", -1))
     result["errors"] = load.io_errors + sum(c.errors for c in load.conns)

@@ -63,6 +63,11 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     private var closeWhenFlushed = false
     /// Requests read but left undecoded while reading is throttled (see `processInbound`).
     private var isDecodingWithheld = false
+    /// Requests decoded in this turn, and whether the turn ended with requests left undecoded
+    /// (`ServerOptions.requestsPerTurn`): the next turn is a task queued behind the loop's next
+    /// look at its sockets, and nothing more is read until it has decoded them all.
+    private var decodedThisTurn = 0
+    private var isWaitingForTurn = false
     /// Counters for `cons`, `stat` and `crst`; only meaningful once the channel is active.
     var statistics = ConnectionStatistics(id: 0, peerAddress: "", peerPort: 0, establishedAtMs: 0)
 
@@ -134,12 +139,21 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         } else {
             inbound!.writeBuffer(&bytes)
         }
+        host.beginFlushScope()
         processInbound()
+        host.endFlushScope()
         if let buffer = inbound, buffer.readableBytes == 0 {
             inbound = nil
         } else if inbound != nil, inbound!.readerIndex > 64 * 1024 {
             inbound!.discardReadBytes()
         }
+    }
+
+    /// The end of one read cycle: the next one starts a new turn, unless this one ended with
+    /// requests left for the next.
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if !isWaitingForTurn { decodedThisTurn = 0 }
+        context.fireChannelReadComplete()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
@@ -152,7 +166,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         if case .closing = state {
             // Lingering before the close: what arrives is read and discarded.
             context.read()
-        } else if isReadingPaused {
+        } else if isReadingPaused || isWaitingForTurn {
             readWasRequested = true
         } else if host.isPaused || host.isThrottled {
             // A paused replica (tests) reads nothing, nor does a throttled one (more than
@@ -169,12 +183,14 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     func readAfterPause() {
         if isDecodingWithheld {
             isDecodingWithheld = false
+            host.beginFlushScope()
             processInbound()
+            host.endFlushScope()
             if let buffer = inbound, buffer.readableBytes == 0 { inbound = nil }
             // Throttled again before this connection's bytes were all decoded: it waits its turn.
             if isDecodingWithheld { return }
         }
-        guard readWasRequested, !isReadingPaused, let context else { return }
+        guard readWasRequested, !isReadingPaused, !isWaitingForTurn, let context else { return }
         if host.isPaused || host.isThrottled {
             host.withholdRead(self)
             return
@@ -184,6 +200,25 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     }
 
     // MARK: - Input
+
+    /// This connection's next turn: decodes what it read (up to the turn's share), then reads
+    /// again if it asked to meanwhile.
+    private func nextTurn() {
+        isWaitingForTurn = false
+        decodedThisTurn = 0
+        switch state {
+        case .closing, .closed: return
+        default: break
+        }
+        host.beginFlushScope()
+        processInbound()
+        host.endFlushScope()
+        if let buffer = inbound, buffer.readableBytes == 0 { inbound = nil }
+        guard !isWaitingForTurn, !isDecodingWithheld, readWasRequested, let context else { return }
+        // Through `read`, which withholds it while the replica is paused or throttled.
+        readWasRequested = false
+        read(context: context)
+    }
 
     private func processInbound() {
         while inbound != nil {
@@ -200,6 +235,15 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
                     host.withholdRead(self)
                     return
                 }
+                let perTurn = host.options.requestsPerTurn
+                if perTurn > 0, decodedThisTurn >= perTurn {
+                    if !isWaitingForTurn, let context {
+                        isWaitingForTurn = true
+                        context.eventLoop.assumeIsolated().execute { [self] in self.nextTurn() }
+                    }
+                    return
+                }
+                decodedThisTurn += 1
                 guard decodeNextFrame() else { return }
             case .closing, .closed:
                 return
@@ -344,13 +388,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             self.outboundDrained()
         }
         context.write(wrapOutboundOut(buffer), promise: promise)
-        // One flush per event-loop iteration: the replies of every request decoded in one read
-        // cycle leave in one system call.
+        // One flush per step batch or read (the host's flush scope), else per event-loop
+        // iteration: the replies of every request decoded in one read leave in one system call.
         if !isFlushScheduled {
             isFlushScheduled = true
-            context.eventLoop.assumeIsolated().execute { [self] in
-                self.isFlushScheduled = false
-                self.context?.flush()
+            if !host.flushAtEndOfScope(self) {
+                context.eventLoop.assumeIsolated().execute { [self] in self.flushNow() }
             }
         }
         if queuedOutboundBytes > host.options.outboundBytesMax {
@@ -360,6 +403,13 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             isReadingPaused = true
             statistics.isReading = false
         }
+    }
+
+    /// Flushes what was written since the last flush.
+    func flushNow() {
+        guard isFlushScheduled else { return }
+        isFlushScheduled = false
+        context?.flush()
     }
 
     private func outboundDrained() {

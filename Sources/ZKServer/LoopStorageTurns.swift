@@ -14,6 +14,8 @@ import NIOCore
 final class LoopStorageTurns: @unchecked Sendable {
     /// Replicas of this loop with storage queued in this iteration and not yet decided.
     private var undecided: Set<ObjectIdentifier> = []
+    /// Replicas running on this loop.
+    private var members: Set<ObjectIdentifier> = []
 
     private init() {}
 
@@ -29,9 +31,21 @@ final class LoopStorageTurns: @unchecked Sendable {
         return undecided.isEmpty
     }
 
+    /// `host` starts on this loop.
+    func join(_ host: ObjectIdentifier) {
+        members.insert(host)
+    }
+
     /// `host` stops: it no longer takes part.
     func leave(_ host: ObjectIdentifier) {
         undecided.remove(host)
+        members.remove(host)
+    }
+
+    /// Whether `host` is the only replica on this loop (a standalone server, or one member per
+    /// process): then nobody else's turn is worth waiting for.
+    func isAlone(_ host: ObjectIdentifier) -> Bool {
+        members.count <= 1
     }
 
     private struct WeakTurns {

@@ -116,7 +116,15 @@ public final class MiniZKServer: Sendable {
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.maxMessagesPerRead, value: 16)
+            // One read of at most `readBytesPerTurn` per connection per look at the sockets
+            // (see `ServerOptions.readBytesPerTurn`); 0 keeps NIO's reads (16 of up to 64 KiB).
+            .childChannelOption(.maxMessagesPerRead, value: UInt(options.readBytesPerTurn > 0 ? 1 : 16))
+            .childChannelOption(
+                .recvAllocator,
+                value: options.readBytesPerTurn > 0
+                    ? AdaptiveRecvByteBufferAllocator(
+                        minimum: 64, initial: min(2048, max(64, options.readBytesPerTurn)), maximum: max(64, options.readBytesPerTurn))
+                    : AdaptiveRecvByteBufferAllocator())
 
         var config = config
         config.clientPort = port

@@ -29,6 +29,17 @@ public struct ServerOptions: Sendable {
     /// default 1000). Nothing is dropped: unread requests wait in the sockets and TCP pushes back
     /// on the clients. 0: no limit.
     public var outstandingRequestsMax: Int = 1000
+    /// Fairness between connections. Each time the event loop looks at its sockets, a
+    /// connection reads at most `readBytesPerTurn` bytes (one read), and decodes at most
+    /// `requestsPerTurn` requests before the other connections' requests of that look are
+    /// decoded; the rest of what it sent waits in its socket for the next look. So a client that
+    /// pipelines thousands of requests makes one that sends a single request wait for about one
+    /// turn of each busy connection, not for all of its requests (ZooKeeper's selector threads
+    /// read one request per connection and look). Larger values read large frames in fewer
+    /// system calls (4 KiB: a 1 MB setData takes 250 reads; pipelined 1 MB writes measured 17 %
+    /// slower than with 64 KiB reads). 0: no limit (NIO's 16 reads of up to 64 KiB each look).
+    public var readBytesPerTurn: Int = 4096
+    public var requestsPerTurn: Int = 64
     /// How long a connection the replica closed may take to flush what was queued before it;
     /// after that it is closed regardless.
     public var closeFlushTimeoutMs: Int64 = 5_000
@@ -139,6 +150,9 @@ final class ReplicaHost: @unchecked Sendable {
     /// `Ready` are all handed out before those of the next.
     private var deferredInputs: [ReplicaInput] = []
     private var isStepping = false
+    /// See `beginFlushScope`.
+    private var flushScopeDepth = 0
+    private var connectionsToFlush: [ClientConnectionHandler] = []
     /// Waiting for the replica to serve clients (a standalone one does once its epoch is durable).
     private var servingWaiters: [EventLoopPromise<Void>] = []
     private var failureCallbacks: [@Sendable (String) -> Void] = []
@@ -212,6 +226,7 @@ final class ReplicaHost: @unchecked Sendable {
     /// Starts the storage thread and the tick timer. Call on the event loop.
     func start() {
         eventLoop.preconditionInEventLoop()
+        loopTurns.join(ObjectIdentifier(self))
         // A member of an ensemble starts by looking for a leader.
         if !config.isStandalone { metrics.lookingCount.increment() }
         storageStopped = storage.start(on: eventLoop) { [weak self, eventLoop] event in
@@ -385,6 +400,8 @@ final class ReplicaHost: @unchecked Sendable {
     func submit(_ input: ReplicaInput) {
         eventLoop.preconditionInEventLoop()
         guard case .running = state else { return }
+        beginFlushScope()
+        defer { endFlushScope() }
         if isPaused {
             if case .tick = input { return }
             heldInputs.append(input)
@@ -415,6 +432,29 @@ final class ReplicaHost: @unchecked Sendable {
                 for waiter in waiters { waiter.succeed() }
             }
         }
+    }
+
+    /// Replies and events written from now until the matching `endFlushScope` leave together:
+    /// each connection written to is flushed once, at the end of the outermost scope (the end of
+    /// a step batch, or of a read of a connection's requests), rather than in a task queued
+    /// behind whatever else the loop has to do.
+    func beginFlushScope() {
+        flushScopeDepth += 1
+    }
+
+    func endFlushScope() {
+        flushScopeDepth -= 1
+        guard flushScopeDepth == 0, !connectionsToFlush.isEmpty else { return }
+        let handlers = connectionsToFlush
+        connectionsToFlush = []
+        for handler in handlers { handler.flushNow() }
+    }
+
+    /// Takes `handler`'s flush for the end of the current scope; false outside any scope.
+    func flushAtEndOfScope(_ handler: ClientConnectionHandler) -> Bool {
+        guard flushScopeDepth > 0 else { return false }
+        connectionsToFlush.append(handler)
+        return true
     }
 
     /// Counts elections as ZooKeeper does: `looking_count` each time a member of an ensemble stops
@@ -565,10 +605,11 @@ final class ReplicaHost: @unchecked Sendable {
     /// is one small append, the thread is idle and no other replica of this loop is about to write
     /// (see `ServerOptions.writeNowTransactionsMax` and `LoopStorageTurns`).
     ///
-    /// Two passes: the first sends this iteration's peer messages, so that a replica of this loop
-    /// they reach steps them (and queues its own storage) before the second pass decides.
+    /// Two passes when other replicas share the loop: the first sends this iteration's peer
+    /// messages, so that a replica of this loop they reach steps them (and queues its own
+    /// storage) before the second pass decides. A replica alone on its loop decides at once.
     private func handOffStorage() {
-        guard writeNowCandidate else {
+        guard writeNowCandidate, !loopTurns.isAlone(ObjectIdentifier(self)) else {
             finishHandOff()
             return
         }
