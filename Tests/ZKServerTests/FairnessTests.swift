@@ -51,16 +51,8 @@ final class FairnessTests: XCTestCase {
         for index in 1...count {
             guard try await burst.nextFrame(timeout: .seconds(30)) != nil else { return XCTFail("closed before reply \(index)") }
         }
-        func czxid(_ path: String, xid: Int32) async throws -> Int64 {
-            let frame = try await other.call(xid: xid, .exists(path: path, watch: false))
-            guard case .reply(let header, .stat(let stat)) = frame, header.err == 0 else {
-                XCTFail("exists \(path): \(frame)")
-                return 0
-            }
-            return stat.czxid
-        }
-        let lateZxid = try await czxid("/late", xid: 2)
-        let middleOfBurst = try await czxid("/b\(count / 2)", xid: 3)
+        let lateZxid = try await other.czxid("/late", xid: 2)
+        let middleOfBurst = try await other.czxid("/b\(count / 2)", xid: 3)
         XCTAssertLessThan(lateZxid, middleOfBurst, "the create sent after the burst waited behind half of it")
         await burst.close()
         await other.close()

@@ -108,6 +108,16 @@ final class RawClient: Sendable {
         return try ServerMessageDecoder.decodeConnectResponse(&payload)
     }
 
+    /// The zxid that created `path` (an exists call); 0, with a test failure, when it fails.
+    func czxid(_ path: String, xid: Int32, file: StaticString = #filePath, line: UInt = #line) async throws -> Int64 {
+        let frame = try await call(xid: xid, .exists(path: path, watch: false))
+        guard case .reply(let header, .stat(let stat)) = frame, header.err == 0 else {
+            XCTFail("exists \(path): \(frame)", file: file, line: line)
+            return 0
+        }
+        return stat.czxid
+    }
+
     /// Sends one request and returns the next frame that is not a notification, decoded as the
     /// reply to `request`.
     func call(xid: Int32, _ request: Request) async throws -> ServerFrame {

@@ -126,17 +126,9 @@ final class ThrottlingTests: XCTestCase {
             guard try await burst.nextFrame(timeout: .seconds(20)) != nil else { return XCTFail("closed before reply \(index)") }
         }
         guard try await other.nextFrame(timeout: .seconds(20)) != nil else { return XCTFail("no reply to /late") }
-        func czxid(_ path: String, xid: Int32) async throws -> Int64 {
-            let frame = try await other.call(xid: xid, .exists(path: path, watch: false))
-            guard case .reply(let header, .stat(let stat)) = frame, header.err == 0 else {
-                XCTFail("exists \(path): \(frame)")
-                return 0
-            }
-            return stat.czxid
-        }
-        let lateZxid = try await czxid("/late", xid: 2)
-        let lastOfBurst = try await czxid("/b100", xid: 3)
-        let sixthOfBurst = try await czxid("/b6", xid: 4)
+        let lateZxid = try await other.czxid("/late", xid: 2)
+        let lastOfBurst = try await other.czxid("/b100", xid: 3)
+        let sixthOfBurst = try await other.czxid("/b6", xid: 4)
         XCTAssertGreaterThan(lateZxid, sixthOfBurst, "the create asked while throttled went before what was already decoded")
         XCTAssertLessThan(lateZxid, lastOfBurst, "the create asked while throttled waited behind the whole burst")
         await burst.close()
