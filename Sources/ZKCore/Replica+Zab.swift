@@ -730,12 +730,15 @@ extension Replica {
             follower.ackedZxid = persistedZxid
             role = .following(follower)
             ready.send(.ack(persistedZxid), to: follower.leader)
-        case .leading(let leader):
-            guard leader.established else { return }
+        case .leading:
             let me = config.serverId
             let zxid = persistedZxid
-            modifyLeader { $0.acked[me] = zxid }
-            tryCommit(&ready)
+            let counted = modifyLeader { leader -> Bool in
+                guard leader.established else { return false }
+                leader.acked[me] = zxid
+                return true
+            }
+            if counted == true { tryCommit(&ready) }
         case .looking:
             return
         }

@@ -139,12 +139,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         } else {
             inbound!.writeBuffer(&bytes)
         }
-        host.beginFlushScope()
-        processInbound()
-        host.endFlushScope()
-        if let buffer = inbound, buffer.readableBytes == 0 {
-            inbound = nil
-        } else if inbound != nil, inbound!.readerIndex > 64 * 1024 {
+        decodeWhatWasRead()
+        if inbound != nil, inbound!.readerIndex > 64 * 1024 {
             inbound!.discardReadBytes()
         }
     }
@@ -183,10 +179,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     func readAfterPause() {
         if isDecodingWithheld {
             isDecodingWithheld = false
-            host.beginFlushScope()
-            processInbound()
-            host.endFlushScope()
-            if let buffer = inbound, buffer.readableBytes == 0 { inbound = nil }
+            decodeWhatWasRead()
             // Throttled again before this connection's bytes were all decoded: it waits its turn.
             if isDecodingWithheld { return }
         }
@@ -210,14 +203,20 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         case .closing, .closed: return
         default: break
         }
-        host.beginFlushScope()
-        processInbound()
-        host.endFlushScope()
-        if let buffer = inbound, buffer.readableBytes == 0 { inbound = nil }
+        decodeWhatWasRead()
         guard !isWaitingForTurn, !isDecodingWithheld, readWasRequested, let context else { return }
         // Through `read`, which withholds it while the replica is paused or throttled.
         readWasRequested = false
         read(context: context)
+    }
+
+    /// Decodes what was read, as far as the turn and the throttle allow, with the replies of all
+    /// of it flushed once (the host's flush scope); drops the buffer once it is used up.
+    private func decodeWhatWasRead() {
+        host.beginFlushScope()
+        processInbound()
+        host.endFlushScope()
+        if let buffer = inbound, buffer.readableBytes == 0 { inbound = nil }
     }
 
     private func processInbound() {

@@ -42,9 +42,9 @@ final class LoopStorageTurns: @unchecked Sendable {
         members.remove(host)
     }
 
-    /// Whether `host` is the only replica on this loop (a standalone server, or one member per
+    /// Whether one replica at most runs on this loop (a standalone server, or one member per
     /// process): then nobody else's turn is worth waiting for.
-    func isAlone(_ host: ObjectIdentifier) -> Bool {
+    var hasOneReplica: Bool {
         members.count <= 1
     }
 

@@ -586,18 +586,10 @@ final class ReplicaHost: @unchecked Sendable {
     }
 
     /// What the steps of this iteration left for its end: their peer messages leave together, and
-    /// their storage is handed over (or written) as one batch. A store that does not wait is
-    /// written here and now, after the messages have left.
+    /// their storage is handed over (or written) as one batch.
     private func endOfIteration() {
         isEndOfIterationScheduled = false
-        if isStorageHandOffScheduled {
-            if storageIsInstant {
-                flushPeerMessagesNow()
-                finishHandOff()
-            } else {
-                handOffStorage()
-            }
-        }
+        if isStorageHandOffScheduled { handOffStorage() }
         flushPeerMessagesNow()
     }
 
@@ -607,9 +599,10 @@ final class ReplicaHost: @unchecked Sendable {
     ///
     /// Two passes when other replicas share the loop: the first sends this iteration's peer
     /// messages, so that a replica of this loop they reach steps them (and queues its own
-    /// storage) before the second pass decides. A replica alone on its loop decides at once.
+    /// storage) before the second pass decides. A replica alone on its loop, or whose store does
+    /// not wait (it takes no turn), decides at once.
     private func handOffStorage() {
-        guard writeNowCandidate, !loopTurns.isAlone(ObjectIdentifier(self)) else {
+        guard writeNowCandidate, !storageIsInstant, !loopTurns.hasOneReplica else {
             finishHandOff()
             return
         }
