@@ -55,7 +55,7 @@ echo "== built in $(( $(date +%s) - start )) s"
 # Seeds that the encoders write (peer, transaction, snapshot) join the committed ones.
 generated="$scratch/generated-seeds"
 rm -rf "$generated"
-MINIZK_FUZZ_WRITE_SEEDS="$generated" "$binary" >/dev/null 2>&1 || { echo "writing seeds failed"; exit 2; }
+SWIFT_BACKTRACE=enable=no MINIZK_FUZZ_WRITE_SEEDS="$generated" "$binary" >/dev/null 2>&1 || { echo "writing seeds failed"; exit 2; }
 
 failed=()
 for target in "${targets[@]}"; do
@@ -68,7 +68,7 @@ for target in "${targets[@]}"; do
     log="$scratch/logs/$target.log"
     mkdir -p "$(dirname "$log")"
     t0=$(date +%s)
-    MINIZK_FUZZ_TARGET="$target" ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 "$binary" \
+    SWIFT_BACKTRACE=enable=no MINIZK_FUZZ_TARGET="$target" ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 "$binary" \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 $seed_args \
         -artifact_prefix="$crashes/" "$corpus" >"$log" 2>&1
     rc=$?
@@ -80,7 +80,7 @@ for target in "${targets[@]}"; do
         echo "!! $target: FAILED (exit $rc) after $(( $(date +%s) - t0 )) s; input: ${artifact:-none}; log: $log"
         grep -m 3 -E "property violated|Fatal error|ERROR: (AddressSanitizer|libFuzzer)|SUMMARY" "$log" | sed 's/^/   /'
         if [ -n "$artifact" ]; then
-            MINIZK_FUZZ_TARGET="$target" "$binary" -minimize_crash=1 -max_total_time=30 -runs=100000 \
+            SWIFT_BACKTRACE=enable=no MINIZK_FUZZ_TARGET="$target" "$binary" -minimize_crash=1 -max_total_time=30 -runs=100000 \
                 -exact_artifact_path="$artifact.min" "$artifact" >"$log.min" 2>&1
             [ -f "$artifact.min" ] && echo "   minimized: $artifact.min ($(wc -c <"$artifact.min") bytes): $(xxd -p "$artifact.min" | tr -d '\n' | head -c 200)"
         fi

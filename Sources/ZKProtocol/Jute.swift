@@ -99,7 +99,7 @@ extension ByteBuffer {
     public mutating func readJuteString(_ what: String) throws -> String? {
         guard let count = try self.readJuteCount(what, elementBytesMin: 1) else { return nil }
         guard let slice = self.readSlice(length: count) else { throw ProtocolError.truncated(what: what) }
-        return slice.withUnsafeReadableBytes { String(decoding: $0, as: UTF8.self) }
+        return slice.withUnsafeReadableBytes { String(juteBytes: $0) }
     }
 
     /// A string where null has no meaning of its own: null reads as "".
@@ -230,7 +230,8 @@ extension ByteBuffer {
         guard let string else { return self.writeJuteInt(-1) }
         // Java writes a character outside the Basic Multilingual Plane as its two UTF-16
         // surrogates, three bytes each (CESU-8); clients of ZooKeeper see those bytes, so MiniZK
-        // writes the same. Everything else is plain UTF-8.
+        // writes the same (and reads them back as the character: `String(decodingJavaUTF8:)`).
+        // Everything else is plain UTF-8.
         if string.utf8.contains(where: { $0 >= 0xF0 }) {
             var bytes: [UInt8] = []
             bytes.reserveCapacity(string.utf8.count + 8)
@@ -331,5 +332,46 @@ extension ByteBuffer {
         let payloadBytes = self.writerIndex - lengthIndex - 4
         precondition(payloadBytes >= 0 && payloadBytes <= Int(Int32.max), "frame payload of \(payloadBytes) bytes")
         self.setInteger(Int32(payloadBytes), at: lengthIndex, endianness: .big)
+    }
+}
+
+extension String {
+    /// A jute string's bytes: UTF-8, where a character outside the Basic Multilingual Plane may
+    /// come as Java writes it (`init(decodingJavaUTF8:)`).
+    init(juteBytes bytes: UnsafeRawBufferPointer) {
+        self = bytes.contains(0xED) ? String(decodingJavaUTF8: bytes) : String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// UTF-8 as Java's jute writes it: a character outside the Basic Multilingual Plane may come
+    /// as its two UTF-16 surrogates, three bytes each (CESU-8), and is read back as that
+    /// character, so that a string MiniZK wrote (in a reply, a transaction, a snapshot, a peer
+    /// message) reads back equal on every replica and after a restart. Java's own decoder makes
+    /// replacement characters of them; anything else malformed (a lone surrogate, a stray byte)
+    /// still becomes U+FFFD here too.
+    init(decodingJavaUTF8 bytes: UnsafeRawBufferPointer) {
+        var fixed: [UInt8] = []
+        fixed.reserveCapacity(bytes.count)
+        var index = 0
+        let count = bytes.count
+        while index < count {
+            if bytes[index] == 0xED, index + 5 < count,
+                (0xA0...0xAF).contains(bytes[index + 1]), (0x80...0xBF).contains(bytes[index + 2]),
+                bytes[index + 3] == 0xED,
+                (0xB0...0xBF).contains(bytes[index + 4]), (0x80...0xBF).contains(bytes[index + 5])
+            {
+                let high = (UInt32(bytes[index + 1] & 0x0F) << 6) | UInt32(bytes[index + 2] & 0x3F)
+                let low = (UInt32(bytes[index + 4] & 0x0F) << 6) | UInt32(bytes[index + 5] & 0x3F)
+                let scalar = 0x10000 + (high << 10) + low
+                fixed.append(0xF0 | UInt8(scalar >> 18))
+                fixed.append(0x80 | UInt8((scalar >> 12) & 0x3F))
+                fixed.append(0x80 | UInt8((scalar >> 6) & 0x3F))
+                fixed.append(0x80 | UInt8(scalar & 0x3F))
+                index += 6
+            } else {
+                fixed.append(bytes[index])
+                index += 1
+            }
+        }
+        self = String(decoding: fixed, as: UTF8.self)
     }
 }

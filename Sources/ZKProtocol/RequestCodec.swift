@@ -218,7 +218,7 @@ enum RequestCodec {
             payload.moveReaderIndex(forwardBy: 4)
         }
         let bytes = payload.readSlice(length: payload.readableBytes) ?? ByteBuffer()
-        return bytes.withUnsafeReadableBytes { String(decoding: $0, as: UTF8.self) }
+        return bytes.withUnsafeReadableBytes { String(juteBytes: $0) }
     }
 
     // MARK: Encoding (the client side)

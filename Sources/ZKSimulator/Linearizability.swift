@@ -12,7 +12,10 @@ import ZKProtocol
 /// The search is Wing and Gong's, with Lowe's cache of visited (linearized set, state) pairs: it
 /// picks, in invocation order, an operation that may take effect next, applies it to the model,
 /// and backtracks when the model's answer differs from what the client saw. It gives up after
-/// `budget` steps and says "unknown" rather than hang.
+/// `budget` steps and says "unknown" rather than hang. An unanswered operation is tried only
+/// where it would change the register: one that leaves it as it is (a read, a failed
+/// compare-and-set, the end of a session that owns nothing here) gives nothing leaving it out
+/// does not.
 ///
 /// What "may take effect next" means encodes ZooKeeper's guarantees, which are not plain
 /// linearizability:
@@ -189,7 +192,15 @@ enum Linearizability {
             stack[top].cursor += 1
             let op = ops[index]
             let (state, result) = step(stack[top].state, op.action)
-            if let expected = op.expected, expected != .any, expected != result { continue }
+            if let expected = op.expected {
+                if expected != .any, expected != result { continue }
+            } else if state == stack[top].state {
+                // An operation without a reply that changes nothing here: taking it now is no
+                // better than leaving it out, which it may always be, and no other operation
+                // waits for it (an unanswered predecessor counts as done). Without this every
+                // such operation doubles the (linearized set, state) pairs the search visits.
+                continue
+            }
             var bits = stack[top].bits
             bits[index >> 6] |= 1 << UInt64(index & 63)
             for skipped in op.predecessors where ops[skipped].expected == nil { bits[skipped >> 6] |= 1 << UInt64(skipped & 63) }

@@ -81,6 +81,33 @@ final class JuteTests: XCTestCase {
         XCTAssertEqual(try input.readJuteString("path"), "/\u{FFFD}\u{FFFD}a")
     }
 
+    /// A character outside the Basic Multilingual Plane is written as Java writes it, two
+    /// surrogates of three bytes each, and read back as the character (Java would read two
+    /// replacement characters): what one replica writes, another reads back equal.
+    func testACharacterOutsideTheBMPIsWrittenAsJavaDoesAndReadBackWhole() throws {
+        let wire = encoded { $0.writeJuteString("u\u{1F600}v") }
+        XCTAssertEqual(wire, bytes("00000008 75 eda0bd edb880 76"))
+        var input = ByteBuffer(bytes: wire)
+        XCTAssertEqual(try input.readJuteString("id"), "u\u{1F600}v")
+        // Plain UTF-8 from a client that is not Java reads the same.
+        var plain = buffer("00000006 75 f09f9880 76")
+        XCTAssertEqual(try plain.readJuteString("id"), "u\u{1F600}v")
+        for scalar: UInt32 in [0x10000, 0x1E000, 0x1E446, 0x10FFFF] {
+            let string = "/" + String(Character(Unicode.Scalar(scalar)!)) + "é"
+            var again = ByteBuffer(bytes: encoded { $0.writeJuteString(string) })
+            XCTAssertEqual(try again.readJuteString("path"), string, "U+\(String(scalar, radix: 16))")
+        }
+    }
+
+    func testALoneSurrogateIsStillRepaired() throws {
+        // A high surrogate without its low half, then a low one alone.
+        var input = buffer("00000007 eda0bd 61 edb880")
+        let read = try input.readJuteString("path")
+        XCTAssertEqual(read?.unicodeScalars.filter { $0 == "\u{FFFD}" }.isEmpty, false)
+        XCTAssertEqual(read?.contains("a"), true)
+        XCTAssertEqual(read?.unicodeScalars.contains { $0.value > 0xFFFF }, false)
+    }
+
     func testStringsAreCountedInUTF8Bytes() throws {
         XCTAssertEqual(encoded { $0.writeJuteString("/é") }, bytes("00000003 2fc3a9"))
         var input = buffer("00000003 2fc3a9")
