@@ -7,13 +7,15 @@
 #   - the members' stores agree (`minizk inspect`: same tree, same transactions at every zxid
 #     two logs share, same last zxid).
 #
-# Usage: scripts/chaos.sh [--ci] [--minutes N] [--seed S] [--keep]
+# Usage: scripts/chaos.sh [--ci] [--minutes N] [--seed S] [--keep] [--ephemeral-lock]
 #   --ci        a short pass (about 2 minutes in all, 90 s of faults)
 #   --minutes N faults and workload for N minutes (default 5)
 #   --seed S    the schedule's seed (default: from the clock, printed)
 #   --keep      keep the work directory (logs, stores, history) even when everything passed
 #   --control-wipe  a control run that must FAIL: halfway, every member is killed and its data
 #               directory wiped, so acknowledged writes are really lost; shows the checks see it
+#   --ephemeral-lock  clients also compete for an ephemeral, /chaos/lock, which must vanish with
+#               the session that holds it (sessions and their ends join the checked history)
 # Needs root (ip netns, veth, bridge, tc, nft). MINIZK_BIN picks the binary (default
 # .build/debug/minizk, built if missing).
 #
@@ -42,6 +44,7 @@ SEED=""
 CI=0
 KEEP=0
 CONTROL=0
+LOCK_ARGS=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --ci) CI=1 ;;
@@ -49,7 +52,8 @@ while [ $# -gt 0 ]; do
         --seed) SEED="$2"; shift ;;
         --keep) KEEP=1 ;;
         --control-wipe) CONTROL=1 ;;
-        *) echo "usage: $0 [--ci] [--minutes N] [--seed S] [--keep] [--control-wipe]" >&2; exit 2 ;;
+        --ephemeral-lock) LOCK_ARGS=(--ephemeral-lock) ;;
+        *) echo "usage: $0 [--ci] [--minutes N] [--seed S] [--keep] [--control-wipe] [--ephemeral-lock]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -167,7 +171,7 @@ log "ensemble serving: leader $(leader); seed $SEED, $FAULT_SECONDS s of faults,
 CONNECT="$NET.1:$CLIENT_PORT,$NET.2:$CLIENT_PORT,$NET.3:$CLIENT_PORT"
 # The linearizability search costs about (operations per key)^2: more keys for longer runs.
 KEYS=$(( FAULT_SECONDS / 15 )); [ "$KEYS" -lt 10 ] && KEYS=10
-"$BIN" chaos-client --connect "$CONNECT" --clients 6 --keys "$KEYS" --think-ms 40-120 --seconds "$FAULT_SECONDS" --seed "$SEED" \
+"$BIN" chaos-client --connect "$CONNECT" --clients 6 --keys "$KEYS" --think-ms 40-120 --seconds "$FAULT_SECONDS" --seed "$SEED" "${LOCK_ARGS[@]}" \
     --heal-file "$WORK/healed" --history-file "$WORK/history.txt" \
     --data-dir "$WORK/data1" --data-dir "$WORK/data2" --data-dir "$WORK/data3" >"$WORK/client.log" 2>&1 &
 CLIENT_PID=$!

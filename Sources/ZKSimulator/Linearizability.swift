@@ -12,10 +12,8 @@ import ZKProtocol
 /// The search is Wing and Gong's, with Lowe's cache of visited (linearized set, state) pairs: it
 /// picks, in invocation order, an operation that may take effect next, applies it to the model,
 /// and backtracks when the model's answer differs from what the client saw. It gives up after
-/// `budget` steps and says "unknown" rather than hang. An unanswered operation is tried only
-/// where it would change the register: one that leaves it as it is (a read, a failed
-/// compare-and-set, the end of a session that owns nothing here) gives nothing leaving it out
-/// does not.
+/// `budget` steps and says "unknown" rather than hang. It first tries an unanswered operation
+/// only where it would change the register (see `check`).
 ///
 /// What "may take effect next" means encodes ZooKeeper's guarantees, which are not plain
 /// linearizability:
@@ -126,7 +124,22 @@ enum Linearizability {
     }
 
     /// Wing–Gong–Lowe search over one path's operations (sorted by invocation).
+    ///
+    /// Two searches, the second only when the first gave up. The first never tries an
+    /// unanswered operation where it would change nothing: each such operation would double the
+    /// (linearized set, state) pairs it can visit, so histories with many of them (sessions
+    /// that may have ended, compare-and-sets without an answer) are decided in seconds instead
+    /// of not at all. Trying such an operation where it changes nothing amounts to deciding
+    /// early that it never took effect, which sometimes finds a linearization sooner; the
+    /// second search keeps that order (each search is complete: they differ in what they find
+    /// first, not in what they accept).
     static func check(_ ops: [Op], budget: Int) -> Verdict {
+        let verdict = search(ops, budget: budget, skipUnansweredNoOps: true)
+        if case .unknown = verdict { return search(ops, budget: budget, skipUnansweredNoOps: false) }
+        return verdict
+    }
+
+    private static func search(_ ops: [Op], budget: Int, skipUnansweredNoOps: Bool) -> Verdict {
         let count = ops.count
         let knownCount = ops.filter { $0.expected != nil }.count
         if knownCount == 0 { return .linearizable }
@@ -194,11 +207,10 @@ enum Linearizability {
             let (state, result) = step(stack[top].state, op.action)
             if let expected = op.expected {
                 if expected != .any, expected != result { continue }
-            } else if state == stack[top].state {
+            } else if skipUnansweredNoOps, state == stack[top].state {
                 // An operation without a reply that changes nothing here: taking it now is no
                 // better than leaving it out, which it may always be, and no other operation
-                // waits for it (an unanswered predecessor counts as done). Without this every
-                // such operation doubles the (linearized set, state) pairs the search visits.
+                // waits for it (an unanswered predecessor counts as done).
                 continue
             }
             var bits = stack[top].bits
