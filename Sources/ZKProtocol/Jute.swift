@@ -338,7 +338,7 @@ extension ByteBuffer {
 extension String {
     /// A jute string's bytes: UTF-8, where a character outside the Basic Multilingual Plane may
     /// come as Java writes it (`init(decodingJavaUTF8:)`).
-    init(juteBytes bytes: UnsafeRawBufferPointer) {
+    public init(juteBytes bytes: UnsafeRawBufferPointer) {
         self = bytes.contains(0xED) ? String(decodingJavaUTF8: bytes) : String(decoding: bytes, as: UTF8.self)
     }
 

@@ -341,7 +341,10 @@ public struct SnapshotDecoder {
 
     private func string(_ buffer: inout ByteBuffer) throws(Failure) -> String? {
         guard let count = try length(&buffer) else { return nil }
-        return buffer.readString(length: count)
+        // Written by `writeJuteString`, so read as a jute string (a character outside the BMP
+        // comes as two surrogates).
+        guard let slice = buffer.readSlice(length: count) else { throw .short }
+        return slice.withUnsafeReadableBytes { String(juteBytes: $0) }
     }
 
     /// Reads an ACL list, handing back an array read before when the bytes are the same: the

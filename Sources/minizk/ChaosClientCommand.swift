@@ -73,7 +73,7 @@ struct ChaosClientCommand: AsyncParsableCommand {
     @Option(help: "Steps the linearizability search may take per key before it says unknown.")
     var budget: Int = 5_000_000
 
-    @Flag(help: "Also compete for an ephemeral, /chaos/lock (clients 0 and 1), which must vanish with its owner's session. Off by default: every session that created it and whose end is unknown widens the linearizability search a lot (minutes on a 90 s run).")
+    @Flag(help: "Also compete for an ephemeral, /chaos/lock (clients 0 and 1), which must vanish with its owner's session. Widens the linearizability search: every session whose end its client does not know, and every call without an answer, may or may not have taken effect (seconds on a 90 s run).")
     var ephemeralLock = false
 
     @Option(help: "Write the recorded history here, one line per call.")

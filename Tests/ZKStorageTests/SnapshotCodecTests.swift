@@ -40,6 +40,27 @@ final class SnapshotCodecTests: XCTestCase {
         XCTAssertEqual(decoded.dataBytes, original.dataBytes, file: file, line: line)
     }
 
+    /// Strings are written as Java writes them (a character outside the BMP as two surrogates)
+    /// and must read back whole, or a restored member holds other ACL ids (and paths) than the
+    /// one that wrote the snapshot. Found by the release fuzzer's snapshot target.
+    func testACharacterOutsideTheBMPReadsBackWhole() throws {
+        var tree = DataTree()
+        var triggers: [WatchTrigger] = []
+        let acl = [ACL(perms: .all, id: Id(scheme: "sasl", id: "u\u{1F600}v"))]
+        tree.apply(Transaction(zxid: 1, timeMs: 1, sessionId: 0, cxid: 0, body: .create(path: "/s", data: nil, acl: acl, kind: .persistent)), triggers: &triggers)
+        tree.apply(Transaction(zxid: 2, timeMs: 1, sessionId: 0, cxid: 0, body: .create(path: "/s/x\u{5240B}", data: [1], acl: ACL.openUnsafe, kind: .persistent)), triggers: &triggers)
+        for chunkBytes in [1 << 20, 7] {
+            var chunks: [ByteBuffer] = []
+            SnapshotCodec.encode(tree, chunkBytes: chunkBytes) { chunks.append($0) }
+            var decoder = SnapshotDecoder()
+            for chunk in chunks { try decoder.feed(chunk) }
+            let decoded = try decoder.finish()
+            assertSameTree(decoded, tree)
+            XCTAssertEqual(decoded.node("/s")?.acl, acl)
+            XCTAssertNotNil(decoded.node("/s/x\u{5240B}"))
+        }
+    }
+
     func testRoundTripInOneChunk() throws {
         let tree = sampleTree()
         var chunks: [ByteBuffer] = []
