@@ -65,15 +65,16 @@ for target in "${targets[@]}"; do
     for seeds in "Fuzz/corpus/$target" "$generated/$target"; do
         [ -d "$seeds" ] && cp -n "$seeds"/* "$corpus"/ 2>/dev/null
     done
-    log="$scratch/logs/$target.log"
+    # Per build, so that the CI pass can run beside a long run of the same target.
+    log="$scratch/logs/$target-$config.log"
     mkdir -p "$(dirname "$log")"
     t0=$(date +%s)
     SWIFT_BACKTRACE=enable=no MINIZK_FUZZ_TARGET="$target" ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 "$binary" \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 $seed_args \
         -artifact_prefix="$crashes/" "$corpus" >"$log" 2>&1
     rc=$?
-    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
-    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*$' || true)
+    runs=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
+    cov=$(grep -ao 'cov: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*$' || true)
     if [ $rc -ne 0 ]; then
         failed+=("$target")
         artifact=$(ls -t "$crashes"/crash-* "$crashes"/timeout-* "$crashes"/leak-* "$crashes"/oom-* 2>/dev/null | head -n 1)
