@@ -126,6 +126,41 @@ final class DurableRestartTests: XCTestCase {
         try await group.shutdownGracefully()
     }
 
+    /// An ACL id holding a character outside the BMP (written as Java writes it, two
+    /// surrogates) is the same after a restart from a snapshot and the log as before it: both
+    /// used to read it back as replacement characters.
+    func testACharacterOutsideTheBMPSurvivesARestartFromASnapshot() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        var options = ServerOptions()
+        options.snapshotEveryTransactions = 20
+        options.snapshotSeed = 7
+        let acl = [ACL(perms: .all, id: .anyone), ACL(perms: .read, id: Id(scheme: "sasl", id: "u\u{1F600}v"))]
+        let first = try await start(group: group, options: options)
+        let client = try await RawClient.connect(port: first.localPort, group: group)
+        _ = try await client.handshake()
+        let created = try await client.call(xid: 1, .create(CreateRequest(path: "/s", data: [1], acl: acl, flags: 0)))
+        guard case .reply(let header, _) = created, header.err == 0 else { return XCTFail("\(created)") }
+        for round in 0..<3 { _ = try await pipelinedCreates(client, prefix: "/f\(round)-", count: 20) }
+        var written: Int64 = 0
+        for _ in 0..<1000 where written == 0 {
+            written = try await first.snapshot().storage.snapshotsWritten
+            if written == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        XCTAssertGreaterThan(written, 0)
+        await client.close()
+        try await first.shutdown()
+
+        let second = try await start(group: group, options: options)
+        let reader = try await RawClient.connect(port: second.localPort, group: group)
+        _ = try await reader.handshake()
+        let reply = try await reader.call(xid: 1, .getACL(path: "/s"))
+        guard case .reply(let readHeader, .getACL(let readACL, _)) = reply, readHeader.err == 0 else { return XCTFail("\(reply)") }
+        XCTAssertEqual(readACL, acl)
+        await reader.close()
+        try await second.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     func testASecondStoreOnALockedDirectoryIsRefused() throws {
         let dir = directory!
         let first = try SQLiteStore(directory: dir)
