@@ -58,6 +58,16 @@ final class DurableRestartTests: XCTestCase {
         return data
     }
 
+    /// Snapshots are written by the storage thread after the replies: waits for one.
+    private func waitForASnapshot(_ server: MiniZKServer, file: StaticString = #filePath, line: UInt = #line) async throws {
+        var written: Int64 = 0
+        for _ in 0..<1000 where written == 0 {
+            written = try await server.snapshot().storage.snapshotsWritten
+            if written == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        XCTAssertGreaterThan(written, 0, file: file, line: line)
+    }
+
     func testRestartOnTheSameDirectoryServesWhatWasAcknowledged() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         let first = try await start(group: group)
@@ -99,13 +109,7 @@ final class DurableRestartTests: XCTestCase {
         for round in 0..<5 {
             _ = try await pipelinedCreates(client, prefix: "/r\(round)-", count: 20)
         }
-        // Snapshots are written by the storage thread after the replies: wait for one.
-        var written: Int64 = 0
-        for _ in 0..<1000 where written == 0 {
-            written = try await first.snapshot().storage.snapshotsWritten
-            if written == 0 { try await Task.sleep(for: .milliseconds(10)) }
-        }
-        XCTAssertGreaterThan(written, 0)
+        try await waitForASnapshot(first)
         await client.close()
         try await first.shutdown()
 
@@ -141,12 +145,7 @@ final class DurableRestartTests: XCTestCase {
         let created = try await client.call(xid: 1, .create(CreateRequest(path: "/s", data: [1], acl: acl, flags: 0)))
         guard case .reply(let header, _) = created, header.err == 0 else { return XCTFail("\(created)") }
         for round in 0..<3 { _ = try await pipelinedCreates(client, prefix: "/f\(round)-", count: 20) }
-        var written: Int64 = 0
-        for _ in 0..<1000 where written == 0 {
-            written = try await first.snapshot().storage.snapshotsWritten
-            if written == 0 { try await Task.sleep(for: .milliseconds(10)) }
-        }
-        XCTAssertGreaterThan(written, 0)
+        try await waitForASnapshot(first)
         await client.close()
         try await first.shutdown()
 
