@@ -98,8 +98,17 @@ extension ByteBuffer {
 
     public mutating func readJuteString(_ what: String) throws -> String? {
         guard let count = try self.readJuteCount(what, elementBytesMin: 1) else { return nil }
-        guard let slice = self.readSlice(length: count) else { throw ProtocolError.truncated(what: what) }
-        return slice.withUnsafeReadableBytes { String(juteBytes: $0) }
+        guard let text = self.readJuteText(length: count) else { throw ProtocolError.truncated(what: what) }
+        return text
+    }
+
+    /// The next `length` bytes as a jute string's text (UTF-8, where a character outside the
+    /// BMP may come as Java writes it: `String(decodingJavaUTF8:)`); nil when fewer are left.
+    public mutating func readJuteText(length: Int) -> String? {
+        guard let slice = self.readSlice(length: length) else { return nil }
+        return slice.withUnsafeReadableBytes { bytes in
+            bytes.contains(0xED) ? String(decodingJavaUTF8: bytes) : String(decoding: bytes, as: UTF8.self)
+        }
     }
 
     /// A string where null has no meaning of its own: null reads as "".
@@ -336,12 +345,6 @@ extension ByteBuffer {
 }
 
 extension String {
-    /// A jute string's bytes: UTF-8, where a character outside the Basic Multilingual Plane may
-    /// come as Java writes it (`init(decodingJavaUTF8:)`).
-    public init(juteBytes bytes: UnsafeRawBufferPointer) {
-        self = bytes.contains(0xED) ? String(decodingJavaUTF8: bytes) : String(decoding: bytes, as: UTF8.self)
-    }
-
     /// UTF-8 as Java's jute writes it: a character outside the Basic Multilingual Plane may come
     /// as its two UTF-16 surrogates, three bytes each (CESU-8), and is read back as that
     /// character, so that a string MiniZK wrote (in a reply, a transaction, a snapshot, a peer

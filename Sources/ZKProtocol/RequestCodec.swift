@@ -217,8 +217,7 @@ enum RequestCodec {
         {
             payload.moveReaderIndex(forwardBy: 4)
         }
-        let bytes = payload.readSlice(length: payload.readableBytes) ?? ByteBuffer()
-        return bytes.withUnsafeReadableBytes { String(juteBytes: $0) }
+        return payload.readJuteText(length: payload.readableBytes) ?? ""
     }
 
     // MARK: Encoding (the client side)

@@ -343,8 +343,8 @@ public struct SnapshotDecoder {
         guard let count = try length(&buffer) else { return nil }
         // Written by `writeJuteString`, so read as a jute string (a character outside the BMP
         // comes as two surrogates).
-        guard let slice = buffer.readSlice(length: count) else { throw .short }
-        return slice.withUnsafeReadableBytes { String(juteBytes: $0) }
+        guard let text = buffer.readJuteText(length: count) else { throw .short }
+        return text
     }
 
     /// Reads an ACL list, handing back an array read before when the bytes are the same: the
