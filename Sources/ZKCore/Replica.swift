@@ -807,7 +807,7 @@ public struct Replica: Sendable {
 
     // MARK: - Status
 
-    public func status() -> ReplicaStatus {
+    public func status(watchesByConnection: Bool = false) -> ReplicaStatus {
         var status = ReplicaStatus()
         switch role {
         case .leading: status.mode = config.isStandalone ? "standalone" : "leader"
@@ -828,7 +828,8 @@ public struct Replica: Sendable {
         status.ephemeralsCount = tree.ephemeralCount
         status.watchCount = watches.count
         status.watchedPathCount = watches.watchedPaths
-        status.watchesByConnection = watches.connectionsWatching
+        status.watchingConnectionCount = watches.watchingConnections
+        if watchesByConnection { status.watchesByConnection = watches.connectionsWatching }
         status.outstandingRequests = unapplied.count
         if case .leading(let leader) = role {
             status.followers = leader.forwarding.count

@@ -248,7 +248,10 @@ public struct ReplicaStatus: Sendable {
     public var watchCount: Int = 0
     /// Number of distinct paths with at least one watch.
     public var watchedPathCount: Int = 0
-    /// Watched paths per connection, for `wchc`.
+    /// Connections with at least one watch.
+    public var watchingConnectionCount: Int = 0
+    /// Watched paths per connection, for `wchc` and `wchp`: empty unless asked for
+    /// (`Replica.status(watchesByConnection:)`), as listing them costs O(watches).
     public var watchesByConnection: [ConnectionID: [String]] = [:]
     public var connections: [Connection] = []
     public var sessions: [Session] = []

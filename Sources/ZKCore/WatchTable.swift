@@ -34,6 +34,10 @@ public struct WatchTable: Sendable {
     private var child: [String: [ConnectionID: Modes]] = [:]
     private var pathsByConnection: [ConnectionID: Set<String>] = [:]
     private var recursiveEntries = 0
+    /// Kept as entries come and go, so that `count` and `watchedPaths` (asked by every `mntr`,
+    /// metrics scrape and console sample) cost nothing however many watches there are.
+    private var entryCount = 0
+    private var watchedPathCount = 0
 
     public init() {}
 
@@ -59,7 +63,9 @@ public struct WatchTable: Sendable {
             entries[connection] = before.union(mode)
             return before
         }
+        if data[path] == nil && child[path] == nil { watchedPathCount += 1 }
         let before = table == .data ? merge(&data[path, default: [:]]) : merge(&child[path, default: [:]])
+        if before.isEmpty { entryCount += 1 }
         if mode.contains(.recursive) && !before.contains(.recursive) { recursiveEntries += 1 }
         pathsByConnection[connection, default: []].insert(path)
     }
@@ -113,6 +119,8 @@ public struct WatchTable: Sendable {
         }
         let remaining = entries.isEmpty ? nil : entries
         if table == .data { data[path] = remaining } else { child[path] = remaining }
+        entryCount -= emptied.count
+        if remaining == nil, data[path] == nil, child[path] == nil { watchedPathCount -= 1 }
         for connection in emptied { forgetIfUnused(path, connection: connection) }
         return connections
     }
@@ -135,15 +143,20 @@ public struct WatchTable: Sendable {
 
     /// Removes the connection's entry on (`table`, `path`), keeping the recursive count.
     private mutating func drop(_ table: Table, _ path: String, _ connection: ConnectionID) {
-        let removed: Modes?
-        if table == .data {
-            removed = data[path]?.removeValue(forKey: connection)
-            if data[path]?.isEmpty == true { data[path] = nil }
-        } else {
-            removed = child[path]?.removeValue(forKey: connection)
-            if child[path]?.isEmpty == true { child[path] = nil }
+        // One lookup of the path, the entries changed in place (closing a session drops each of
+        // its watches this way: a million of them when it held a million).
+        func dropIn(_ entries: inout [String: [ConnectionID: Modes]]) -> (Modes?, emptied: Bool) {
+            guard let index = entries.index(forKey: path) else { return (nil, false) }
+            let removed = entries.values[index].removeValue(forKey: connection)
+            guard entries.values[index].isEmpty else { return (removed, false) }
+            entries.remove(at: index)
+            return (removed, true)
         }
-        if removed?.contains(.recursive) == true { recursiveEntries -= 1 }
+        let (removed, emptied) = table == .data ? dropIn(&data) : dropIn(&child)
+        guard let removed else { return }
+        entryCount -= 1
+        if emptied, data[path] == nil, child[path] == nil { watchedPathCount -= 1 }
+        if removed.contains(.recursive) { recursiveEntries -= 1 }
     }
 
     /// Whether the connection has an entry of `type` on `path` (1 children, 2 data, 3 any).
@@ -201,11 +214,20 @@ public struct WatchTable: Sendable {
     }
 
     /// Total number of (connection, path, table) entries.
-    public var count: Int {
-        data.values.reduce(0) { $0 + $1.count } + child.values.reduce(0) { $0 + $1.count }
-    }
+    public var count: Int { entryCount }
 
-    public var watchedPaths: Int { Set(data.keys).union(child.keys).count }
+    /// Paths with an entry in either table.
+    public var watchedPaths: Int { watchedPathCount }
+
+    /// Connections with at least one entry.
+    public var watchingConnections: Int { pathsByConnection.count }
+
+    /// `count`, `watchedPaths` and `watchingConnections` counted afresh from the tables (tests).
+    public var recounted: (entries: Int, paths: Int, connections: Int) {
+        (data.values.reduce(0) { $0 + $1.count } + child.values.reduce(0) { $0 + $1.count },
+         Set(data.keys).union(child.keys).count,
+         pathsByConnection.values.filter { !$0.isEmpty }.count)
+    }
 
     public func paths(of connection: ConnectionID) -> [String] {
         (pathsByConnection[connection] ?? []).sorted()

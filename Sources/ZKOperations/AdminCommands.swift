@@ -148,9 +148,8 @@ public enum AdminCommands {
                 (path, .array(sessionsByPath[path]!.map(JSONValue.int)))
             }))]
         case "watch_summary":
-            let watching = s.status.watchesByConnection.values.filter { !$0.isEmpty }.count
             body = [
-                ("num_connections", .int(Int64(watching))),
+                ("num_connections", .int(Int64(s.status.watchingConnectionCount))),
                 ("num_paths", .int(Int64(s.status.watchedPathCount))),
                 ("num_total_watches", .int(Int64(s.status.watchCount))),
             ]

@@ -145,7 +145,9 @@ public enum AdminEndpoint {
                 if let mask = arguments["traceMask"].flatMap({ Int64($0) }) { _ = try await server.answer(.stmk, argument: mask) }
             default: break
             }
-            let snapshot = try await server.operationsSnapshot(digest: AdminCommands.command(named: name)?.primary == "hash")
+            let primary = AdminCommands.command(named: name)?.primary
+            let snapshot = try await server.operationsSnapshot(
+                digest: primary == "hash", watchesByConnection: primary == "watches" || primary == "watches_by_path")
             body = AdminCommands.answer(name, snapshot: snapshot, context: context, arguments: arguments)
                 ?? AdminCommands.unknown(name)
         } catch {

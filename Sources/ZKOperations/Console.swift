@@ -59,10 +59,11 @@ public final class Console: Sendable {
         var snapshot: OperationsSnapshot?
     }
 
-    func states() async -> [MemberState] {
+    /// `watchesByConnection` adds every connection's watched paths (O(watches)).
+    func states(watchesByConnection: Bool = false) async -> [MemberState] {
         var states: [MemberState] = []
         for member in await members() {
-            let snapshot = try? await member.server?.operationsSnapshot()
+            let snapshot = try? await member.server?.operationsSnapshot(watchesByConnection: watchesByConnection)
             states.append(MemberState(member: member, snapshot: snapshot))
         }
         return states
@@ -219,7 +220,7 @@ public final class Console: Sendable {
     /// member), each with its ephemerals, the member and address it is connected to, and the
     /// paths it watches there.
     public func sessions() async -> JSONValue {
-        let states = await states()
+        let states = await states(watchesByConnection: true)
         guard let source = Self.leader(of: states) ?? states.first(where: { $0.snapshot != nil }),
             let known = source.snapshot?.fourLetterWords.status.sessions
         else {

@@ -332,8 +332,7 @@ public enum FourLetterWordResponder {
     // MARK: - wchs, wchc, wchp
 
     static func watchSummary(_ s: FourLetterWordSnapshot) -> String {
-        let watchingConnections = s.status.watchesByConnection.values.filter { !$0.isEmpty }.count
-        return "\(watchingConnections) connections watching \(s.status.watchedPathCount) paths\n"
+        return "\(s.status.watchingConnectionCount) connections watching \(s.status.watchedPathCount) paths\n"
             + "Total watches:\(s.status.watchCount)\n\n"
     }
 

@@ -240,10 +240,13 @@ public final class MiniZKServer: Sendable {
     }
 
     /// What the metrics and the admin server report, as of now; `digest` adds the digest of the
-    /// committed tree (an O(n) walk).
-    public func operationsSnapshot(digest: Bool = false) async throws -> OperationsSnapshot {
+    /// committed tree (an O(n) walk), `watchesByConnection` every connection's watched paths
+    /// (O(watches)).
+    public func operationsSnapshot(digest: Bool = false, watchesByConnection: Bool = false) async throws -> OperationsSnapshot {
         let replicaHost = self.replicaHost
-        return try await replicaHost.eventLoop.submit { replicaHost.operationsSnapshot(digest: digest) }.get()
+        return try await replicaHost.eventLoop.submit {
+            replicaHost.operationsSnapshot(digest: digest, watchesByConnection: watchesByConnection)
+        }.get()
     }
 
     /// Answers a four-letter word as the client port would (including `crst`, `srst`, `stmk`

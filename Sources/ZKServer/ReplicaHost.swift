@@ -342,17 +342,19 @@ final class ReplicaHost: @unchecked Sendable {
         default:
             break
         }
-        var snapshot = snapshot()
+        // Listing every watch costs O(watches): only `wchc` and `wchp` pay for it.
+        var snapshot = snapshot(watchesByConnection: word == .wchc || word == .wchp)
         // The digest walks the whole tree: only `hash` pays for it.
         if word == .hash { snapshot.status.digest = replica.digest }
         return FourLetterWordResponder.respond(to: word, snapshot: snapshot)
     }
 
-    /// Everything the four-letter words report, as of now.
-    func snapshot() -> FourLetterWordSnapshot {
+    /// Everything the four-letter words report, as of now; with the watched paths of each
+    /// connection when `watchesByConnection` (O(watches)).
+    func snapshot(watchesByConnection: Bool = false) -> FourLetterWordSnapshot {
         eventLoop.preconditionInEventLoop()
         var snapshot = FourLetterWordSnapshot(
-            status: replica.status(),
+            status: replica.status(watchesByConnection: watchesByConnection),
             config: config,
             server: statistics,
             connections: connections.keys.sorted().map { connections[$0]!.statistics },
@@ -371,9 +373,9 @@ final class ReplicaHost: @unchecked Sendable {
 
     /// Everything the metrics and the admin server report, as of now; with the digest of the
     /// committed tree when `digest` (an O(n) walk).
-    func operationsSnapshot(digest: Bool) -> OperationsSnapshot {
+    func operationsSnapshot(digest: Bool, watchesByConnection: Bool = false) -> OperationsSnapshot {
         eventLoop.preconditionInEventLoop()
-        var words = snapshot()
+        var words = snapshot(watchesByConnection: watchesByConnection)
         if digest { words.status.digest = replica.digest }
         return OperationsSnapshot(
             fourLetterWords: words, summaries: summaries, recovery: recovery, responseSizes: responseSizes,

@@ -21,6 +21,7 @@ final class FourLetterWordFormatTests: XCTestCase {
                 sessionTimeoutMs: 4000, outstandingRequests: 0, lastZxid: 0x17, watchCount: 3)
         ]
         status.watchesByConnection = [1: ["/b", "/a"], 2: []]
+        status.watchingConnectionCount = 1
         status.sessions = [
             ReplicaStatus.Session(id: 0x0100_0003_6488_0000, timeoutMs: 4000, expiresAtMs: 1_764_428_400_000, ephemerals: ["/e"])
         ]
