@@ -134,6 +134,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         case .detecting, .awaitingConnect, .connected:
             break
         }
+        host.connectionRead()
         if inbound == nil {
             inbound = bytes
         } else {
@@ -196,7 +197,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
 
     /// This connection's next turn: decodes what it read (up to the turn's share), then reads
     /// again if it asked to meanwhile.
-    private func nextTurn() {
+    func nextTurn() {
         isWaitingForTurn = false
         decodedThisTurn = 0
         switch state {
@@ -234,15 +235,21 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
                     host.withholdRead(self)
                     return
                 }
-                let perTurn = host.options.requestsPerTurn
+                let isLookSpent = host.isLookSpent
+                let perTurn = isLookSpent ? 1 : host.options.requestsPerTurn
                 if perTurn > 0, decodedThisTurn >= perTurn {
                     if !isWaitingForTurn, let context {
                         isWaitingForTurn = true
-                        context.eventLoop.assumeIsolated().execute { [self] in self.nextTurn() }
+                        if isLookSpent || host.isInTurnRound {
+                            host.waitForNextLook(self)
+                        } else {
+                            context.eventLoop.assumeIsolated().execute { [self] in self.nextTurn() }
+                        }
                     }
                     return
                 }
                 decodedThisTurn += 1
+                host.requestDecoded()
                 guard decodeNextFrame() else { return }
             case .closing, .closed:
                 return

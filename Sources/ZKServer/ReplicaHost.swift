@@ -40,6 +40,15 @@ public struct ServerOptions: Sendable {
     /// slower than with 64 KiB reads). 0: no limit (NIO's 16 reads of up to 64 KiB each look).
     public var readBytesPerTurn: Int = 4096
     public var requestsPerTurn: Int = 64
+    /// Requests the replica's connections decode together between two looks at the sockets,
+    /// beyond which a busy connection waits for the next look: a look then lasts about as long
+    /// however many connections pipeline at once, and a client that sends one request waits for
+    /// about one such look. Once it is spent, a connection that read decodes one request of what
+    /// it read (so that a lone request is never queued behind the busy ones), and each busy
+    /// connection goes on, `requestsPerTurn` at a time, in the order they started to wait, once
+    /// the loop has looked at its sockets again. 0: no limit (a look then decodes everything the
+    /// connections read, `readBytesPerTurn` each).
+    public var requestsPerLook: Int = 4096
     /// How long a connection the replica closed may take to flush what was queued before it;
     /// after that it is closed regardless.
     public var closeFlushTimeoutMs: Int64 = 5_000
@@ -169,6 +178,23 @@ final class ReplicaHost: @unchecked Sendable {
     /// that arrived later.
     private var withheldReads: Deque<ClientConnectionHandler> = []
     private var withheldReadIDs: Set<ObjectIdentifier> = []
+    /// Requests decoded in the current look at the sockets (`ServerOptions.requestsPerLook`), and
+    /// whether the task marking the end of the look's reads is queued: the first read after it ran
+    /// begins a new look.
+    private var decodedInLook = 0
+    private var isLookEndQueued = false
+    /// Connections that spent their share of a look with requests left undecoded, first come,
+    /// first served, and whether the next round of their turns is scheduled.
+    private var turnsAfterLook: Deque<ClientConnectionHandler> = []
+    private var isTurnRoundScheduled = false
+    /// Whether a round of turns is running: a connection whose turn ends then waits for a later
+    /// round rather than going on in a task of this loop iteration.
+    private(set) var isInTurnRound = false
+    /// Looks begun so far (counting from the first read after the loop ran its tasks), and the
+    /// look of the last round: a round runs once per look.
+    private var looks: UInt64 = 0
+    private var lookOfLastRound: UInt64 = 0
+    private var isTurnRoundPostponed = false
     /// Requests of every client connection decoded and not yet answered, and whether reading is
     /// throttled because there are more than `outstandingRequestsMax` of them.
     private(set) var outstandingRequests = 0
@@ -259,6 +285,7 @@ final class ReplicaHost: @unchecked Sendable {
         heldInputs = []
         withheldReads = []
         withheldReadIDs = []
+        turnsAfterLook = []
         let closed = connections.values.map { handler in
             handler.closeNow(reason: "server shutting down")
         }
@@ -864,6 +891,68 @@ extension ReplicaHost {
     }
 
     /// A connection wanted to read while the replica was paused or reading was throttled.
+    // MARK: - Turns between looks at the sockets
+
+    /// A connection read from its socket. The first read after the loop ran its tasks begins a
+    /// new look; the task queued here runs after the look's reads, before the loop looks again.
+    func connectionRead() {
+        guard !isLookEndQueued else { return }
+        isLookEndQueued = true
+        decodedInLook = 0
+        looks &+= 1
+        eventLoop.assumeIsolated().execute { [self] in isLookEndQueued = false }
+    }
+
+    /// Whether the requests decoded in this look reached `requestsPerLook`.
+    var isLookSpent: Bool {
+        let limit = options.requestsPerLook
+        return limit > 0 && decodedInLook >= limit
+    }
+
+    func requestDecoded() {
+        decodedInLook += 1
+    }
+
+    /// `handler` spent its share of this look with requests left: its next turn comes after the
+    /// loop looked at its sockets again (a task scheduled a little later runs after that look;
+    /// one queued now would run before it).
+    func waitForNextLook(_ handler: ClientConnectionHandler) {
+        turnsAfterLook.append(handler)
+        scheduleTurnRound()
+    }
+
+    /// One round of the waiting connections' turns, first come, first served, as far as a look's
+    /// worth of requests; those still waiting go on in the next round.
+    private func turnRound() {
+        isTurnRoundScheduled = false
+        // A task scheduled a little later can still run before the next look, when the tasks
+        // after it took longer: it waits once more, unless no connection reads (all wait).
+        if looks == lookOfLastRound, !isTurnRoundPostponed {
+            isTurnRoundPostponed = true
+            scheduleTurnRound()
+            return
+        }
+        isTurnRoundPostponed = false
+        lookOfLastRound = looks
+        decodedInLook = 0
+        var waiting = turnsAfterLook.count
+        beginFlushScope()
+        isInTurnRound = true
+        while waiting > 0, !isLookSpent, let handler = turnsAfterLook.popFirst() {
+            waiting -= 1
+            handler.nextTurn()
+        }
+        isInTurnRound = false
+        endFlushScope()
+        if !turnsAfterLook.isEmpty { scheduleTurnRound() }
+    }
+
+    private func scheduleTurnRound() {
+        guard !isTurnRoundScheduled else { return }
+        isTurnRoundScheduled = true
+        eventLoop.assumeIsolated().scheduleTask(in: .microseconds(500)) { [self] in turnRound() }
+    }
+
     func withholdRead(_ handler: ClientConnectionHandler) {
         eventLoop.preconditionInEventLoop()
         if withheldReadIDs.insert(ObjectIdentifier(handler)).inserted { withheldReads.append(handler) }
