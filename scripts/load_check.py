@@ -465,7 +465,10 @@ def run_load(scenario, sizes, server, sampler, result):
         sampled_step(load, sampler)
         load.ping_due()
     result["rss_held_kib"] = sampler.sample(force=True)
+    mntr_started = time.monotonic()
     counts = mntr(server)
+    # How long mntr takes with the load held (it should not grow with the watches).
+    result["mntr_ms"] = round((time.monotonic() - mntr_started) * 1000, 1)
     result["server_max_latency_ms"] = counts.get("zk_max_latency")
     result["server_connections_held"] = int(counts.get("zk_num_alive_connections", -1))
     result["server_watches_held"] = int(counts.get("zk_watch_count", -1))

@@ -38,6 +38,7 @@ public struct WatchTable: Sendable {
     /// metrics scrape and console sample) cost nothing however many watches there are.
     private var entryCount = 0
     private var watchedPathCount = 0
+    private var entriesByConnection: [ConnectionID: Int] = [:]
 
     public init() {}
 
@@ -65,7 +66,10 @@ public struct WatchTable: Sendable {
         }
         if data[path] == nil && child[path] == nil { watchedPathCount += 1 }
         let before = table == .data ? merge(&data[path, default: [:]]) : merge(&child[path, default: [:]])
-        if before.isEmpty { entryCount += 1 }
+        if before.isEmpty {
+            entryCount += 1
+            entriesByConnection[connection, default: 0] += 1
+        }
         if mode.contains(.recursive) && !before.contains(.recursive) { recursiveEntries += 1 }
         pathsByConnection[connection, default: []].insert(path)
     }
@@ -120,6 +124,7 @@ public struct WatchTable: Sendable {
         let remaining = entries.isEmpty ? nil : entries
         if table == .data { data[path] = remaining } else { child[path] = remaining }
         entryCount -= emptied.count
+        for connection in emptied { lostEntry(of: connection) }
         if remaining == nil, data[path] == nil, child[path] == nil { watchedPathCount -= 1 }
         for connection in emptied { forgetIfUnused(path, connection: connection) }
         return connections
@@ -155,8 +160,14 @@ public struct WatchTable: Sendable {
         let (removed, emptied) = table == .data ? dropIn(&data) : dropIn(&child)
         guard let removed else { return }
         entryCount -= 1
+        lostEntry(of: connection)
         if emptied, data[path] == nil, child[path] == nil { watchedPathCount -= 1 }
         if removed.contains(.recursive) { recursiveEntries -= 1 }
+    }
+
+    private mutating func lostEntry(of connection: ConnectionID) {
+        guard let count = entriesByConnection[connection] else { return }
+        entriesByConnection[connection] = count > 1 ? count - 1 : nil
     }
 
     /// Whether the connection has an entry of `type` on `path` (1 children, 2 data, 3 any).
@@ -223,10 +234,15 @@ public struct WatchTable: Sendable {
     public var watchingConnections: Int { pathsByConnection.count }
 
     /// `count`, `watchedPaths` and `watchingConnections` counted afresh from the tables (tests).
-    public var recounted: (entries: Int, paths: Int, connections: Int) {
-        (data.values.reduce(0) { $0 + $1.count } + child.values.reduce(0) { $0 + $1.count },
-         Set(data.keys).union(child.keys).count,
-         pathsByConnection.values.filter { !$0.isEmpty }.count)
+    public var recounted: (entries: Int, paths: Int, connections: Int, byConnection: [ConnectionID: Int]) {
+        var byConnection: [ConnectionID: Int] = [:]
+        for table in [data, child] {
+            for entries in table.values { for connection in entries.keys { byConnection[connection, default: 0] += 1 } }
+        }
+        return (data.values.reduce(0) { $0 + $1.count } + child.values.reduce(0) { $0 + $1.count },
+                Set(data.keys).union(child.keys).count,
+                pathsByConnection.values.filter { !$0.isEmpty }.count,
+                byConnection)
     }
 
     public func paths(of connection: ConnectionID) -> [String] {
@@ -243,10 +259,9 @@ public struct WatchTable: Sendable {
         pathsByConnection[connection]?.contains(path) ?? false
     }
 
+    /// The connection's entries (`cons` reports them for every connection).
     public func entries(of connection: ConnectionID) -> Int {
-        (pathsByConnection[connection] ?? []).reduce(0) { total, path in
-            total + (data[path]?[connection] != nil ? 1 : 0) + (child[path]?[connection] != nil ? 1 : 0)
-        }
+        entriesByConnection[connection] ?? 0
     }
 
     public var connectionsWatching: [ConnectionID: [String]] {

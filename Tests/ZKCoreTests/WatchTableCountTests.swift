@@ -29,6 +29,11 @@ final class WatchTableCountTests: XCTestCase {
             XCTAssertEqual(table.count, recounted.entries, "entries after step \(step)")
             XCTAssertEqual(table.watchedPaths, recounted.paths, "paths after step \(step)")
             XCTAssertEqual(table.watchingConnections, recounted.connections, "connections after step \(step)")
+            for connection in ConnectionID(1)...5 {
+                XCTAssertEqual(
+                    table.entries(of: connection), recounted.byConnection[connection] ?? 0,
+                    "entries of \(connection) after step \(step)")
+            }
             if table.count != recounted.entries || table.watchedPaths != recounted.paths { return }
         }
         XCTAssertGreaterThan(table.count, 0)
