@@ -9,7 +9,8 @@ import ZKProtocol
 
 /// `readBytesPerTurn` and `requestsPerTurn`: a connection that pipelines a burst reads and decodes
 /// a turn's share at a time, so a request another client sends meanwhile does not wait behind
-/// the whole burst.
+/// the whole burst; `requestsPerLook`: many such connections together decode a look's worth
+/// between two looks at the sockets, so it does not wait behind a turn of each of them either.
 final class FairnessTests: XCTestCase {
     func testDefaults() {
         let options = ServerOptions()
