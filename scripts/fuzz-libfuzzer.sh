@@ -12,6 +12,8 @@
 # from the committed Fuzz/corpus/<target>. A crash, a leak, a timeout (a hang of over 10 s on one
 # input) or a violated round-trip property stops the target; the input is saved under
 # .build-fuzz/crashes/<target>/, minimized, and the script exits 1 after running the others.
+# Stop a run (kill) rather than pause it (SIGSTOP): libFuzzer's per-input limit counts wall
+# time, so a paused target reports the input it was on as a hang.
 # The build uses its own scratch path (.build-fuzz) and MINIZK_FUZZ=1, which alone adds the
 # minizk-fuzz target to the package (and leaves out everything it does not need): the normal
 # build never sees it. `scripts/sanitizers.sh address --light` shares that build.
