@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
         --debug) config=debug ;;
         --release) config=release ;;
         --seconds) seconds="$2"; shift ;;
-        -h|--help) sed -n 2,20p "$0"; exit 0 ;;
+        -h|--help) sed -n 2,19p "$0"; exit 0 ;;
         -*) echo "unknown option $1"; exit 2 ;;
         *) targets+=("$1") ;;
     esac
