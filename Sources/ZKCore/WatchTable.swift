@@ -234,7 +234,7 @@ public struct WatchTable: Sendable {
     public var watchingConnections: Int { pathsByConnection.count }
 
     /// `count`, `watchedPaths` and `watchingConnections` counted afresh from the tables (tests).
-    public var recounted: (entries: Int, paths: Int, connections: Int, byConnection: [ConnectionID: Int]) {
+    var recounted: (entries: Int, paths: Int, connections: Int, byConnection: [ConnectionID: Int]) {
         var byConnection: [ConnectionID: Int] = [:]
         for table in [data, child] {
             for entries in table.values { for connection in entries.keys { byConnection[connection, default: 0] += 1 } }

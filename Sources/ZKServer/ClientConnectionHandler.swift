@@ -238,13 +238,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
                 let isLookSpent = host.isLookSpent
                 let perTurn = isLookSpent ? 1 : host.options.requestsPerTurn
                 if perTurn > 0, decodedThisTurn >= perTurn {
-                    if !isWaitingForTurn, let context {
+                    if !isWaitingForTurn, context != nil {
                         isWaitingForTurn = true
-                        if isLookSpent || host.isInTurnRound {
-                            host.waitForNextLook(self)
-                        } else {
-                            context.eventLoop.assumeIsolated().execute { [self] in self.nextTurn() }
-                        }
+                        host.continueTurnLater(self)
                     }
                     return
                 }

@@ -189,7 +189,7 @@ final class ReplicaHost: @unchecked Sendable {
     private var isTurnRoundScheduled = false
     /// Whether a round of turns is running: a connection whose turn ends then waits for a later
     /// round rather than going on in a task of this loop iteration.
-    private(set) var isInTurnRound = false
+    private var isInTurnRound = false
     /// Looks begun so far (counting from the first read after the loop ran its tasks), and the
     /// look of the last round: a round runs once per look.
     private var looks: UInt64 = 0
@@ -913,10 +913,15 @@ extension ReplicaHost {
         decodedInLook += 1
     }
 
-    /// `handler` spent its share of this look with requests left: its next turn comes after the
-    /// loop looked at its sockets again (a task scheduled a little later runs after that look;
-    /// one queued now would run before it).
-    func waitForNextLook(_ handler: ClientConnectionHandler) {
+    /// `handler` spent its turn with requests left. While the look has requests to spare, its
+    /// next turn is a task of this loop iteration; once it is spent (or in a round), the turn
+    /// comes after the loop looked at its sockets again (a task scheduled a little later runs
+    /// after that look; one queued now would run before it).
+    func continueTurnLater(_ handler: ClientConnectionHandler) {
+        guard isLookSpent || isInTurnRound else {
+            eventLoop.assumeIsolated().execute { handler.nextTurn() }
+            return
+        }
         turnsAfterLook.append(handler)
         scheduleTurnRound()
     }
