@@ -184,6 +184,26 @@ public final class TestClient: Sendable {
         return try await channel.eventLoop.flatSubmit { handler.value.awaitNotification(timeout: timeout) }.get()
     }
 
+    /// Takes a session over from the connection that holds it, as a client that lost its
+    /// connection and resumes elsewhere would: opens a connection resuming `sessionId` (the
+    /// server then closes the holder's), waits for the ConnectResponse and closes this
+    /// connection without ending the session. The holder, reconnecting at once, may take the
+    /// session back before this connection is answered: ZooKeeper closes the old owner before it
+    /// answers the new one, so this connection can lose that race. The holder was dropped all
+    /// the same, so that counts as done.
+    public static func takeOver(
+        sessionId: Int64, password: [UInt8], host: String = "127.0.0.1", port: Int,
+        group: any EventLoopGroup, timeoutMs: Int32 = 6000
+    ) async throws {
+        do {
+            let raw = try await connect(
+                host: host, port: port, group: group, timeoutMs: timeoutMs, sessionId: sessionId, password: password)
+            await raw.disconnect()
+        } catch TestClientError.connectionClosed {
+            // Lost the race described above.
+        }
+    }
+
     /// Whether the server closed the connection (or it broke).
     public func isClosed() async throws -> Bool {
         let handler = self.handler

@@ -191,15 +191,12 @@ final class NodeQueueDiscoveryTests: RecipeTestCase {
         await node.close()
     }
 
-    /// Opens a raw connection resuming the session (the server then closes the client's), waits
-    /// for the ConnectResponse and closes it without closing the session.
+    /// Takes the session over from the client's connection (see `TestClient.takeOver`).
     func takeOver(sessionId: Int64, password: [UInt8]) async throws {
         let hostPort = connectString.split(separator: ",")[0].split(separator: ":")
-        let raw = try await TestClient.connect(
-            host: String(hostPort[0]), port: Int(hostPort[1])!, group: group, timeoutMs: 6000,
-            sessionId: sessionId, password: password)
-        // The server may have closed it already: the client, reconnecting, takes the session back.
-        await raw.disconnect()
+        try await TestClient.takeOver(
+            sessionId: sessionId, password: password, host: String(hostPort[0]), port: Int(hostPort[1])!,
+            group: group, timeoutMs: 6000)
     }
 
     /// After the session expires, the node is created again under the session `newSession` gives.
