@@ -14,8 +14,9 @@
 #   --keep      keep the work directory (logs, stores, history) even when everything passed
 #   --control-wipe  a control run that must FAIL: halfway, every member is killed and its data
 #               directory wiped, so acknowledged writes are really lost; shows the checks see it
-#   --ephemeral-lock  clients also compete for an ephemeral, /chaos/lock, which must vanish with
-#               the session that holds it (sessions and their ends join the checked history)
+#   --ephemeral-lock  clients also compete for an ephemeral, /chaos/lock-N (a new path each
+#               minute), which must vanish with the session that holds it (sessions and their
+#               ends join the checked history)
 # Needs root (ip netns, veth, bridge, tc, nft). MINIZK_BIN picks the binary (default
 # .build/debug/minizk, built if missing).
 #

@@ -11,8 +11,11 @@ import ZKStorage
 ///
 /// Several ZKClient sessions, each with one call in flight at a time, read, write and
 /// compare-and-set a few keys of `/chaos` for `--seconds` while faults are injected from outside,
-/// and, with `--ephemeral-lock`, compete for an ephemeral, `/chaos/lock` (clients 0 and 1 create
-/// it and delete it when held, all read it), which must vanish with its owner's session.
+/// and, with `--ephemeral-lock`, compete for an ephemeral, `/chaos/lock-N` (clients 0 and 1 create
+/// it and delete it when held, all read it), which must vanish with its owner's session. N
+/// counts `--lock-period`s from the start: a client holding the lock of an earlier period
+/// releases it first. Each lock path is its own key for the search, with only the sessions that
+/// competed for it in that period, so a long run is judged as a row of CI-length ones.
 /// Every call is recorded (invocation and response on one logical clock, in real-time order;
 /// wall-clock milliseconds beside them). A call whose outcome the client cannot know
 /// (connectionLoss, sessionExpired, requestTimeout) stays open in the history: it may have taken
@@ -21,7 +24,7 @@ import ZKStorage
 /// After the workload, the command waits for `--heal-file` (the script creates it once every
 /// fault is healed and the members agree) and for a session timeout (every workload session is
 /// closed or expired by then), then reads every key from every member after a `sync` ("final
-/// reads", judged strictly: they may not be stale; `/chaos/lock` must be gone). Then it judges:
+/// reads", judged strictly: they may not be stale; every `/chaos/lock-N` must be gone). Then it judges:
 ///
 /// - the whole history with the simulator's linearizability search (`RecordedHistory`);
 /// - acknowledged writes against each member's store (`--data-dir`, opened read-only): the
@@ -73,8 +76,11 @@ struct ChaosClientCommand: AsyncParsableCommand {
     @Option(help: "Steps the linearizability search may take per key before it says unknown.")
     var budget: Int = 5_000_000
 
-    @Flag(help: "Also compete for an ephemeral, /chaos/lock (clients 0 and 1), which must vanish with its owner's session. Widens the linearizability search: every session whose end its client does not know, and every call without an answer, may or may not have taken effect (seconds on a 90 s run).")
+    @Flag(help: "Also compete for an ephemeral, /chaos/lock-N (clients 0 and 1), which must vanish with its owner's session. Widens the linearizability search: every session whose end its client does not know, and every call without an answer, may or may not have taken effect (seconds on a 90 s run).")
     var ephemeralLock = false
+
+    @Option(help: "With --ephemeral-lock: the lock's path changes every this many seconds (/chaos/lock-0, -1, ...), so that each lock key's history, which the search judges alone, spans one period.")
+    var lockPeriod: Double = 60
 
     @Option(help: "Write the recorded history here, one line per call.")
     var historyFile: String?
@@ -82,6 +88,7 @@ struct ChaosClientCommand: AsyncParsableCommand {
     func validate() throws {
         guard clients > 0, keys > 0, seconds > 0 else { throw ValidationError("--clients, --keys and --seconds must be positive") }
         guard thinkRange != nil else { throw ValidationError("--think-ms is lo-hi, e.g. 5-40") }
+        guard lockPeriod > 0 else { throw ValidationError("--lock-period must be positive") }
     }
 
     var thinkRange: ClosedRange<Int>? {
@@ -93,15 +100,16 @@ struct ChaosClientCommand: AsyncParsableCommand {
     func run() async throws {
         let recorder = ChaosRecorder()
         let paths = (0..<keys).map { "/chaos/k\($0)" }
-        let lockPath = "/chaos/lock"
         let started = Date()
         try await setUp(paths: paths, recorder: recorder)
         printLine("chaos-client: \(clients) clients on \(keys) keys for \(seconds) s, seed \(seed)")
 
-        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+        let start = ContinuousClock.now
+        let deadline = start + .milliseconds(Int64(seconds * 1000))
+        let locks = LockPaths(start: start, period: .milliseconds(Int64(lockPeriod * 1000)))
         let stats = await withTaskGroup(of: ClientStats.self) { group in
             for index in 0..<clients {
-                group.addTask { await self.runClient(index: index, paths: paths, lockPath: lockPath, deadline: deadline, recorder: recorder) }
+                group.addTask { await self.runClient(index: index, paths: paths, locks: locks, deadline: deadline, recorder: recorder) }
             }
             var total = ClientStats()
             for await one in group { total.add(one) }
@@ -126,9 +134,10 @@ struct ChaosClientCommand: AsyncParsableCommand {
         // no ephemeral of theirs may be left.
         if ephemeralLock { try await Task.sleep(for: .milliseconds(sessionTimeoutMs + 2000)) }
         var violations: [String] = []
-        let finalReads = await readFinal(paths: ephemeralLock ? paths + [lockPath] : paths, recorder: recorder)
+        let lockPaths = ephemeralLock ? locks.all(through: deadline) : []
+        let finalReads = await readFinal(paths: paths + lockPaths, lockPaths: Set(lockPaths), recorder: recorder)
         violations += finalReads.problems
-        if finalReads.lockLeft { violations.append("\(lockPath), an ephemeral, is still there after every session ended") }
+        for path in finalReads.locksLeft.sorted() { violations.append("\(path), an ephemeral, is still there after every session ended") }
 
         if let historyFile {
             let lines = recorder.withHistory { $0.entries.map(\.line) }
@@ -236,14 +245,14 @@ struct ChaosClientCommand: AsyncParsableCommand {
         return operation.request
     }
 
-    private func runClient(index: Int, paths: [String], lockPath: String, deadline: ContinuousClock.Instant, recorder: ChaosRecorder) async -> ClientStats {
+    private func runClient(index: Int, paths: [String], locks: LockPaths, deadline: ContinuousClock.Instant, recorder: ChaosRecorder) async -> ClientStats {
         var generator = SplitMix64(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index + 1))
         var stats = ClientStats()
         var client: ZooKeeperClient? = nil
         var connection: ConnectionID = 0
         var versions: [String: Int32] = [:]
         var counter = 0
-        var holdsLock = false
+        var heldLock: String? = nil
         let think = thinkRange!
         while ContinuousClock.now < deadline {
             if client == nil {
@@ -252,7 +261,7 @@ struct ChaosClientCommand: AsyncParsableCommand {
                     client = opened
                     recorder.sessionStarted(opened.sessionId, client: index, timeoutMs: Int64(opened.negotiatedSessionTimeoutMs))
                     connection = recorder.newConnection()
-                    holdsLock = false
+                    heldLock = nil
                     stats.sessions += 1
                 } catch {
                     try? await Task.sleep(for: .milliseconds(200))
@@ -274,11 +283,16 @@ struct ChaosClientCommand: AsyncParsableCommand {
             }
             // One call in twelve goes to an ephemeral the sessions of clients 0 and 1 compete for,
             // as a lock; the others only read it. (Each session that ever created it adds a
-            // session end the search may place anywhere: two clients keep that small.)
+            // session end the search may place anywhere: two clients keep that small, and a new
+            // path each period keeps it to the sessions of that period.) A lock held from an
+            // earlier period is released first.
+            var isLockCall = false
             if ephemeralLock && generator.next() % 12 == 0 {
+                isLockCall = true
+                let lockPath = locks.current()
                 let lockRoll = generator.next() % 100
-                if holdsLock && lockRoll < 40 {
-                    operation = .delete(path: lockPath, version: -1)
+                if let held = heldLock, held != lockPath || lockRoll < 40 {
+                    operation = .delete(path: held, version: -1)
                 } else if index < 2 && lockRoll < 60 {
                     operation = .create(path: lockPath, data: data, ephemeral: true, sequential: false)
                 } else {
@@ -293,14 +307,17 @@ struct ChaosClientCommand: AsyncParsableCommand {
                 recorder.respond(id, .ok(response))
                 stats.ok += 1
                 switch response {
-                case .stat(let stat), .getData(_, let stat), .create2(_, let stat): versions[path] = stat.version
+                case .stat(let stat), .getData(_, let stat), .create2(_, let stat):
+                    if !isLockCall { versions[path] = stat.version }
                 default: break
                 }
-                if case .create(lockPath, _, true, _) = operation { holdsLock = true }
-                if case .delete(lockPath, _) = operation { holdsLock = false }
+                if case .create(let created, _, true, _) = operation { heldLock = created }
+                if case .delete(let deleted, _) = operation, deleted == heldLock { heldLock = nil }
             case .failure(let code) where modeledErrorCodes.contains(code):
                 recorder.respond(id, .failed(code))
                 stats.failed += 1
+                // A release that finds no lock (its delete was lost, then answered when retried).
+                if case .delete(let deleted, _) = operation, deleted == heldLock, code == .noNode { heldLock = nil }
             case .failure(let code):
                 // Outcome unknown: the call stays open in the history.
                 stats.unknown += 1
@@ -335,15 +352,32 @@ struct ChaosClientCommand: AsyncParsableCommand {
         }
     }
 
+    /// The lock's path of each period of the workload: `/chaos/lock-N`, N periods from the start.
+    struct LockPaths: Sendable {
+        var start: ContinuousClock.Instant
+        var period: Duration
+
+        func current(at now: ContinuousClock.Instant = .now) -> String {
+            path(Int((now - start) / period))
+        }
+
+        /// Every path a call made before `deadline` may have used.
+        func all(through deadline: ContinuousClock.Instant) -> [String] {
+            (0...Int((deadline - start) / period)).map(path)
+        }
+
+        private func path(_ index: Int) -> String { "/chaos/lock-\(index)" }
+    }
+
     // MARK: - Final reads
 
     /// After the heal: on each member alone, `sync` then read every key. The members must
     /// answer, and must agree.
-    private func readFinal(paths: [String], recorder: ChaosRecorder) async -> (problems: [String], count: Int, lockLeft: Bool) {
+    private func readFinal(paths: [String], lockPaths: Set<String>, recorder: ChaosRecorder) async -> (problems: [String], count: Int, locksLeft: Set<String>) {
         var problems: [String] = []
         var seen: [String: [String]] = [:]
         var count = 0
-        var lockLeft = false
+        var locksLeft: Set<String> = []
         let members = connect.split(separator: ",").map(String.init)
         for (memberIndex, member) in members.enumerated() {
             var answered = false
@@ -364,7 +398,7 @@ struct ChaosClientCommand: AsyncParsableCommand {
                         case .success(let response):
                             recorder.respond(id, .ok(response))
                             if case .getData(let data, let stat) = response {
-                                if path.hasSuffix("/lock") { lockLeft = true }
+                                if lockPaths.contains(path) { locksLeft.insert(path) }
                                 values.append("\(path)=\(String(decoding: data ?? [], as: UTF8.self))@v\(stat.version)")
                             }
                         case .failure(let code) where modeledErrorCodes.contains(code):
@@ -387,7 +421,7 @@ struct ChaosClientCommand: AsyncParsableCommand {
         printLine("final reads: \(count) reads on \(members.count) members after sync")
         for (values, members) in seen.sorted(by: { $0.key < $1.key }) { printLine("  \(members.joined(separator: ",")): \(values)") }
         if seen.count > 1 { problems.append("the members answered different final values after sync") }
-        return (problems, count, lockLeft)
+        return (problems, count, locksLeft)
     }
 
     // MARK: - Acknowledged writes against the stores
