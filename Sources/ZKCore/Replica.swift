@@ -44,6 +44,9 @@ public struct Replica: Sendable {
     /// Counts the times this replica became a follower; names each discovery.
     var discoveries: UInt64 = 0
     var watches = WatchTable()
+    /// Connections this step closed: their watches go together at the end of the step
+    /// (`WatchTable.removeConnections`), after no notification reaches them (they are closing).
+    var watchesLeaving: [ConnectionID] = []
     var connections: [ConnectionID: Connection] = [:]
     var sessions: [Int64: SessionState] = [:]
     /// Read-only sessions (read-only mode): local to this replica, never in the log, ended when
@@ -234,6 +237,10 @@ public struct Replica: Sendable {
             if leavesAfterReconfiguration { startElection(&ready) }
         }
         if !readOnlySessions.isEmpty, !isLooking { endReadOnlySessions(Array(readOnlySessions.keys), reason: "read-only mode ended", &ready) }
+        if !watchesLeaving.isEmpty {
+            watches.removeConnections(watchesLeaving)
+            watchesLeaving.removeAll()
+        }
         ready.wakeAtMs = wakeAtMs
         ready.isServing = isServing
         return ready
@@ -485,7 +492,7 @@ public struct Replica: Sendable {
         guard connections[id] != nil, !connections[id]!.closing else { return }
         connections[id]!.closing = true
         connections[id]!.queue.removeAll()
-        watches.removeConnection(id)
+        watchesLeaving.append(id)
         ready.close(id, reason: reason)
     }
 

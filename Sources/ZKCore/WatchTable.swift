@@ -32,7 +32,9 @@ public struct WatchTable: Sendable {
 
     private var data: [String: [ConnectionID: Modes]] = [:]
     private var child: [String: [ConnectionID: Modes]] = [:]
-    private var pathsByConnection: [ConnectionID: Set<String>] = [:]
+    /// For each connection, the paths it has an entry on and in which tables: closing a
+    /// connection looks up each path only in the tables that hold its entry.
+    private var pathsByConnection: [ConnectionID: [String: Tables]] = [:]
     private var recursiveEntries = 0
     /// Kept as entries come and go, so that `count` and `watchedPaths` (asked by every `mntr`,
     /// metrics scrape and console sample) cost nothing however many watches there are.
@@ -59,19 +61,24 @@ public struct WatchTable: Sendable {
 
     private mutating func add(_ table: Table, _ path: String, _ connection: ConnectionID, _ mode: Modes) {
         // In place: a path many connections watch must not have its entries copied per watch.
+        // Entries are never left empty, so empty ones were just made for this watch.
+        var isNewPathInTable = false
         func merge(_ entries: inout [ConnectionID: Modes]) -> Modes {
+            isNewPathInTable = entries.isEmpty
             let before = entries[connection] ?? []
             entries[connection] = before.union(mode)
             return before
         }
-        if data[path] == nil && child[path] == nil { watchedPathCount += 1 }
         let before = table == .data ? merge(&data[path, default: [:]]) : merge(&child[path, default: [:]])
-        if before.isEmpty {
-            entryCount += 1
-            entriesByConnection[connection, default: 0] += 1
+        if isNewPathInTable && (table == .data ? child[path] : data[path]) == nil { watchedPathCount += 1 }
+        guard before.isEmpty else {
+            if mode.contains(.recursive) && !before.contains(.recursive) { recursiveEntries += 1 }
+            return
         }
-        if mode.contains(.recursive) && !before.contains(.recursive) { recursiveEntries += 1 }
-        pathsByConnection[connection, default: []].insert(path)
+        entryCount += 1
+        entriesByConnection[connection, default: 0] += 1
+        if mode.contains(.recursive) { recursiveEntries += 1 }
+        pathsByConnection[connection, default: [:]][path, default: []].insert(table.bit)
     }
 
     /// The connections to notify of `trigger`, in a stable order, consuming one-shot entries.
@@ -106,7 +113,18 @@ public struct WatchTable: Sendable {
         return notified
     }
 
-    private enum Table { case data, child }
+    private enum Table {
+        case data, child
+
+        var bit: Tables { self == .data ? .data : .child }
+    }
+
+    /// Which tables hold a connection's entry on a path.
+    struct Tables: OptionSet, Sendable, Equatable {
+        let rawValue: UInt8
+        static let data = Tables(rawValue: 1)
+        static let child = Tables(rawValue: 2)
+    }
 
     /// Every connection with an entry on `path` in `table` holding one of the `firing` modes,
     /// dropping their one-shot modes.
@@ -126,28 +144,81 @@ public struct WatchTable: Sendable {
         entryCount -= emptied.count
         for connection in emptied { lostEntry(of: connection) }
         if remaining == nil, data[path] == nil, child[path] == nil { watchedPathCount -= 1 }
-        for connection in emptied { forgetIfUnused(path, connection: connection) }
+        for connection in emptied { forget(table, path, connection: connection) }
         return connections
     }
 
-    private mutating func forgetIfUnused(_ path: String, connection: ConnectionID) {
-        if data[path]?[connection] == nil && child[path]?[connection] == nil {
-            pathsByConnection[connection]?.remove(path)
-            if pathsByConnection[connection]?.isEmpty == true { pathsByConnection[connection] = nil }
-        }
+    /// The connection's entry on (`table`, `path`) is gone.
+    private mutating func forget(_ table: Table, _ path: String, connection: ConnectionID) {
+        guard let index = pathsByConnection.index(forKey: connection) else { return }
+        let tables = pathsByConnection.values[index][path]?.subtracting(table.bit) ?? []
+        pathsByConnection.values[index][path] = tables.isEmpty ? nil : tables
+        if pathsByConnection.values[index].isEmpty { pathsByConnection.remove(at: index) }
     }
 
-    /// Drops every watch of a connection.
+    /// Drops every watch of a connection: one lookup of each path in each table it has an entry in.
     public mutating func removeConnection(_ connection: ConnectionID) {
         guard let paths = pathsByConnection.removeValue(forKey: connection) else { return }
-        for path in paths {
-            drop(.data, path, connection)
-            drop(.child, path, connection)
+        for (path, tables) in paths {
+            if tables.contains(.data) { drop(.data, path, connection, leaving: true) }
+            if tables.contains(.child) { drop(.child, path, connection, leaving: true) }
+        }
+        entriesByConnection[connection] = nil
+    }
+
+    /// Drops every watch of several connections, path by path: each path's entries are visited
+    /// once for all of them. (Connection by connection, each drop lands in another path's entries,
+    /// which are rarely in the cache when many connections watch many paths: 1,000 sessions
+    /// holding 1,000 watches each, closed together, took a third of a second that way.)
+    public mutating func removeConnections(_ connections: [ConnectionID]) {
+        if connections.count == 1 { return removeConnection(connections[0]) }
+        var leavingByPath: [String: (data: [ConnectionID], child: [ConnectionID])] = [:]
+        for connection in connections {
+            guard let paths = pathsByConnection.removeValue(forKey: connection) else { continue }
+            entriesByConnection[connection] = nil
+            for (path, tables) in paths {
+                if tables.contains(.data) { leavingByPath[path, default: ([], [])].data.append(connection) }
+                if tables.contains(.child) { leavingByPath[path, default: ([], [])].child.append(connection) }
+            }
+        }
+        for (path, leaving) in leavingByPath {
+            if !leaving.data.isEmpty { dropAll(.data, path, leaving.data) }
+            if !leaving.child.isEmpty { dropAll(.child, path, leaving.child) }
         }
     }
 
-    /// Removes the connection's entry on (`table`, `path`), keeping the recursive count.
-    private mutating func drop(_ table: Table, _ path: String, _ connection: ConnectionID) {
+    /// Removes the entries of `leaving` (distinct connections, each with an entry there, their
+    /// index entries already gone) on (`table`, `path`).
+    private mutating func dropAll(_ table: Table, _ path: String, _ leaving: [ConnectionID]) {
+        func dropIn(_ entries: inout [String: [ConnectionID: Modes]]) -> (removed: Int, recursive: Int, emptied: Bool) {
+            guard let index = entries.index(forKey: path) else { return (0, 0, false) }
+            var removed = 0
+            var recursive = 0
+            if leaving.count == entries.values[index].count {
+                // Every connection with an entry here leaves.
+                for modes in entries.values[index].values where modes.contains(.recursive) { recursive += 1 }
+                removed = leaving.count
+            } else {
+                for connection in leaving {
+                    guard let modes = entries.values[index].removeValue(forKey: connection) else { continue }
+                    removed += 1
+                    if modes.contains(.recursive) { recursive += 1 }
+                }
+                guard entries.values[index].isEmpty else { return (removed, recursive, false) }
+            }
+            entries.remove(at: index)
+            return (removed, recursive, true)
+        }
+        let (removed, recursive, emptied) = table == .data ? dropIn(&data) : dropIn(&child)
+        entryCount -= removed
+        recursiveEntries -= recursive
+        if emptied, (table == .data ? child[path] : data[path]) == nil { watchedPathCount -= 1 }
+    }
+
+    /// Removes the connection's entry on (`table`, `path`), keeping the recursive count; false
+    /// when there was none. `leaving`: the connection's own counts go as a whole (by the caller).
+    @discardableResult
+    private mutating func drop(_ table: Table, _ path: String, _ connection: ConnectionID, leaving: Bool = false) -> Bool {
         // One lookup of the path, the entries changed in place (closing a session drops each of
         // its watches this way: a million of them when it held a million).
         func dropIn(_ entries: inout [String: [ConnectionID: Modes]]) -> (Modes?, emptied: Bool) {
@@ -158,11 +229,12 @@ public struct WatchTable: Sendable {
             return (removed, true)
         }
         let (removed, emptied) = table == .data ? dropIn(&data) : dropIn(&child)
-        guard let removed else { return }
+        guard let removed else { return false }
         entryCount -= 1
-        lostEntry(of: connection)
-        if emptied, data[path] == nil, child[path] == nil { watchedPathCount -= 1 }
+        if !leaving { lostEntry(of: connection) }
+        if emptied, (table == .data ? child[path] : data[path]) == nil { watchedPathCount -= 1 }
         if removed.contains(.recursive) { recursiveEntries -= 1 }
+        return true
     }
 
     private mutating func lostEntry(of connection: ConnectionID) {
@@ -218,9 +290,8 @@ public struct WatchTable: Sendable {
     /// Removes the connection's entries of `type` on `path`; false when there were none.
     public mutating func remove(_ path: String, connection: ConnectionID, type: WatcherType) -> Bool {
         guard has(path, connection: connection, type: type) else { return false }
-        if type == .data || type == .any { drop(.data, path, connection) }
-        if type == .children || type == .any { drop(.child, path, connection) }
-        forgetIfUnused(path, connection: connection)
+        if type == .data || type == .any, drop(.data, path, connection) { forget(.data, path, connection: connection) }
+        if type == .children || type == .any, drop(.child, path, connection) { forget(.child, path, connection: connection) }
         return true
     }
 
@@ -241,12 +312,28 @@ public struct WatchTable: Sendable {
         }
         return (data.values.reduce(0) { $0 + $1.count } + child.values.reduce(0) { $0 + $1.count },
                 Set(data.keys).union(child.keys).count,
-                pathsByConnection.values.filter { !$0.isEmpty }.count,
+                byConnection.count,
                 byConnection)
     }
 
+    /// Whether the per-connection index names exactly the (connection, path, table) entries the
+    /// tables hold, and the recursive count is the number of recursive entries (tests).
+    var indexMatchesTables: Bool {
+        var fromTables: [ConnectionID: [String: Tables]] = [:]
+        var recursive = 0
+        for (table, bit) in [(data, Tables.data), (child, Tables.child)] {
+            for (path, entries) in table {
+                for (connection, modes) in entries {
+                    fromTables[connection, default: [:]][path, default: []].insert(bit)
+                    if modes.contains(.recursive) { recursive += 1 }
+                }
+            }
+        }
+        return fromTables == pathsByConnection && recursive == recursiveEntries
+    }
+
     public func paths(of connection: ConnectionID) -> [String] {
-        (pathsByConnection[connection] ?? []).sorted()
+        (pathsByConnection[connection]?.keys).map { $0.sorted() } ?? []
     }
 
     /// Paths the connection watches (in either table).
@@ -256,7 +343,7 @@ public struct WatchTable: Sendable {
 
     /// Whether the connection watches `path` (in either table).
     public func watches(_ path: String, connection: ConnectionID) -> Bool {
-        pathsByConnection[connection]?.contains(path) ?? false
+        pathsByConnection[connection]?[path] != nil
     }
 
     /// The connection's entries (`cons` reports them for every connection).
@@ -265,6 +352,6 @@ public struct WatchTable: Sendable {
     }
 
     public var connectionsWatching: [ConnectionID: [String]] {
-        pathsByConnection.mapValues { $0.sorted() }
+        pathsByConnection.mapValues { $0.keys.sorted() }
     }
 }

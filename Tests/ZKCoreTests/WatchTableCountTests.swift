@@ -22,19 +22,28 @@ final class WatchTableCountTests: XCTestCase {
             case 2: table.addPersistentWatch(path, connection: connection, recursive: random.next() % 2 == 0)
             case 3: _ = table.fire(WatchTrigger(path: path, type: events[Int(random.next() % 4)], acl: []))
             case 4: _ = table.remove(path, connection: connection, type: types[Int(random.next() % 3)])
-            case 5: if random.next() % 8 == 0 { table.removeConnection(connection) }
+            case 5:
+                guard random.next() % 8 == 0 else { break }
+                if random.next() % 2 == 0 {
+                    table.removeConnection(connection)
+                } else {
+                    // Several together (as a step that closed them drops their watches).
+                    let others = (ConnectionID(1)...5).filter { $0 != connection && random.next() % 2 == 0 }
+                    table.removeConnections([connection] + others)
+                }
             default: table.addDataWatch(path, connection: connection, mode: .standard)
             }
             let recounted = table.recounted
             XCTAssertEqual(table.count, recounted.entries, "entries after step \(step)")
             XCTAssertEqual(table.watchedPaths, recounted.paths, "paths after step \(step)")
             XCTAssertEqual(table.watchingConnections, recounted.connections, "connections after step \(step)")
+            XCTAssertTrue(table.indexMatchesTables, "the per-connection index after step \(step)")
             for connection in ConnectionID(1)...5 {
                 XCTAssertEqual(
                     table.entries(of: connection), recounted.byConnection[connection] ?? 0,
                     "entries of \(connection) after step \(step)")
             }
-            if table.count != recounted.entries || table.watchedPaths != recounted.paths { return }
+            if table.count != recounted.entries || table.watchedPaths != recounted.paths || !table.indexMatchesTables { return }
         }
         XCTAssertGreaterThan(table.count, 0)
     }
