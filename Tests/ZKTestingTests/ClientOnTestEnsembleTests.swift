@@ -117,9 +117,23 @@ final class ClientOnTestEnsembleTests: XCTestCase {
             _ = try await zk.killLeader()
             _ = try await self.awaitState(reconnected)
             XCTAssertEqual(client.sessionId, session, "the session survives the leader's loss")
-            try await client.create("/after", data: [2])
-            let (data, _) = try await client.getData("/before")
+            // The follower the client moved to may learn of the leader's loss only after the
+            // client reconnected, and then drops its connections while it elects: a call answers
+            // CONNECTIONLOSS (a write may or may not have been applied), as on ZooKeeper, and the
+            // client retries it.
+            let retry = RetryPolicy.exponential(attempts: 20, baseDelay: .milliseconds(50), maxDelay: .seconds(1))
+            try await retry.run {
+                do {
+                    try await client.create("/after", data: [2])
+                } catch let error as ZooKeeperError where error.code == .nodeExists {
+                    // An attempt answered CONNECTIONLOSS was applied.
+                }
+            }
+            let after = try await retry.run { try await client.getData("/after").0 }
+            XCTAssertEqual(after, [2])
+            let data = try await retry.run { try await client.getData("/before").0 }
             XCTAssertEqual(data, [1])
+            XCTAssertEqual(client.sessionId, session, "still the same session")
             await client.close()
         }
     }
