@@ -158,12 +158,7 @@ public struct WatchTable: Sendable {
 
     /// Drops every watch of a connection: one lookup of each path in each table it has an entry in.
     public mutating func removeConnection(_ connection: ConnectionID) {
-        guard let paths = pathsByConnection.removeValue(forKey: connection) else { return }
-        for (path, tables) in paths {
-            if tables.contains(.data) { drop(.data, path, connection, leaving: true) }
-            if tables.contains(.child) { drop(.child, path, connection, leaving: true) }
-        }
-        entriesByConnection[connection] = nil
+        removeConnections([connection])
     }
 
     /// Drops every watch of several connections, path by path: each path's entries are visited
@@ -171,7 +166,6 @@ public struct WatchTable: Sendable {
     /// which are rarely in the cache when many connections watch many paths: 1,000 sessions
     /// holding 1,000 watches each, closed together, took a third of a second that way.)
     public mutating func removeConnections(_ connections: [ConnectionID]) {
-        if connections.count == 1 { return removeConnection(connections[0]) }
         var leavingByPath: [String: (data: [ConnectionID], child: [ConnectionID])] = [:]
         for connection in connections {
             guard let paths = pathsByConnection.removeValue(forKey: connection) else { continue }
@@ -215,12 +209,10 @@ public struct WatchTable: Sendable {
         if emptied, (table == .data ? child[path] : data[path]) == nil { watchedPathCount -= 1 }
     }
 
-    /// Removes the connection's entry on (`table`, `path`), keeping the recursive count; false
-    /// when there was none. `leaving`: the connection's own counts go as a whole (by the caller).
-    @discardableResult
-    private mutating func drop(_ table: Table, _ path: String, _ connection: ConnectionID, leaving: Bool = false) -> Bool {
-        // One lookup of the path, the entries changed in place (closing a session drops each of
-        // its watches this way: a million of them when it held a million).
+    /// Removes the connection's entry on (`table`, `path`), keeping the counts; false when there
+    /// was none.
+    private mutating func drop(_ table: Table, _ path: String, _ connection: ConnectionID) -> Bool {
+        // One lookup of the path, the entries changed in place.
         func dropIn(_ entries: inout [String: [ConnectionID: Modes]]) -> (Modes?, emptied: Bool) {
             guard let index = entries.index(forKey: path) else { return (nil, false) }
             let removed = entries.values[index].removeValue(forKey: connection)
@@ -231,7 +223,7 @@ public struct WatchTable: Sendable {
         let (removed, emptied) = table == .data ? dropIn(&data) : dropIn(&child)
         guard let removed else { return false }
         entryCount -= 1
-        if !leaving { lostEntry(of: connection) }
+        lostEntry(of: connection)
         if emptied, (table == .data ? child[path] : data[path]) == nil { watchedPathCount -= 1 }
         if removed.contains(.recursive) { recursiveEntries -= 1 }
         return true
